@@ -1,0 +1,190 @@
+#define _GNU_SOURCE
+#include "numa_syscalls.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Kernel headers older than the running kernel may lack these numbers. */
+#ifndef SYS_set_mempolicy_home_node
+#  if defined(__x86_64__) || defined(__aarch64__)
+#    define SYS_set_mempolicy_home_node 450
+#  endif
+#endif
+
+long nd_move_pages(int pid, unsigned long count, void **pages,
+                   const int *nodes, int *status, int flags)
+{
+    return syscall(SYS_move_pages, pid, count, pages, nodes, status, flags);
+}
+
+long nd_migrate_pages(int pid, unsigned long maxnode,
+                      const unsigned long *old_nodes,
+                      const unsigned long *new_nodes)
+{
+    return syscall(SYS_migrate_pages, pid, maxnode, old_nodes, new_nodes);
+}
+
+long nd_mbind(void *addr, unsigned long len, int mode,
+              const unsigned long *nodemask, unsigned long maxnode,
+              unsigned int flags)
+{
+    return syscall(SYS_mbind, addr, len, mode, nodemask, maxnode, flags);
+}
+
+long nd_set_mempolicy(int mode, const unsigned long *nodemask,
+                      unsigned long maxnode)
+{
+    return syscall(SYS_set_mempolicy, mode, nodemask, maxnode);
+}
+
+long nd_get_mempolicy(int *mode, unsigned long *nodemask,
+                      unsigned long maxnode, void *addr, unsigned long flags)
+{
+    return syscall(SYS_get_mempolicy, mode, nodemask, maxnode, addr, flags);
+}
+
+long nd_set_mempolicy_home_node(unsigned long start, unsigned long len,
+                                unsigned long home_node, unsigned long flags)
+{
+#ifdef SYS_set_mempolicy_home_node
+    return syscall(SYS_set_mempolicy_home_node, start, len, home_node, flags);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int is_target(int node, const int *targets, int ntargets)
+{
+    for (int i = 0; i < ntargets; i++)
+        if (targets[i] == node)
+            return 1;
+    return 0;
+}
+
+static void fill_pages(void **pages, uintptr_t start, unsigned long count,
+                       unsigned long page_size)
+{
+    for (unsigned long i = 0; i < count; i++)
+        pages[i] = (void *)(start + i * page_size);
+}
+
+void nd_tally_status(const int *status, unsigned long count, long *node_pages,
+                     int max_nodes, long *err_counts, int max_err)
+{
+    for (unsigned long i = 0; i < count; i++) {
+        int s = status[i];
+        if (s >= 0 && s < max_nodes)
+            node_pages[s]++;
+        else if (s < 0 && -s < max_err)
+            err_counts[-s]++;
+    }
+}
+
+int nd_query_range(int pid, uintptr_t start, unsigned long count,
+                   unsigned long page_size, void **pages, int *status,
+                   long *node_pages, int max_nodes, long *err_counts,
+                   int max_err, int *call_errno)
+{
+    fill_pages(pages, start, count, page_size);
+    if (nd_move_pages(pid, count, pages, NULL, status, 0) < 0) {
+        *call_errno = errno;
+        return -1;
+    }
+    nd_tally_status(status, count, node_pages, max_nodes, err_counts, max_err);
+    return 0;
+}
+
+/* Sentinel for "the kernel did not report this page": move_pages stops
+ * storing status after the first batch that returns a positive count. */
+#define ND_UNREPORTED (-100000)
+
+int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
+                     unsigned long page_size, const int *targets, int ntargets,
+                     int flags, void **pages, int *nodes, int *status,
+                     int *after, struct nd_chunk_result *res)
+{
+    /* 1. Where is each page now?  Pages already placed and pages that do
+     *    not exist are settled here and never handed to the kernel. */
+    fill_pages(pages, start, count, page_size);
+    if (nd_move_pages(pid, count, pages, NULL, status, 0) < 0) {
+        res->call_errno = errno;
+        return -1;
+    }
+    unsigned long n = 0;
+    for (unsigned long i = 0; i < count; i++) {
+        int s = status[i];
+        if (s >= 0 && is_target(s, targets, ntargets)) {
+            res->already++;
+        } else if (s == -ENOENT || s == -EFAULT) {
+            /* ENOENT: never touched; EFAULT: zero page or special mapping */
+            if (s == -ENOENT)
+                res->not_present++;
+            else {
+                res->failed++;
+                res->err_counts[EFAULT]++;
+            }
+        } else if (s < 0) {
+            res->failed++;
+            if (-s < ND_MAX_ERRNO)
+                res->err_counts[-s]++;
+        } else {
+            /* Compact the pages to move to the front; round-robin over
+             * the targets by page index keeps a multi-node target even. */
+            pages[n] = pages[i];
+            nodes[n] = targets[(start / page_size + i) % (unsigned long)ntargets];
+            n++;
+        }
+    }
+    if (n == 0)
+        return 0;
+
+    /* 2. Move them.  This is the only call that stalls the target. */
+    for (unsigned long i = 0; i < n; i++)
+        status[i] = ND_UNREPORTED;
+    int64_t t0 = now_ns();
+    long rc = nd_move_pages(pid, n, pages, nodes, status, flags);
+    int saved = errno;
+    int64_t dt = now_ns() - t0;
+    res->move_calls++;
+    res->total_ns += dt;
+    if (dt > res->longest_ns)
+        res->longest_ns = dt;
+    if (rc < 0) {
+        res->call_errno = saved;
+        return -1;
+    }
+
+    /* 3. Where did they end up?  An independent look, because a positive
+     *    return leaves later status slots unwritten. */
+    if (nd_move_pages(pid, n, pages, NULL, after, 0) < 0) {
+        res->call_errno = errno;
+        return -1;
+    }
+    for (unsigned long i = 0; i < n; i++) {
+        int a = after[i];
+        if (a >= 0 && is_target(a, targets, ntargets)) {
+            res->moved++;
+            continue;
+        }
+        res->failed++;
+        int s = status[i];
+        if (s < 0 && s != ND_UNREPORTED && -s < ND_MAX_ERRNO)
+            res->err_counts[-s]++;          /* the kernel said why     */
+        else if (a < 0 && -a < ND_MAX_ERRNO)
+            res->err_counts[-a]++;          /* unmapped since the query */
+        else
+            res->other_node++;              /* no reason given: busy    */
+    }
+    return 0;
+}
