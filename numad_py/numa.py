@@ -26,9 +26,11 @@ from .errors import (
     raise_for_errno,
 )
 from .nodes import format_nodes
+from .sense.maps import read_huge_bytes, read_maps
 from .topology import online_nodes, read_topology
 
 PAGE_SIZE = lib.sysconf(lib._SC_PAGESIZE)
+HUGE_PAGE_SIZE = 2 << 20  # x86_64 PMD-sized transparent huge page
 MAX_BATCH = 65536          # pages per move_pages call, the upper clamp
 DEFAULT_BATCH = 4096       # 16 MiB of 4 KiB pages: well under 20 ms on real hardware
 _MASK_BITS = 1024          # nodemask width: MAX_NUMNODES of distro kernels
@@ -295,10 +297,14 @@ def _page_range(start: int, end: int) -> tuple[int, int]:
     return first, (end - first + PAGE_SIZE - 1) // PAGE_SIZE
 
 
-def migrate_range(
+def migrate_range(pid: int, start: int, end: int, nodes: Iterable[int], **options) -> MigrationResult:
+    """Move the pages of ``[start, end)`` of process ``pid`` onto ``nodes``."""
+    return migrate_ranges(pid, [(start, end)], nodes, **options)
+
+
+def migrate_ranges(
     pid: int,
-    start: int,
-    end: int,
+    ranges: Sequence[tuple[int, int]],
     nodes: Iterable[int],
     *,
     move_all: bool = False,
@@ -309,7 +315,7 @@ def migrate_range(
     cancelled: Callable[[], bool] | None = None,
     checked: bool = False,
 ) -> MigrationResult:
-    """Move the pages of ``[start, end)`` of process ``pid`` onto ``nodes``.
+    """Move the pages of address ranges of process ``pid`` onto ``nodes``.
 
     Works in chunks of ``batch_pages``.  Hooks let the executor own policy
     without this function knowing it: ``next_batch(pages, seconds)`` adapts
@@ -318,31 +324,57 @@ def migrate_range(
     chunks.  Pages already on a target node are counted, never moved.
     """
     targets = sorted(nodes if checked else check_nodes(nodes))
-    first, npages = _page_range(start, end)
-    result = MigrationResult(pid=pid, target=frozenset(targets), pages_requested=npages)
-    scratch = _Scratch(min(MAX_BATCH, npages))  # sized once for the largest batch allowed
+    spans = [_page_range(start, end) for start, end in ranges]
+    total_pages = sum(npages for _first, npages in spans)
+    result = MigrationResult(pid=pid, target=frozenset(targets))
+    if not total_pages:
+        return result
+    # Sized once for the largest batch the stall controller may ask for.
+    scratch = _Scratch(min(MAX_BATCH, max(npages for _first, npages in spans)))
     c_targets = ffi.new("int[]", targets)
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
     batch = max(1, min(MAX_BATCH, batch_pages))
-    done = 0
+    done_pages = 0
     t0 = time.monotonic()
-    while done < npages:
-        if cancelled is not None and cancelled():
-            result.cancelled = True
-            break
-        count = min(batch, npages - done, scratch.size)
-        if before_chunk is not None:
-            before_chunk(count * PAGE_SIZE)
-        chunk = _migrate_chunk(pid, first + done * PAGE_SIZE, count, c_targets, len(targets), flags, scratch)
-        result.add(chunk)
-        done += count
-        if progress is not None:
-            progress(done * PAGE_SIZE, npages * PAGE_SIZE)
-        if next_batch is not None and chunk.calls:
-            batch = max(1, min(MAX_BATCH, next_batch(count, chunk.longest_call_seconds)))
-    result.pages_requested = npages
+    for first, npages in spans:
+        offset = 0
+        while offset < npages and not result.cancelled:
+            if cancelled is not None and cancelled():
+                result.cancelled = True
+                break
+            count = min(batch, npages - offset, scratch.size)
+            if before_chunk is not None:
+                before_chunk(count * PAGE_SIZE)
+            chunk = _migrate_chunk(pid, first + offset * PAGE_SIZE, count, c_targets, len(targets),
+                                   flags, scratch)
+            result.add(chunk)
+            offset += count
+            done_pages += count
+            if progress is not None:
+                progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
+            if next_batch is not None and chunk.calls:
+                batch = max(1, min(MAX_BATCH, next_batch(count, chunk.longest_call_seconds)))
+    result.pages_requested = total_pages
     result.seconds = time.monotonic() - t0
+    result.huge_pages = _huge_pages_in(pid, ranges)
     return result
+
+
+def _huge_pages_in(pid: int, ranges: Sequence[tuple[int, int]]) -> int:
+    """Transparent huge pages (2 MiB) in the mappings the ranges touch, clipped to the ranges."""
+    try:
+        huge = read_huge_bytes(pid)
+        maps = read_maps(pid)
+    except NumaError:
+        return 0  # the process may have exited right after its pages moved
+    total = 0
+    for m in maps:
+        in_vma = huge.get(m.start, 0)
+        if not in_vma:
+            continue
+        overlap = sum(max(0, min(end, m.end) - max(start, m.start)) for start, end in ranges)
+        total += min(in_vma, overlap)
+    return total // HUGE_PAGE_SIZE
 
 
 def _migrate_chunk(pid, start, count, c_targets, ntargets, flags, scratch) -> MigrationResult:
@@ -449,6 +481,6 @@ def numa_available() -> bool:
 __all__ = [
     "Mode", "MemPolicy", "MigrationResult", "ProcessMigration", "NumaError", "PAGE_SIZE",
     "get_mempolicy", "set_mempolicy", "mbind", "set_home_node", "supports", "supports_home_node",
-    "allowed_nodes", "check_nodes", "migrate_range", "range_residency", "query_pages",
+    "allowed_nodes", "check_nodes", "migrate_range", "migrate_ranges", "range_residency", "query_pages",
     "move_pages", "migrate_process", "numa_available",
 ]

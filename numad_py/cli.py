@@ -1,0 +1,204 @@
+"""The ``numad-py`` command.
+
+Each subcommand is a small function; bad input ends with a one-line error
+and exit code 2, a failure of the action itself with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+from .errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
+from .nodes import NodeListError, format_nodes, parse_nodes
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "/etc/numad-py/numad-py.toml"
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2."""
+
+
+def _human(nbytes: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(nbytes) >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def _emit(args, data, text: Callable[[], str]) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if getattr(args, "json", False) else text())
+
+
+def _pid(text: str) -> int:
+    """A pid that names a live process right now (it may still exit later)."""
+    if not text.isdigit() or int(text) <= 0:
+        raise UsageError(f"bad pid {text!r}: expected a positive integer")
+    if not os.path.exists(f"/proc/{int(text)}"):
+        raise UsageError(f"no process with pid {int(text)}")
+    return int(text)
+
+
+def _node_list(text: str) -> frozenset[int]:
+    from .topology import online_nodes
+    try:
+        return parse_nodes(text, all_nodes=online_nodes())
+    except NodeListError as exc:
+        raise UsageError(f"bad node list: {exc}") from None
+
+
+# --- topology --------------------------------------------------------------
+
+def cmd_topology(args) -> int:
+    from .topology import read_topology
+    topo = read_topology()
+
+    def text() -> str:
+        ids = sorted(topo.node_ids)
+        lines = [f"{len(ids)} node(s): {format_nodes(ids)}"]
+        for n in topo.nodes:
+            kind = " (memory only)" if n.has_memory and not n.has_cpu else ""
+            lines.append(f"node {n.id}: cpus {format_nodes(n.cpus) or '-'}; "
+                         f"memory {_human(n.mem_total)}, free {_human(n.mem_free)}{kind}")
+        lines.append("distances: " + "  ".join(f"{i:>4}" for i in ids))
+        for a in ids:
+            lines.append(f"{a:>9}: " + "  ".join(f"{topo.distances[(a, b)]:>4}" for b in ids))
+        return "\n".join(lines)
+
+    _emit(args, topo.to_dict(), text)
+    return EXIT_OK
+
+
+# --- show ------------------------------------------------------------------
+
+def cmd_show(args) -> int:
+    from .numa import range_residency
+    from .sense.maps import parse_range, process_residency, read_maps, read_numa_maps
+
+    pid = _pid(args.pid)
+    if args.range:
+        start, end = parse_range(args.range)
+        res = range_residency(pid, start, end)
+        data = {"pid": pid, "range": args.range, "nodes": res["nodes"], "other": res["other"]}
+        _emit(args, data, lambda: _residency_text(f"pid {pid} range {args.range}", res["nodes"], res["other"]))
+        return EXIT_OK
+    if args.maps:
+        per_start = dict(read_numa_maps(pid))
+        rows = [
+            {"start": f"{m.start:x}", "end": f"{m.end:x}", "mapping": m.label(),
+             "nodes": per_start.get(m.start, {})}
+            for m in read_maps(pid)
+        ]
+        _emit(args, {"pid": pid, "mappings": rows}, lambda: "\n".join(
+            f"{r['start']}-{r['end']} {r['mapping']}: "
+            + (", ".join(f"N{n}={_human(b)}" for n, b in sorted(r["nodes"].items())) or "nothing resident")
+            for r in rows))
+        return EXIT_OK
+    nodes = process_residency(pid)
+    _emit(args, {"pid": pid, "nodes": nodes, "total": sum(nodes.values())},
+          lambda: _residency_text(f"pid {pid}", nodes, {}))
+    return EXIT_OK
+
+
+def _residency_text(title: str, nodes: dict[int, int], other: dict[str, int]) -> str:
+    total = sum(nodes.values())
+    lines = [f"{title}: {_human(total)} resident"]
+    for node, nbytes in sorted(nodes.items()):
+        share = 100.0 * nbytes / total if total else 0.0
+        lines.append(f"  node {node}: {_human(nbytes)} ({share:.1f}%)")
+    for reason, nbytes in sorted(other.items()):
+        lines.append(f"  {reason}: {_human(nbytes)}")
+    return "\n".join(lines)
+
+
+# --- migrate ---------------------------------------------------------------
+
+def cmd_migrate(args) -> int:
+    from .numa import migrate_ranges
+    from .sense.maps import parse_range, read_maps, select_mappings
+
+    pid = _pid(args.pid)
+    target = _node_list(args.to)
+    if args.range:
+        ranges = [parse_range(args.range)]
+    else:
+        selected = select_mappings(read_maps(pid), args.mapping or "all")
+        if args.mapping and not selected:
+            raise UsageError(f"pid {pid} has no mapping {args.mapping!r} "
+                             "(use [heap], [stack], anon, or a path from /proc/PID/maps)")
+        ranges = [(m.start, m.end) for m in selected]
+    result = migrate_ranges(pid, ranges, target, move_all=args.all, batch_pages=args.batch)
+    data = result.to_dict()
+
+    def text() -> str:
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(result.failed.items())) or "none"
+        return (f"pid {pid} -> node {format_nodes(target)}: moved {result.moved} pages "
+                f"({_human(result.bytes_moved)}) in {result.seconds:.3f} s, "
+                f"{result.already} already there, {result.not_present} not present, "
+                f"failed: {failed}; longest call {result.longest_call_seconds * 1000:.1f} ms"
+                + (f"; {result.huge_pages} huge pages in range" if result.huge_pages else ""))
+
+    _emit(args, data, text)
+    return EXIT_OK
+
+
+# --- wiring ----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("topology", help="nodes, CPUs, memory, distances")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_topology)
+
+    p = sub.add_parser("show", help="resident bytes per node of a process")
+    p.add_argument("pid")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--range", metavar="START-END", help="hex address range, as in /proc/PID/maps")
+    g.add_argument("--maps", action="store_true", help="per mapping")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("migrate", help="move a process's pages to nodes, now, from this process")
+    p.add_argument("pid")
+    p.add_argument("--to", required=True, metavar="NODES", help="target nodes, e.g. 1 or 0-1")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--range", metavar="START-END", help="hex address range")
+    g.add_argument("--mapping", metavar="NAME", help="[heap], [stack], anon, or a path from /proc/PID/maps")
+    p.add_argument("--all", action="store_true", help="move-all: also pages shared with other processes")
+    p.add_argument("--batch", type=int, default=4096, metavar="PAGES", help="pages per move_pages call")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, InvalidArgument, InvalidNode) as exc:
+        print(f"numad-py {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ProcessGone as exc:
+        # The pid was checked on entry, so it exited while we worked on it.
+        print(f"numad-py {args.command}: {exc}: it exited while numad-py was working on it; "
+              "nothing is left to do", file=sys.stderr)
+        return EXIT_FAILED
+    except PermissionDenied as exc:
+        print(f"numad-py {args.command}: permission denied: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except NumaError as exc:
+        print(f"numad-py {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
