@@ -146,6 +146,62 @@ def cmd_migrate(args) -> int:
     return EXIT_OK
 
 
+# --- daemon ----------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    from .daemon.logsetup import setup_logging
+    from .daemon.service import Daemon
+    from .config import ConfigError
+
+    setup_logging(args.verbose)
+    try:
+        daemon = Daemon(args.config, dry_run=args.dry_run)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
+    if args.daemon:
+        return _detached(daemon, args)
+    daemon.install_signal_handlers()
+    return daemon.run(once=args.once)
+
+
+def _detached(daemon, args) -> int:
+    """Outside systemd: detach with python-daemon and write a pid file."""
+    import daemon as pydaemon
+    from daemon.pidfile import TimeoutPIDLockFile
+    from .daemon.logsetup import setup_logging
+
+    pidfile = TimeoutPIDLockFile(args.pidfile, acquire_timeout=1) if args.pidfile else None
+    log_path = daemon.runtime_dir / "numad-py.log"
+    with open(log_path, "a") as log_file, pydaemon.DaemonContext(
+        pidfile=pidfile, stdout=log_file, stderr=log_file, umask=0o022,
+        signal_map={}, working_directory="/",
+    ):
+        setup_logging(args.verbose)
+        daemon.install_signal_handlers()
+        return daemon.run(once=args.once)
+
+
+def cmd_status(args) -> int:
+    from .daemon.client_status import read_status
+    data = read_status(args.runtime_dir)
+
+    def text() -> str:
+        lines = [f"numad-py pid {data['pid']}: {data['ticks']} tick(s), config {data['config']}"
+                 + (" (dry-run)" if data.get("dry_run") else "")]
+        lines.append("rules: " + (", ".join(data["rules"]) or "none"))
+        for rule, count in sorted(data["managed"].items()):
+            lines.append(f"  {rule}: {count} process(es)")
+        for o in data["recent"][-10:]:
+            lines.append(f"  {o['kind']} pid {o['pid']} ({o['comm']}) rule {o['rule']} -> "
+                         f"{o['target']}: {o['status']} {o['message']}".rstrip())
+        lines.extend(f"error: {e}" for e in data["errors"][-5:])
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return EXIT_OK
+
+
 # --- wiring ----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4096, metavar="PAGES", help="pages per move_pages call")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("run", help="the daemon: enforce the policy rules")
+    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")
+    p.add_argument("--once", action="store_true", help="one scan, then exit")
+    p.add_argument("--dry-run", action="store_true", help="log what would be done, change nothing")
+    p.add_argument("--daemon", action="store_true", help="detach (outside systemd)")
+    p.add_argument("--pidfile", metavar="PATH")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="what the running daemon is doing")
+    p.add_argument("--runtime-dir", default=None, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
     return parser
 
 

@@ -68,6 +68,10 @@ def select_mappings(mappings: list[Mapping], selector: str) -> list[Mapping]:
 _RANGE = re.compile(r"^(0x)?([0-9a-fA-F]+)-(0x)?([0-9a-fA-F]+)$")
 
 
+def is_range(text: str) -> bool:
+    return _RANGE.match(text.strip()) is not None
+
+
 def parse_range(text: str) -> tuple[int, int]:
     """``START-END`` in hex (``0x`` optional), END exclusive, as /proc/PID/maps writes it."""
     m = _RANGE.match(text.strip())

@@ -1,0 +1,202 @@
+"""The executor: turns planned actions into syscalls, under one budget.
+
+Scheduled work and requests from the control socket go through the same
+``Executor``, so they share the migration budget (bytes/s) and the stall
+bound (longest single ``move_pages``).  Right before acting it re-checks
+that the pid still names the same process; dry-run is decided here, at the
+lowest effect function, so nothing above it can forget to honour it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ..errors import (
+    CAPABILITY_FOR,
+    InvalidArgument,
+    NumaError,
+    PermissionDenied,
+    ProcessGone,
+    classify,
+)
+from ..nodes import format_nodes
+from ..numa import PAGE_SIZE, MigrationResult, migrate_ranges
+from ..sense.maps import is_range, parse_range, read_maps, select_mappings
+from ..sense.identity import start_time_of
+from ..topology import Topology
+
+log = logging.getLogger("numad_py.act")
+
+
+@dataclass
+class Outcome:
+    """What happened to one action; ``status`` is one of STATUSES."""
+
+    kind: str
+    pid: int
+    comm: str
+    rule: str
+    target: frozenset[int]
+    status: str
+    message: str = ""
+    result: MigrationResult | None = None
+    seconds: float = 0.0
+    when: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        out = {
+            "kind": self.kind, "pid": self.pid, "comm": self.comm, "rule": self.rule,
+            "target": format_nodes(self.target), "status": self.status, "message": self.message,
+            "seconds": round(self.seconds, 6), "when": self.when,
+        }
+        if self.result is not None:
+            out["result"] = self.result.to_dict()
+        return out
+
+
+STATUSES = ("done", "dry-run", "gone", "skipped", "retry", "cancelled")
+
+
+class Executor:
+    """Runs actions one at a time; thread-safe (requests and the scheduler share it)."""
+
+    def __init__(
+        self,
+        *,
+        topology: Callable[[], Topology],
+        pacer,                      # .before_chunk(nbytes) waits for budget
+        stall,                      # .next_batch(pages, seconds) -> pages
+        dry_run: bool = False,
+        metrics=None,
+        stop: threading.Event | None = None,
+    ):
+        self._topology = topology
+        self._pacer = pacer
+        self._stall = stall
+        self.dry_run = dry_run
+        self._metrics = metrics
+        self._stop = stop or threading.Event()
+        self._lock = threading.Lock()
+
+    # --- public --------------------------------------------------------
+
+    def execute(self, action, *, reason: str = "schedule",
+                progress: Callable[[int, int], None] | None = None,
+                cancelled: Callable[[], bool] | None = None) -> Outcome:
+        """Act on one planned action; never raises for a process-level failure."""
+        outcome = Outcome(kind=action.kind, pid=action.pid, comm=action.comm, rule=action.rule,
+                          target=frozenset(action.target_nodes), status="done")
+        t0 = time.monotonic()
+        try:
+            with self._lock:
+                self._check_identity(action)
+                if action.kind == "migrate":
+                    outcome.result = self._migrate(action, reason, progress, cancelled)
+                    if outcome.result.cancelled:
+                        outcome.status = "cancelled"
+                elif action.kind == "pin":
+                    self._pin(action)
+                else:
+                    outcome.status = "skipped"
+                    outcome.message = "advisory only"
+            if self.dry_run and action.kind in ("migrate", "pin"):
+                outcome.status = "dry-run"
+        except NumaError as exc:
+            outcome.status = {"gone": "gone", "retry": "retry", "skip": "skipped"}[classify(exc)]
+            outcome.message = str(exc)
+        outcome.seconds = time.monotonic() - t0
+        self._log(action, outcome)
+        return outcome
+
+    # --- effects (dry-run is checked here and nowhere else) -------------
+
+    def _migrate(self, action, reason, progress, cancelled) -> MigrationResult:
+        ranges = resolve_memory(action.pid, action.memory)
+        if self.dry_run:
+            return MigrationResult(pid=action.pid, target=frozenset(action.target_nodes),
+                                   pages_requested=sum((e - s) // PAGE_SIZE for s, e in ranges))
+
+        def stop_requested() -> bool:
+            return self._stop.is_set() or (cancelled is not None and cancelled())
+
+        def next_batch(pages: int, seconds: float) -> int:
+            if self._metrics is not None:
+                self._metrics.observe_stall(seconds)
+            return self._stall.next_batch(pages, seconds)
+
+        result = migrate_ranges(
+            action.pid, ranges, action.target_nodes, move_all=action.move_all,
+            batch_pages=self._stall.batch, next_batch=next_batch,
+            before_chunk=lambda nbytes: self._pacer.before_chunk(nbytes, self._stop),
+            progress=progress, cancelled=stop_requested, checked=False,
+        )
+        if self._metrics is not None:
+            self._metrics.record_migration(result, source=format_nodes(action.from_nodes) or "-",
+                                           target=format_nodes(action.target_nodes), reason=reason)
+        return result
+
+    def _pin(self, action) -> None:
+        cpus = self._topology().cpus_of(action.target_nodes)
+        if not cpus:
+            raise InvalidArgument(f"nodes {format_nodes(action.target_nodes)} have no CPUs to pin to")
+        if self.dry_run:
+            return
+        pinned = 0
+        for tid in _threads(action.pid):
+            try:
+                os.sched_setaffinity(tid, cpus)
+                pinned += 1
+            except ProcessLookupError:
+                continue  # a thread that exited between listing and pinning
+            except PermissionError:
+                raise PermissionDenied(f"sched_setaffinity pid {action.pid}",
+                                       capability=CAPABILITY_FOR["sched_setaffinity"]) from None
+        if not pinned:
+            raise ProcessGone(f"process {action.pid} is gone")
+
+    # --- helpers ---------------------------------------------------------
+
+    def _check_identity(self, action) -> None:
+        """The pid must still be the process the plan was made for (pid reuse)."""
+        if start_time_of(action.pid) != action.start_time:
+            raise ProcessGone(f"process {action.pid} is gone (pid reused or exited)")
+
+    def _log(self, action, outcome: Outcome) -> None:
+        r = outcome.result
+        moved = (f" pages={r.moved} bytes={r.bytes_moved} failed={r.failed_total}"
+                 f" longest_ms={r.longest_call_seconds * 1000:.1f}") if r is not None else ""
+        level = logging.INFO if outcome.status in ("done", "dry-run", "cancelled") else logging.WARNING
+        log.log(level, "%s pid=%d comm=%s rule=%s %s->%s status=%s%s ms=%.1f%s",
+                outcome.kind, action.pid, action.comm, action.rule,
+                format_nodes(action.from_nodes) or "-", format_nodes(action.target_nodes),
+                outcome.status, moved, outcome.seconds * 1000,
+                f" ({outcome.message})" if outcome.message else "")
+
+
+def resolve_memory(pid: int, memory) -> list[tuple[int, int]]:
+    """Address ranges of ``pid`` named by a rule's ``memory`` ("all" or selectors)."""
+    selectors = ["all"] if memory in ("all", None) else list(memory)
+    explicit = [parse_range(s) for s in selectors if is_range(s)]
+    named = [s for s in selectors if not is_range(s)]
+    ranges = list(explicit)
+    if named:
+        maps = read_maps(pid)
+        seen = set()
+        for selector in named:
+            for m in select_mappings(maps, selector):
+                if m.start not in seen:
+                    seen.add(m.start)
+                    ranges.append((m.start, m.end))
+    return sorted(ranges)
+
+
+def _threads(pid: int) -> Iterable[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except FileNotFoundError:
+        raise ProcessGone(f"process {pid} is gone") from None

@@ -1,0 +1,209 @@
+"""The daemon: one composition root and the sense -> decide -> act loop.
+
+Signal handlers only set flags and wake the loop (tuned's habit): SIGHUP
+asks for a reload, SIGTERM/SIGINT for a stop.  A SIGHUP that arrives while
+a reload runs sets the flag again, so it folds into exactly one more reload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..act.executor import Executor, Outcome
+from ..act.pacing import Pacer, StallBound
+from ..config import AUTO, ConfigError, load_config
+from ..decide.history import History, record
+from ..decide.planner import plan as make_plan
+from ..sense.processes import Sensor
+from ..topology import online_nodes, read_topology
+from .notify import Notifier
+from .runtime import privilege_limits, usable_dir
+
+log = logging.getLogger("numad_py.daemon")
+
+RECENT_OUTCOMES = 50
+
+
+@dataclass
+class DaemonState:
+    """What the daemon remembers between ticks; plain data, handed to the planner."""
+
+    history: History = field(default_factory=dict)
+    recent: list[Outcome] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    ticks: int = 0
+    last_tick: float | None = None
+    last_reload: float | None = None
+    managed: dict[str, int] = field(default_factory=dict)  # rule -> processes matched
+
+
+class Daemon:
+    def __init__(self, config_path: str, *, dry_run: bool = False, metrics=None,
+                 notifier: Notifier | None = None):
+        self.config_path = config_path
+        self.dry_run = dry_run
+        self.config = load_config(Path(config_path), online_nodes=online_nodes())
+        self.metrics = metrics
+        self.notifier = notifier or Notifier()
+        self.state = DaemonState(last_reload=time.time())
+        self.stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._reload_requested = False
+        self.runtime_dir = usable_dir(self.config.daemon.runtime_dir, "runtime files")
+        self.sensor = Sensor()
+        self.executor = self._build_executor()
+        self.on_tick = []  # callables(snapshot) run after each tick: node table, metrics
+
+    def _build_executor(self) -> Executor:
+        d = self.config.daemon
+        return Executor(
+            topology=read_topology,
+            pacer=Pacer(d.budget),
+            stall=StallBound(d.max_stall),
+            dry_run=self.dry_run,
+            metrics=self.metrics,
+            stop=self.stop_event,
+        )
+
+    # --- signals: only forward ------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self._wake.set()
+
+    # --- the loop ----------------------------------------------------------
+
+    def run(self, *, once: bool = False) -> int:
+        for limit in privilege_limits():
+            log.warning("running as uid %d with %s", os.getuid(), limit)
+        log.info("numad-py started: %d rule(s) from %s%s", len(self.config.rules), self.config_path,
+                 " (dry-run: nothing will be changed)" if self.dry_run else "")
+        self.notifier.ready(f"{len(self.config.rules)} rules")
+        try:
+            while not self.stop_event.is_set():
+                if self._reload_requested:
+                    self._reload()
+                self.tick()
+                if once:
+                    break
+                self._sleep_until_next_tick()
+        finally:
+            self.notifier.stopping()
+            log.info("numad-py stopping after %d tick(s)", self.state.ticks)
+        return 0
+
+    def _sleep_until_next_tick(self) -> None:
+        deadline = time.monotonic() + self.config.daemon.scan_interval
+        while not self.stop_event.is_set() and not self._reload_requested:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            step = min(remaining, self.notifier.watchdog_interval or remaining)
+            if self._wake.wait(step):
+                self._wake.clear()
+            self.notifier.watchdog()
+
+    def tick(self) -> None:
+        t0 = time.monotonic()
+        snapshot = self.sensor.snapshot(self.config)
+        plan = make_plan(snapshot, self.config, self.state.history)
+        attempted, completed = [], []
+        for action in plan:
+            if self.stop_event.is_set():
+                break
+            if action.kind == "advise":
+                continue
+            outcome = self.executor.execute(action, reason=self._reason(action))
+            attempted.append(action)
+            if outcome.status in ("done", "dry-run"):
+                completed.append(action)
+            self._remember(action, outcome)
+        self.state.history = record(self.state.history, plan, snapshot.time,
+                                    attempted=attempted, completed=completed)
+        self.state.ticks += 1
+        self.state.last_tick = time.time()
+        self.state.managed = _count_by_rule(plan.matched.values())
+        for hook in self.on_tick:
+            hook(snapshot)
+        if self.metrics is not None:
+            self.metrics.record_scan(time.monotonic() - t0)
+        self.write_state()
+        self.notifier.status(f"tick {self.state.ticks}: {len(plan)} action(s), "
+                             f"{len(plan.matched)} managed process(es)")
+        self.notifier.watchdog()
+
+    def _reason(self, action) -> str:
+        """The metrics' reason label: rules with nodes = "auto" act as "auto"."""
+        rule = next((r for r in self.config.rules if r.name == action.rule), None)
+        return "auto" if rule is not None and rule.nodes == AUTO else "schedule"
+
+    def _remember(self, action, outcome: Outcome) -> None:
+        if outcome.status in ("skipped", "retry") and outcome.message:
+            self.state.errors = (self.state.errors + [f"pid {action.pid} ({action.comm}): {outcome.message}"])[-20:]
+        self.state.recent = (self.state.recent + [outcome])[-RECENT_OUTCOMES:]
+
+    def _reload(self) -> None:
+        """Load the config again; a broken one is logged and the old one keeps running."""
+        self._reload_requested = False
+        self.notifier.reloading()
+        try:
+            new = load_config(Path(self.config_path), online_nodes=online_nodes())
+        except ConfigError as exc:
+            log.error("reload failed, keeping the previous %d rule(s):\n%s", len(self.config.rules), exc)
+            self.state.errors = (self.state.errors + [f"reload failed: {exc}"])[-20:]
+            if self.metrics is not None:
+                self.metrics.record_reload(False, time.time())
+        else:
+            self.config = new
+            self.executor = self._build_executor()
+            self.state.last_reload = time.time()
+            log.info("reloaded: %d rule(s) from %s", len(new.rules), self.config_path)
+            if self.metrics is not None:
+                self.metrics.record_reload(True, self.state.last_reload)
+        self.notifier.ready(f"{len(self.config.rules)} rules")
+
+    # --- status --------------------------------------------------------------
+
+    def status(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "config": self.config_path,
+            "dry_run": self.dry_run,
+            "rules": [r.name for r in self.config.rules],
+            "managed": self.state.managed,
+            "ticks": self.state.ticks,
+            "last_tick": self.state.last_tick,
+            "last_reload": self.state.last_reload,
+            "recent": [o.to_dict() for o in self.state.recent[-20:]],
+            "errors": self.state.errors,
+        }
+
+    def write_state(self) -> None:
+        """status.json under the runtime dir: read by `numad-py status` (atomic rename)."""
+        path = self.runtime_dir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2))
+        os.replace(tmp, path)
+
+
+def _count_by_rule(rule_names) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in rule_names:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
