@@ -153,16 +153,26 @@ def cmd_run(args) -> int:
     from .daemon.service import Daemon
     from .config import ConfigError
 
+    from .metrics import Metrics, start_http_server
+
     setup_logging(args.verbose)
+    metrics = Metrics()
     try:
-        daemon = Daemon(args.config, dry_run=args.dry_run)
+        daemon = Daemon(args.config, dry_run=args.dry_run, metrics=metrics)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
         return EXIT_FAILED
+    metrics.collector.state_provider = daemon.metrics_state
     if args.daemon:
         return _detached(daemon, args)
+    server = start_http_server(daemon.config.metrics.listen, metrics)
     daemon.install_signal_handlers()
-    return daemon.run(once=args.once)
+    try:
+        return daemon.run(once=args.once)
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _detached(daemon, args) -> int:
@@ -180,6 +190,16 @@ def _detached(daemon, args) -> int:
         setup_logging(args.verbose)
         daemon.install_signal_handlers()
         return daemon.run(once=args.once)
+
+
+def cmd_check_config(args) -> int:
+    from .cli_config import check_config_main
+    return check_config_main(args.config or args.config_path)
+
+
+def cmd_plan(args) -> int:
+    from .cli_config import plan_main
+    return plan_main(args.config, args.json)
 
 
 def cmd_status(args) -> int:
@@ -239,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pidfile", metavar="PATH")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate the policy files; exit 1 with FILE:LINE errors")
+    p.add_argument("config_path", nargs="?", default=None, metavar="PATH")
+    p.add_argument("--config", default=None, metavar="PATH")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("plan", help="what the rules would do on this machine now, with reasons")
+    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("status", help="what the running daemon is doing")
     p.add_argument("--runtime-dir", default=None, metavar="DIR")

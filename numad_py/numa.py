@@ -342,7 +342,8 @@ def migrate_ranges(
             if cancelled is not None and cancelled():
                 result.cancelled = True
                 break
-            count = min(batch, npages - offset, scratch.size)
+            count = _huge_aligned(first + offset * PAGE_SIZE, min(batch, npages - offset, scratch.size),
+                                  npages - offset)
             if before_chunk is not None:
                 before_chunk(count * PAGE_SIZE)
             chunk = _migrate_chunk(pid, first + offset * PAGE_SIZE, count, c_targets, len(targets),
@@ -358,6 +359,16 @@ def migrate_ranges(
     result.seconds = time.monotonic() - t0
     result.huge_pages = _huge_pages_in(pid, ranges)
     return result
+
+
+def _huge_aligned(addr: int, count: int, remaining: int) -> int:
+    """End a chunk on a huge page boundary when it can, so no THP is split across two
+    chunks (the kernel moves a THP whole; a split would count its tail as "already there")."""
+    if count >= remaining:
+        return count
+    end = addr + count * PAGE_SIZE
+    aligned = end - end % HUGE_PAGE_SIZE
+    return (aligned - addr) // PAGE_SIZE if aligned > addr else count
 
 
 def _huge_pages_in(pid: int, ranges: Sequence[tuple[int, int]]) -> int:

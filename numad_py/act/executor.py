@@ -137,7 +137,8 @@ class Executor:
         )
         if self._metrics is not None:
             self._metrics.record_migration(result, source=format_nodes(action.from_nodes) or "-",
-                                           target=format_nodes(action.target_nodes), reason=reason)
+                                           target=format_nodes(action.target_nodes), reason=reason,
+                                           stall=False)  # observed per chunk above
         return result
 
     def _pin(self, action) -> None:
@@ -163,7 +164,9 @@ class Executor:
 
     def _check_identity(self, action) -> None:
         """The pid must still be the process the plan was made for (pid reuse)."""
-        if start_time_of(action.pid) != action.start_time:
+        # Start times are kernel ticks (10 ms) turned into floats; compare
+        # within half a tick rather than bit for bit.
+        if abs(start_time_of(action.pid) - action.start_time) > 0.005:
             raise ProcessGone(f"process {action.pid} is gone (pid reused or exited)")
 
     def _log(self, action, outcome: Outcome) -> None:

@@ -36,6 +36,7 @@ class DaemonState:
     """What the daemon remembers between ticks; plain data, handed to the planner."""
 
     history: History = field(default_factory=dict)
+    advised: dict = field(default_factory=dict)       # identity -> last advice logged
     recent: list[Outcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ticks: int = 0
@@ -60,6 +61,9 @@ class Daemon:
         self.sensor = Sensor()
         self.executor = self._build_executor()
         self.on_tick = []  # callables(snapshot) run after each tick: node table, metrics
+        self._metrics_view: dict | None = None
+        if self.metrics is not None:
+            self.metrics.record_reload(True, self.state.last_reload)
 
     def _build_executor(self) -> Executor:
         d = self.config.daemon
@@ -128,6 +132,7 @@ class Daemon:
             if self.stop_event.is_set():
                 break
             if action.kind == "advise":
+                self._advise(action)
                 continue
             outcome = self.executor.execute(action, reason=self._reason(action))
             attempted.append(action)
@@ -136,9 +141,12 @@ class Daemon:
             self._remember(action, outcome)
         self.state.history = record(self.state.history, plan, snapshot.time,
                                     attempted=attempted, completed=completed)
+        # Forget advice given to processes that are gone or no longer match.
+        self.state.advised = {k: v for k, v in self.state.advised.items() if k in self.state.history}
         self.state.ticks += 1
         self.state.last_tick = time.time()
         self.state.managed = _count_by_rule(plan.matched.values())
+        self._metrics_view = _rule_view(snapshot, plan, self.config)
         for hook in self.on_tick:
             hook(snapshot)
         if self.metrics is not None:
@@ -147,6 +155,12 @@ class Daemon:
         self.notifier.status(f"tick {self.state.ticks}: {len(plan)} action(s), "
                              f"{len(plan.matched)} managed process(es)")
         self.notifier.watchdog()
+
+    def _advise(self, action) -> None:
+        """Log advice once per process and reason, not on every tick."""
+        if self.state.advised.get(action.identity) != action.reason:
+            self.state.advised[action.identity] = action.reason
+            log.info("advice pid=%d comm=%s rule=%s: %s", action.pid, action.comm, action.rule, action.reason)
 
     def _reason(self, action) -> str:
         """The metrics' reason label: rules with nodes = "auto" act as "auto"."""
@@ -180,6 +194,10 @@ class Daemon:
 
     # --- status --------------------------------------------------------------
 
+    def metrics_state(self) -> dict | None:
+        """For the metrics collector: the last scan's view per rule (None before the first)."""
+        return self._metrics_view
+
     def status(self) -> dict:
         return {
             "pid": os.getpid(),
@@ -207,3 +225,17 @@ def _count_by_rule(rule_names) -> dict[str, int]:
     for name in rule_names:
         counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def _rule_view(snapshot, plan, config) -> dict:
+    """Per rule: processes managed and their resident bytes by node, from the last snapshot."""
+    rules = {r.name: {"processes": 0, "resident_bytes": {}} for r in config.rules}
+    by_identity = {p.identity: p for p in snapshot.processes}
+    for identity, rule_name in plan.matched.items():
+        entry = rules.setdefault(rule_name, {"processes": 0, "resident_bytes": {}})
+        entry["processes"] += 1
+        proc = by_identity.get(identity)
+        for node, nbytes in ((proc.residency or {}).items() if proc else ()):
+            entry["resident_bytes"][node] = entry["resident_bytes"].get(node, 0) + nbytes
+    return {"time": snapshot.time, "numa_balancing": snapshot.numa_balancing,
+            "processes": len(plan.matched), "rules": rules}

@@ -1,0 +1,56 @@
+"""`numad-py check-config` and `numad-py plan`: the config and the advisory plan, for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from .decide.planner import plan
+from .nodes import format_nodes
+from .sense.processes import take_snapshot
+from .topology import NODE_DIR, online_nodes
+
+
+def _online_nodes(sys_root: str = "/sys") -> frozenset[int] | None:
+    """This machine's nodes, or None on a kernel without NUMA (node checks then skipped)."""
+    if not (Path(sys_root) / NODE_DIR / "online").exists():
+        return None
+    return online_nodes(sys_root)
+
+
+def _load(config_path: str | None) -> Config | None:
+    """The config, or None after printing each problem to stderr."""
+    path = Path(config_path) if config_path else DEFAULT_CONFIG_PATH
+    try:
+        return load_config(path, online_nodes=_online_nodes())
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def check_config_main(config_path: str | None) -> int:
+    config = _load(config_path)
+    if config is None:
+        return 1
+    print(f"OK: {len(config.rules)} rules from {', '.join(config.files)}")
+    return 0
+
+
+def plan_main(config_path: str | None, as_json: bool) -> int:
+    config = _load(config_path)
+    if config is None:
+        return 1
+    snapshot = take_snapshot(config)
+    result = plan(snapshot, config, {})
+    if as_json:
+        print(json.dumps([action.to_dict() for action in result], indent=2))
+        return 0
+    for action in result:
+        moves = f"{format_nodes(action.from_nodes) or '-'} -> {format_nodes(action.target_nodes) or '-'}"
+        print(f"{action.kind:<7} pid {action.pid} ({action.comm}) [{moves}]: {action.reason}")
+    if not result.actions:
+        print(f"nothing to do: {len(result.matched)} matching process(es), all placed")
+    return 0

@@ -1,0 +1,308 @@
+"""The configuration as pydantic v2 models: one model per TOML table.
+
+Every model forbids unknown keys and is strict (TOML already has types, so
+``cpus = "yes"`` is a mistake, not a truthy string).  Durations are stored
+as float seconds and sizes as int bytes.  Node lists stay strings (as the
+user wrote them, normalised) because ``all`` and ``auto`` are resolved
+against the machine at plan time; :meth:`Rule.target_nodes` does that.
+
+Validation that needs the machine (does node 3 exist?) reads the set of
+online nodes from the pydantic validation context key ``online_nodes``;
+without it only the syntax is checked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Iterable, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ..nodes import NodeListError, format_nodes, parse_nodes
+from ..sense.maps import parse_range
+from .units import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+AUTO = "auto"
+ALL = "all"
+# Mapping names a selector may use verbatim; others ([vdso], [vvar]) cannot move.
+NAMED_MAPPINGS = ("[heap]", "[stack]", "anon")
+_OCTAL_MODE = re.compile(r"^0?[0-7]{3}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _check_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+    return pattern
+
+
+def _check_node_list(text: str, info: ValidationInfo, *, allow_auto: bool) -> str:
+    """Normalise ``"0-1, 3"`` to ``"0-1,3"``; keep ``all``/``auto``; reject nodes not online."""
+    spec = text.strip()
+    if spec == AUTO:
+        if allow_auto:
+            return AUTO
+        raise ValueError("'auto' is not allowed here: give a node list like '0-3,5' or 'all'")
+    if spec == ALL:
+        return ALL
+    try:
+        nodes = parse_nodes(spec)
+    except NodeListError as exc:
+        raise ValueError(str(exc)) from None
+    online = (info.context or {}).get("online_nodes")
+    if online is not None:
+        missing = nodes - online
+        if missing:
+            subject = f"node {format_nodes(missing)} does" if len(missing) == 1 else f"nodes {format_nodes(missing)} do"
+            raise ValueError(f"{subject} not exist on this machine (online nodes: {format_nodes(online) or 'none'})")
+    return format_nodes(nodes)
+
+
+class DaemonSettings(_Model):
+    scan_interval: Duration = Field(10.0, description="Time between two scans of the processes, e.g. \"10s\".")
+    budget: Size = Field(
+        512 << 20,
+        description="Migration budget in bytes per second over all processes (\"512MiB\"); 0 = no limit.",
+    )
+    max_stall: Duration = Field(
+        0.02,
+        description="Longest one migration syscall may stall a process; batch sizes adapt to stay under it.",
+    )
+    cooldown: Duration = Field(
+        60.0,
+        description="Least time between two actions on the same process. A rule's `every` replaces it for that rule.",
+    )
+    auto: bool = Field(
+        False,
+        description="Let rules with nodes = \"auto\" act. When false they only advise (see `numad-py plan`) "
+        "unless the rule itself sets auto = true.",
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="Only processes whose comm matches one of these regexes (full match; a plain name "
+        "matches itself) are considered. Empty = all processes.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Processes whose comm matches one of these regexes (full match) are never touched; "
+        "exclude wins over include and over every rule.",
+    )
+    state_dir: str = Field("/var/lib/numad-py", description="Directory for state kept across restarts.")
+    runtime_dir: str = Field("/run/numad-py", description="Directory for runtime files (node table, pid file).")
+
+    @field_validator("scan_interval", "max_stall")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than zero")
+        return value
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _regexes(cls, patterns: list[str]) -> list[str]:
+        return [_check_regex(p) for p in patterns]
+
+
+class MetricsSettings(_Model):
+    listen: str = Field(
+        "127.0.0.1:9816",
+        description="HOST:PORT for the Prometheus endpoint; \"\" disables it.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT like \"127.0.0.1:9816\" or \"\" to disable, got {value!r}")
+        return value
+
+
+class ControlSettings(_Model):
+    socket: str = Field("/run/numad-py/control.sock", description="Path of the control socket.")
+    mode: str = Field("0600", description="Permission bits of the control socket, in octal.")
+    group: str = Field("", description="Group owning the control socket; \"\" = root only.")
+
+    @field_validator("mode")
+    @classmethod
+    def _octal(cls, value: str) -> str:
+        if not _OCTAL_MODE.match(value):
+            raise ValueError(f"expected octal permission bits like \"0660\", got {value!r}")
+        return value
+
+
+class Match(_Model):
+    """What a rule applies to; every criterion given must hold (AND)."""
+
+    comm: str | None = Field(None, description="Regex that must fully match the process name (comm, 15 chars).")
+    exe: str | None = Field(None, description="Regex that must fully match the executable's path.")
+    cmdline: str | None = Field(None, description="Regex searched for in the command line, arguments joined by spaces.")
+    user: str | int | None = Field(None, description="User name or numeric uid owning the process.")
+    cgroup: str | None = Field(None, description="Glob on the cgroup v2 path, e.g. \"/system.slice/postgresql*\".")
+    unit: str | None = Field(None, description="Glob on the systemd unit taken from the cgroup path, e.g. \"nginx.service\".")
+    min_rss: Size | None = Field(None, description="Least resident memory, e.g. \"1GiB\".")
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user(cls, value: object) -> str | int | None:
+        if value is None or (isinstance(value, (str, int)) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"expected a user name or a numeric uid, got {value!r}")
+
+    @field_validator("comm", "exe", "cmdline")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return None if value is None else _check_regex(value)
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+
+class Rule(_Model):
+    """One ``[[rule]]`` table. The first rule that matches a process wins."""
+
+    name: str = Field("", description="Shown in logs, plans and metrics; defaults to FILESTEM[INDEX].")
+    match: Match = Field(default_factory=Match, description="Which processes the rule applies to (at least one criterion).")
+    nodes: str = Field(
+        AUTO,
+        description="Target nodes: a list like \"0-3,5\", \"all\", or \"auto\" (best node by free memory, "
+        "CPU load and distance; advisory unless enabled).",
+    )
+    auto: bool = Field(False, description="Let this rule's nodes = \"auto\" act even when [daemon] auto is false.")
+    memory: Literal["all"] | list[str] = Field(
+        ALL,
+        description="What to move: \"all\", or a list of mappings: \"[heap]\", \"[stack]\", \"anon\", a file "
+        "path glob, a shm name \"/dev/shm/*\", or an address range \"0x1000-0x2000\".",
+    )
+    every: Duration | None = Field(None, description="Re-enforce this often, pulling back pages that drifted.")
+    once: bool = Field(True, description="Act the first time the process is seen.")
+    cpus: bool = Field(False, description="Pin the process's threads to the target nodes' CPUs.")
+    move_all: bool = Field(False, description="Also move pages shared with other processes (needs CAP_SYS_NICE).")
+    numa_balancing: bool | None = Field(
+        None,
+        description="false = opt this rule's processes out of kernel NUMA balancing where the kernel allows; "
+        "unset = leave it alone.",
+    )
+    spread_children: str | None = Field(
+        None,
+        description="Node list the fork-time shim spreads this program's children over, e.g. \"0-3\".",
+    )
+
+    _source: str = PrivateAttr("")
+    _index: int = PrivateAttr(0)
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, value: str, info: ValidationInfo) -> str:
+        return _check_node_list(value, info, allow_auto=True)
+
+    @field_validator("spread_children")
+    @classmethod
+    def _spread(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _check_node_list(value, info, allow_auto=False)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> str | list[str]:
+        # Before-mode so a wrong type gets this message, not one per union member.
+        if value == ALL:
+            return ALL
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"expected \"all\" or a list of mapping selectors, got {value!r}")
+        if not value:
+            raise ValueError("empty list: say \"all\" or name at least one mapping")
+        for selector in value:
+            _check_selector(selector)
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be longer than zero")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "Rule":
+        if self.match.is_empty():
+            raise ValueError("match needs at least one of comm, exe, cmdline, user, cgroup, unit, min_rss")
+        if not self.once and self.every is None:
+            raise ValueError("the rule would never act: keep once = true or set every")
+        if self.auto and self.nodes != AUTO:
+            raise ValueError("auto = true only applies to nodes = \"auto\"")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The file this rule came from ("" when built in code)."""
+        return self._source
+
+    @property
+    def index(self) -> int:
+        """Position among the ``[[rule]]`` tables of its own file, from 0."""
+        return self._index
+
+    def located(self, source: str, index: int) -> "Rule":
+        """A copy that knows where it was written (for messages)."""
+        copy = self.model_copy()
+        copy._source, copy._index = source, index
+        return copy
+
+    def target_nodes(self, all_nodes: Iterable[int]) -> frozenset[int] | None:
+        """The explicit target node set; None for ``auto``."""
+        return None if self.nodes == AUTO else parse_nodes(self.nodes, all_nodes=all_nodes)
+
+    def is_auto_enabled(self, daemon: DaemonSettings) -> bool:
+        return self.nodes == AUTO and (self.auto or daemon.auto)
+
+
+def _check_selector(selector: str) -> None:
+    if selector in NAMED_MAPPINGS or selector.startswith("/"):
+        return
+    if "-" not in selector:
+        raise ValueError(
+            f"unknown memory selector {selector!r}: expected \"[heap]\", \"[stack]\", \"anon\", "
+            "an absolute path or glob (\"/dev/shm/*\"), or a range \"0x1000-0x2000\""
+        )
+    parse_range(selector)  # raises InvalidArgument, a ValueError with the reason
+
+
+class ConfigFile(_Model):
+    """The layout of one TOML file; rules.d files may hold only ``[[rule]]`` tables."""
+
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="Daemon settings.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus endpoint.")
+    control: ControlSettings = Field(default_factory=ControlSettings, description="Control socket.")
+    rule: list[Rule] = Field(default_factory=list, description="Placement rules, in order.")
+
+
+class Config(_Model):
+    """The whole configuration: the main file's settings and every rule in order."""
+
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="Daemon settings.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus endpoint.")
+    control: ControlSettings = Field(default_factory=ControlSettings, description="Control socket.")
+    rules: list[Rule] = Field(
+        default_factory=list,
+        description="Rules from the main file, then rules.d/*.toml in lexical order; first match wins.",
+    )
+    files: list[str] = Field(default_factory=list, description="The files read, in order.")

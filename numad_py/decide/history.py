@@ -1,0 +1,43 @@
+"""What the daemon remembers per process between ticks, as plain data.
+
+The planner reads it; :func:`record` builds the next one from a plan and
+what the executor managed to do.  Entries of processes that are gone or no
+longer match any rule are dropped, so it stays bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
+
+from .actions import Action, Plan
+from .snapshot import Identity
+
+
+@dataclass(frozen=True)
+class ProcessHistory:
+    first_seen: float
+    last_action: float | None = None  # last attempt, successful or not
+    handled_once: bool = False        # an action completed: `once` is satisfied
+
+
+History = Mapping[Identity, ProcessHistory]
+
+
+def record(
+    history: History,
+    plan: Plan,
+    now: float,
+    *,
+    attempted: Iterable[Action] = (),
+    completed: Iterable[Action] = (),
+) -> dict[Identity, ProcessHistory]:
+    """The history after ``plan`` ran at ``now``: ``completed`` ⊆ actions that fully worked."""
+    nxt = {ident: history.get(ident) or ProcessHistory(first_seen=now) for ident in plan.matched}
+    for action in attempted:
+        if action.identity in nxt:
+            nxt[action.identity] = replace(nxt[action.identity], last_action=now)
+    for action in completed:
+        if action.identity in nxt:
+            nxt[action.identity] = replace(nxt[action.identity], last_action=now, handled_once=True)
+    return nxt

@@ -1,0 +1,170 @@
+"""plan(snapshot, config, history) -> Plan: rules × snapshot, no I/O.
+
+Per candidate process, in order:
+
+1. the first matching rule wins (global include/exclude first);
+2. is it *due*?  ``once`` acts at first sight (a failed attempt is retried
+   after the cooldown); ``every`` re-enforces that long after the last
+   action (or after first sight when ``once = false``) and replaces the
+   cooldown for its rule;
+3. the target: the rule's nodes, or the auto choice, always inside the
+   cgroup's cpuset.mems — an empty intersection only advises;
+4. ``migrate`` when bytes sit outside the target (none misplaced = nothing
+   to do, which makes every action idempotent), ``pin`` when ``cpus = true``
+   and the affinity strays outside the targets' CPUs;
+5. ``auto`` rules that are not enabled turn those into ``advise``.
+
+Actions are ordered by rule position, pid, start time, then kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..config.models import AUTO, Config, DaemonSettings, Rule
+from ..config.units import format_size
+from ..nodes import format_nodes
+from .actions import KIND_ORDER, Action, Plan
+from .auto import choose_node
+from .history import History, ProcessHistory
+from .match import first_match
+from .snapshot import ProcessInfo, Snapshot
+
+
+def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
+    rule_position = {rule.name: i for i, rule in enumerate(config.rules)}
+    actions: list[Action] = []
+    matched = {}
+    for proc in snapshot.processes:
+        rule = first_match(config.rules, proc, config.daemon)
+        if rule is None:
+            continue
+        matched[proc.identity] = rule.name
+        if is_due(rule, history.get(proc.identity), snapshot.time, config.daemon.cooldown):
+            actions.extend(actions_for(proc, rule, snapshot, config.daemon))
+    actions.sort(key=lambda a: (rule_position[a.rule], a.pid, a.start_time, KIND_ORDER[a.kind]))
+    return Plan(actions=tuple(actions), matched=matched)
+
+
+def is_due(rule: Rule, entry: ProcessHistory | None, now: float, cooldown: float) -> bool:
+    if entry is None:
+        return rule.once
+    if rule.once and not entry.handled_once:
+        return entry.last_action is None or now - entry.last_action >= cooldown
+    if rule.every is None:
+        return False
+    anchor = entry.last_action if entry.last_action is not None else entry.first_seen
+    return now - anchor >= rule.every
+
+
+def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: DaemonSettings) -> list[Action]:
+    """The actions one due process needs under ``rule`` (possibly none)."""
+    target, target_why = _target(proc, rule, snapshot)
+    if not target:
+        return [_action("advise", proc, rule, frozenset(), f"rule {rule.name!r}: {target_why}; not acting")]
+    actions = _memory_actions(proc, rule, snapshot, target, target_why)
+    if rule.cpus:
+        actions.extend(_cpu_actions(proc, rule, snapshot, target))
+    if rule.nodes == AUTO and not rule.is_auto_enabled(daemon):
+        return [_as_advice(a) for a in actions]
+    return actions
+
+
+def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozenset[int], str]:
+    """The nodes to place on and a phrase saying why (or why there are none)."""
+    allowed = snapshot.node_ids if proc.mems_allowed is None else snapshot.node_ids & proc.mems_allowed
+    limit = "" if proc.mems_allowed is None else f" (cgroup cpuset.mems allows {format_nodes(proc.mems_allowed) or 'none'})"
+    if rule.nodes == AUTO:
+        choice = choose_node(snapshot, proc, allowed, needs_cpu=rule.cpus)
+        if choice is None:
+            return frozenset(), f"auto found no node with room for {format_size(proc.rss)}{limit}"
+        return frozenset({choice.node}), choice.why
+    wanted = rule.target_nodes(snapshot.node_ids)
+    target = wanted & allowed
+    if not target:
+        return frozenset(), f"targets node {format_nodes(wanted)}, none of which is usable{limit or ' (not online)'}"
+    if target != wanted:
+        return target, f"target node {format_nodes(target)} (rule asks {format_nodes(wanted)}){limit}"
+    return target, f"target node {format_nodes(target)} from the rule"
+
+
+def _memory_actions(
+    proc: ProcessInfo, rule: Rule, snapshot: Snapshot, target: frozenset[int], target_why: str
+) -> list[Action]:
+    if proc.residency is None:
+        reason = f"rule {rule.name!r}: cannot tell where its memory is (numa_maps unreadable); not moving blindly"
+        return [_action("advise", proc, rule, target, reason)]
+    misplaced_by_node = {n: b for n, b in proc.residency.items() if n not in target and b > 0}
+    misplaced = sum(misplaced_by_node.values())
+    if misplaced == 0:
+        return []
+    on_nodes = ", ".join(f"{format_size(b)} on node {n}" for n, b in sorted(misplaced_by_node.items()))
+    reason = (
+        f"rule {rule.name!r}: {format_size(misplaced)} of {format_size(sum(proc.residency.values()))} "
+        f"resident is outside node {format_nodes(target)} ({on_nodes}); {target_why}"
+    )
+    if rule.memory != "all":
+        reason += f"; moves only {', '.join(rule.memory)} (the count is for the whole process)"
+    reason += _balancing_note(rule, snapshot)
+    return [
+        _action(
+            "migrate", proc, rule, target, reason,
+            from_nodes=frozenset(misplaced_by_node), misplaced_bytes=misplaced,
+        )
+    ]
+
+
+def _cpu_actions(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, target: frozenset[int]) -> list[Action]:
+    cpus = snapshot.cpus_of(target)
+    if not cpus:
+        reason = f"rule {rule.name!r}: node {format_nodes(target)} has no CPUs; threads are not pinned"
+        return [_action("advise", proc, rule, target, reason)]
+    if proc.cpu_affinity is not None and proc.cpu_affinity <= cpus:
+        return []
+    now_on = "unknown CPUs" if proc.cpu_affinity is None else f"CPUs {format_nodes(proc.cpu_affinity)}"
+    reason = (
+        f"rule {rule.name!r}: {proc.threads} thread(s) may run on {now_on}, "
+        f"outside node {format_nodes(target)}'s CPUs {format_nodes(cpus)}"
+    )
+    return [_action("pin", proc, rule, target, reason)]
+
+
+def _balancing_note(rule: Rule, snapshot: Snapshot) -> str:
+    if not snapshot.numa_balancing:
+        return ""
+    if rule.numa_balancing is False:
+        return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}), the rule opts this process out"
+    return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and may move pages back"
+
+
+def _as_advice(action: Action) -> Action:
+    if action.kind == "advise":
+        return action
+    hint = "advice only: set auto = true in the rule or [daemon] to let it act"
+    return replace(action, kind="advise", reason=f"would {action.kind}: {action.reason}; {hint}")
+
+
+def _action(
+    kind: str,
+    proc: ProcessInfo,
+    rule: Rule,
+    target: frozenset[int],
+    reason: str,
+    *,
+    from_nodes: frozenset[int] = frozenset(),
+    misplaced_bytes: int = 0,
+) -> Action:
+    return Action(
+        kind=kind,  # type: ignore[arg-type]
+        pid=proc.pid,
+        start_time=proc.start_time,
+        comm=proc.comm,
+        rule=rule.name,
+        target_nodes=target,
+        memory=rule.memory if rule.memory == "all" else tuple(rule.memory),
+        move_all=rule.move_all,
+        from_nodes=from_nodes,
+        misplaced_bytes=misplaced_bytes,
+        reason=reason,
+        numa_balancing=rule.numa_balancing,
+    )

@@ -1,0 +1,61 @@
+"""What the sense layer saw in one scan, as plain frozen data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+Identity = tuple[int, float]  # (pid, start_time): catches pid reuse
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: int
+    cpus: frozenset[int]
+    mem_total: int  # bytes
+    mem_free: int   # bytes
+    has_cpu: bool
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    start_time: float  # seconds since the epoch, as psutil's create_time()
+    comm: str
+    exe: str | None = None             # None: unreadable (another user's process)
+    cmdline: tuple[str, ...] = ()
+    uid: int | None = None
+    user: str | None = None            # None: uid without a passwd entry
+    cgroup: str | None = None          # cgroup v2 path, "/system.slice/x.service"
+    rss: int = 0                       # bytes
+    residency: Mapping[int, int] | None = None  # bytes per node; candidates only, None if unreadable
+    threads: int = 1
+    cpu_affinity: frozenset[int] | None = None
+    mems_allowed: frozenset[int] | None = None  # cgroup cpuset.mems.effective; None = no limit known
+
+    @property
+    def identity(self) -> Identity:
+        return (self.pid, self.start_time)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    time: float
+    nodes: tuple[NodeInfo, ...]
+    distances: Mapping[tuple[int, int], int] = field(default_factory=dict)
+    processes: tuple[ProcessInfo, ...] = ()
+    numa_balancing: int | None = None  # /proc/sys/kernel/numa_balancing; None = not available
+    cpu_load: Mapping[int, float] = field(default_factory=dict)  # per node, 0.0 idle .. 1.0 busy
+
+    @property
+    def node_ids(self) -> frozenset[int]:
+        return frozenset(n.id for n in self.nodes)
+
+    def node(self, node_id: int) -> NodeInfo:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def cpus_of(self, node_ids: frozenset[int]) -> frozenset[int]:
+        return frozenset().union(*(n.cpus for n in self.nodes if n.id in node_ids))

@@ -1,0 +1,282 @@
+"""One scan of the machine into a :class:`Snapshot`, reading /proc and sysfs directly.
+
+Cheap by construction: one read of ``/proc/PID/stat`` per process gives
+comm, start time, RSS and threads; ``status`` (uid), ``cgroup``, ``exe``
+and ``cmdline`` are read lazily, only when a rule's criteria get that far
+for that process.  Residency, affinity and cpuset mems are read for
+candidates (processes some rule matches) only, and only candidates are in
+the snapshot.  A process that vanishes mid-scan is skipped silently; a
+field we may not read becomes None.
+
+Paths are injectable (``proc_root``, ``sys_root``, ``cgroup_root``) so
+tests build a fake tree.  /proc is read directly rather than through
+psutil: psutil cannot read a fake tree, and a per-process psutil object
+costs several times the one ``stat`` read the scan needs.  Start times
+use psutil's formula (btime + starttime / CLK_TCK), so
+``psutil.Process(pid).create_time()`` gives the same identity.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..config.models import Config
+from ..decide.match import first_match, is_considered
+from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
+from ..errors import PermissionDenied, ProcessGone
+from ..nodes import parse_cpulist
+from ..topology import NODE_DIR, read_topology
+from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
+from .maps import process_residency
+
+PF_KTHREAD = 0x00200000  # task flag of kernel threads: never candidates
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class _Gone(Exception):
+    """The process exited while we read it."""
+
+
+def numa_maps_residency(pid: int, proc_root: str = "/proc") -> dict[int, int]:
+    """Bytes resident per node over the whole process (sum of ``N<node>=<pages>`` × page size).
+
+    Raises ``ProcessGone`` or ``PermissionDenied`` (numad_py.errors).
+    """
+    return process_residency(pid, proc_root)
+
+
+def parse_stat(text: str) -> dict[str, int | str]:
+    """The fields the scan uses from /proc/PID/stat; comm may contain spaces and parentheses."""
+    head, _, rest = text.rpartition(")")
+    pid_text, _, comm = head.partition(" (")
+    fields = rest.split()
+    # fields[0] is field 3 (state) of proc(5); field N is fields[N - 3].
+    return {
+        "pid": int(pid_text),
+        "comm": comm,
+        "flags": int(fields[6]),
+        "threads": int(fields[17]),
+        "starttime": int(fields[19]),
+        "rss_pages": int(fields[21]),
+    }
+
+
+def parse_status_field(text: str, name: str) -> str | None:
+    prefix = name + ":"
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    return None
+
+
+class _LazyProcess:
+    """Match facts for one pid, each read from /proc on first use (see decide.match.ProcessFacts)."""
+
+    def __init__(self, proc_dir: Path, stat: dict, *, start_time: float, page_size: int, user_of: Callable):
+        self.dir = proc_dir
+        self.pid: int = stat["pid"]
+        self.comm: str = stat["comm"]
+        self.threads: int = stat["threads"]
+        self.rss: int = stat["rss_pages"] * page_size
+        self.start_time = start_time
+        self._user_of = user_of
+        self._cache: dict[str, object] = {}
+
+    def _read(self, name: str, reader: Callable[[Path], object]) -> object:
+        if name not in self._cache:
+            try:
+                self._cache[name] = reader(self.dir / name)
+            except (FileNotFoundError, ProcessLookupError):
+                raise _Gone from None
+            except OSError:  # EACCES on another user's exe/environ, or a read error: unknown
+                self._cache[name] = None
+        return self._cache[name]
+
+    @property
+    def status(self) -> str | None:
+        return self._read("status", Path.read_text)  # type: ignore[return-value]
+
+    @property
+    def uid(self) -> int | None:
+        uids = parse_status_field(self.status or "", "Uid")
+        return int(uids.split()[0]) if uids else None
+
+    @property
+    def user(self) -> str | None:
+        uid = self.uid
+        return None if uid is None else self._user_of(uid)
+
+    @property
+    def cgroup(self) -> str | None:
+        text = self._read("cgroup", Path.read_text)
+        return parse_proc_cgroup(text) if text else None  # type: ignore[arg-type]
+
+    @property
+    def exe(self) -> str | None:
+        return self._read("exe", os.readlink)  # type: ignore[return-value]
+
+    @property
+    def cmdline(self) -> tuple[str, ...]:
+        raw = self._read("cmdline", Path.read_bytes)
+        if not raw:
+            return ()
+        return tuple(arg.decode(errors="replace") for arg in raw.rstrip(b"\0").split(b"\0"))  # type: ignore[union-attr]
+
+    @property
+    def cpu_affinity(self) -> frozenset[int] | None:
+        cpus = parse_status_field(self.status or "", "Cpus_allowed_list")
+        return None if cpus is None else parse_cpulist(cpus)
+
+
+class Sensor:
+    """Takes snapshots; keeps the previous CPU counters so load is measured between scans."""
+
+    def __init__(
+        self,
+        *,
+        proc_root: str | Path = "/proc",
+        sys_root: str | Path = "/sys",
+        cgroup_root: str | Path = CGROUP_ROOT,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.proc_root = Path(proc_root)
+        self.sys_root = Path(sys_root)
+        self.cgroup_root = Path(cgroup_root)
+        self.clock = clock
+        self._page_size = os.sysconf("SC_PAGE_SIZE")
+        self._users: dict[int, str | None] = {}
+        self._last_cpu_times: dict[int, tuple[int, int]] = {}
+
+    def snapshot(self, config: Config) -> Snapshot:
+        nodes, distances = self._nodes()
+        proc_stat = (self.proc_root / "stat").read_text()
+        return Snapshot(
+            time=self.clock(),
+            nodes=nodes,
+            distances=distances,
+            processes=tuple(self._candidates(config, _boot_time(proc_stat))),
+            numa_balancing=self._numa_balancing(),
+            cpu_load=self._cpu_load(proc_stat, nodes),
+        )
+
+    def _nodes(self) -> tuple[tuple[NodeInfo, ...], dict[tuple[int, int], int]]:
+        if not (self.sys_root / NODE_DIR / "online").exists():
+            return (), {}  # a kernel without NUMA: nothing to place
+        topo = read_topology(self.sys_root)
+        nodes = tuple(
+            NodeInfo(id=n.id, cpus=n.cpus, mem_total=n.mem_total, mem_free=n.mem_free, has_cpu=n.has_cpu)
+            for n in topo.nodes
+        )
+        return nodes, dict(topo.distances)
+
+    def _candidates(self, config: Config, boot_time: float):
+        for entry in os.scandir(self.proc_root):
+            if not entry.name.isdigit():
+                continue
+            try:
+                info = self._candidate(Path(entry.path), config, boot_time)
+            except _Gone:
+                continue
+            if info is not None:
+                yield info
+
+    def _candidate(self, proc_dir: Path, config: Config, boot_time: float) -> ProcessInfo | None:
+        try:
+            stat = parse_stat((proc_dir / "stat").read_text())
+        except (FileNotFoundError, ProcessLookupError):
+            raise _Gone from None
+        if stat["flags"] & PF_KTHREAD or not is_considered(stat["comm"], config.daemon):
+            return None
+        proc = _LazyProcess(
+            proc_dir,
+            stat,
+            start_time=stat["starttime"] / CLOCK_TICKS + boot_time,
+            page_size=self._page_size,
+            user_of=self._user_name,
+        )
+        if first_match(config.rules, proc, config.daemon) is None:
+            return None
+        return self._describe(proc)
+
+    def _describe(self, proc: _LazyProcess) -> ProcessInfo:
+        try:
+            residency: dict[int, int] | None = numa_maps_residency(proc.pid, str(self.proc_root))
+        except ProcessGone:
+            raise _Gone from None
+        except PermissionDenied:
+            residency = None
+        cgroup = proc.cgroup
+        return ProcessInfo(
+            pid=proc.pid,
+            start_time=proc.start_time,
+            comm=proc.comm,
+            exe=proc.exe,
+            cmdline=proc.cmdline,
+            uid=proc.uid,
+            user=proc.user,
+            cgroup=cgroup,
+            rss=proc.rss,
+            residency=residency,
+            threads=proc.threads,
+            cpu_affinity=proc.cpu_affinity,
+            mems_allowed=mems_allowed(cgroup, self.cgroup_root),
+        )
+
+    def _user_name(self, uid: int) -> str | None:
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = None
+        return self._users[uid]
+
+    def _numa_balancing(self) -> int | None:
+        try:
+            return int((self.proc_root / "sys/kernel/numa_balancing").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _cpu_load(self, proc_stat: str, nodes: tuple[NodeInfo, ...]) -> dict[int, float]:
+        """Busy fraction per node since the previous scan (since boot on the first)."""
+        times = parse_cpu_times(proc_stat)
+        load = {}
+        for node in nodes:
+            busy = total = 0
+            for cpu in node.cpus:
+                if cpu in times:
+                    now_busy, now_total = times[cpu]
+                    last_busy, last_total = self._last_cpu_times.get(cpu, (0, 0))
+                    busy += now_busy - last_busy
+                    total += now_total - last_total
+            load[node.id] = busy / total if total > 0 else 0.0
+        self._last_cpu_times = times
+        return load
+
+
+def _boot_time(proc_stat: str) -> float:
+    for line in proc_stat.splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise RuntimeError("no btime line in /proc/stat")
+
+
+def parse_cpu_times(proc_stat: str) -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy ticks, total ticks) from the ``cpuN`` lines; idle and iowait are not busy."""
+    out = {}
+    for line in proc_stat.splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *values = line.split()
+            ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+            total = sum(ticks)
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+            out[int(name[3:])] = (total - idle, total)
+    return out
+
+
+def take_snapshot(config: Config, **roots) -> Snapshot:
+    """A one-off snapshot (CPU load since boot); the daemon keeps a :class:`Sensor` instead."""
+    return Sensor(**roots).snapshot(config)

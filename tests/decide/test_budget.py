@@ -1,0 +1,103 @@
+"""Token bucket and stall-bound batch sizing, with literal clock values."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from numad_py.decide.budget import MAX_BATCH_PAGES, MIN_BATCH_PAGES, TokenBucket, next_batch_pages
+
+MiB = 1 << 20
+
+
+def test_full_bucket_passes_a_burst_then_paces():
+    bucket = TokenBucket.full(rate=100 * MiB, now=0.0)
+    assert bucket.reserve(100 * MiB, now=0.0) == 0.0
+    assert bucket.reserve(50 * MiB, now=0.0) == pytest.approx(0.5)
+    # half a second later the debt is paid: the next 10 MiB waits 0.1 s
+    assert bucket.reserve(10 * MiB, now=0.5) == pytest.approx(0.1)
+
+
+def test_refill_is_capped_at_the_burst():
+    bucket = TokenBucket.full(rate=MiB, now=0.0, burst=2 * MiB)
+    bucket.reserve(2 * MiB, now=0.0)
+    assert bucket.available(now=1000.0) == 2 * MiB
+
+
+def test_chunk_larger_than_the_burst_passes_and_delays_the_next():
+    bucket = TokenBucket.full(rate=MiB, now=0.0)
+    assert bucket.reserve(3 * MiB, now=0.0) == pytest.approx(2.0)
+    assert bucket.reserve(MiB, now=2.0) == pytest.approx(1.0)
+
+
+def test_clock_going_backwards_adds_nothing():
+    bucket = TokenBucket.full(rate=MiB, now=10.0)
+    bucket.reserve(MiB, now=10.0)
+    assert bucket.available(now=5.0) == 0
+
+
+def test_zero_rate_is_unlimited():
+    bucket = TokenBucket.full(rate=0, now=0.0)
+    assert bucket.reserve(1 << 40, now=0.0) == 0.0
+
+
+@pytest.mark.parametrize("rate, burst", [(-1, None), (MiB, -1)])
+def test_bad_bucket(rate, burst):
+    with pytest.raises(ValueError):
+        TokenBucket.full(rate=rate, now=0.0, burst=burst)
+
+
+def test_negative_reservation_is_refused():
+    with pytest.raises(ValueError):
+        TokenBucket.full(rate=MiB, now=0.0).reserve(-1, now=0.0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 64 * MiB), st.floats(0, 2)), max_size=30))
+def test_long_run_rate_never_exceeds_budget(chunks):
+    """Moving every chunk after its wait never beats rate × elapsed + burst."""
+    rate = 10 * MiB
+    bucket = TokenBucket.full(rate=rate, now=0.0)
+    now = moved = 0.0
+    for nbytes, pause in chunks:
+        now += pause
+        now += bucket.reserve(nbytes, now=now)
+        moved += nbytes
+        assert moved <= rate * now + rate + 1
+
+
+@pytest.mark.parametrize(
+    "pages, seconds, expected",
+    [
+        (1024, 0.001, 2048),     # well under 20 ms: double
+        (1024, 0.010, 2048),     # exactly half: double
+        (1024, 0.015, 1024),     # between half and the bound: keep
+        (1024, 0.020, 1024),     # at the bound: keep
+        (1024, 0.040, 409),      # twice over: to 80 % of what fits
+        (1024, 10.0, MIN_BATCH_PAGES),   # hopeless: the floor
+        (60000, 0.0, MAX_BATCH_PAGES),   # instant: the ceiling
+        (0, 0.0, MIN_BATCH_PAGES),       # nothing moved yet: start at the floor
+        (1024, -1.0, 2048),      # a clock glitch counts as fast
+    ],
+)
+def test_batch_size_table(pages, seconds, expected):
+    assert next_batch_pages(pages, seconds, max_stall=0.02) == expected
+
+
+@pytest.mark.parametrize("kwargs", [{"max_stall": 0}, {"max_stall": 0.02, "min_pages": 0}, {"max_stall": 0.02, "min_pages": 9, "max_pages": 8}])
+def test_batch_size_bad_bounds(kwargs):
+    with pytest.raises(ValueError):
+        next_batch_pages(100, 0.01, **kwargs)
+
+
+@given(st.integers(0, 1 << 20), st.floats(-1, 100, allow_nan=False), st.floats(0.001, 1))
+def test_batch_size_is_always_clamped(pages, seconds, bound):
+    assert MIN_BATCH_PAGES <= next_batch_pages(pages, seconds, max_stall=bound) <= MAX_BATCH_PAGES
+
+
+def test_batch_size_converges_under_the_bound():
+    """A syscall costing 10 µs per page settles at a size that stalls under 20 ms."""
+    pages = MIN_BATCH_PAGES
+    for _ in range(30):
+        pages = next_batch_pages(pages, pages * 10e-6, max_stall=0.02)
+    assert pages * 10e-6 <= 0.02
+    assert pages * 10e-6 > 0.02 * 0.4

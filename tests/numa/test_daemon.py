@@ -1,0 +1,244 @@
+"""The daemon on a real 2-node kernel: rules from files, sense -> decide -> act.
+
+Each test starts ``numad-py run`` as a subprocess on its own config dir and
+checks placement through /proc/PID/numa_maps (an independent view), never
+through the daemon's own report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import NOBODY, _make_reachable_for_others, numa_maps_of
+
+pytestmark = pytest.mark.topology("two")
+
+NUMAD = str(Path(sys.executable).with_name("numad-py"))
+INTERVAL = 2.0  # seconds between scans in these tests
+
+
+class Daemon:
+    """A running ``numad-py run`` with its config dir and its log."""
+
+    def __init__(self, tmp: Path, rules: str, *, extra_args=(), daemon_toml: str = "", user=None):
+        self.dir = tmp
+        (tmp / "rules.d").mkdir(exist_ok=True)
+        (tmp / "run").mkdir(exist_ok=True)
+        self.config = tmp / "numad-py.toml"
+        self.config.write_text(
+            f'[daemon]\nscan_interval = "{INTERVAL}s"\nruntime_dir = "{tmp}/run"\n{daemon_toml}\n'
+            '[metrics]\nlisten = ""\n'
+            f'[control]\nsocket = "{tmp}/run/control.sock"\n'
+        )
+        self.write_rules(rules)
+        self.log_path = tmp / "daemon.log"
+        self.log_file = open(self.log_path, "w")
+        argv = [NUMAD, "run", "--config", str(self.config), *extra_args]
+        if user is not None:
+            # The harness mounts /root as a throw-away overlay so nobody can
+            # reach the venv's interpreter under /root/.pyenv.
+            _make_reachable_for_others(tmp)
+            _make_reachable_for_others(Path(os.path.realpath(sys.executable)))
+            os.chmod(tmp, 0o777)
+            for p in tmp.rglob("*"):
+                os.chmod(p, 0o777 if p.is_dir() else 0o666)
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT)
+
+    def write_rules(self, text: str, name: str = "10-test.toml") -> None:
+        (self.dir / "rules.d" / name).write_text(text)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_log(self, pattern: str, timeout: float = 60) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            assert self.proc.poll() is None, f"daemon exited ({self.proc.returncode}):\n{self.log()}"
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern!r} in the daemon log within {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 20) -> float:
+        """SIGTERM; returns how long the daemon took to exit."""
+        if self.proc.poll() is not None:
+            return 0.0
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        self.log_file.close()
+        return time.monotonic() - t0
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    started: list[Daemon] = []
+
+    def start(rules: str, **kw) -> Daemon:
+        d = Daemon(tmp_path, rules, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def rule_for(seed: int, nodes: str, extra: str = "") -> str:
+    # Matches exactly the workload started with this seed.
+    return f'[[rule]]\nname = "wl{seed}"\nmatch.cmdline = "workload.py.*--seed {seed}"\nnodes = "{nodes}"\n{extra}\n'
+
+
+def share_on(pid: int, start: int, node: int) -> float:
+    per_node = numa_maps_of(pid, start)
+    total = sum(per_node.values())
+    return per_node.get(node, 0) / total if total else 0.0
+
+
+def wait_share(pid: int, start: int, node: int, want: float, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    share = share_on(pid, start, node)
+    while share < want and time.monotonic() < deadline:
+        time.sleep(0.25)
+        share = share_on(pid, start, node)
+    return share
+
+
+def test_rule_moves_workload_to_node1_and_pins_cpus(workload, daemon, topo):
+    child = workload("--mib", "64", "--policy", "preferred", "--node", "0", "--seed", "101")
+    start, _ = child.region()
+    assert share_on(child.pid, start, 0) > 0.99, "workload did not start on node 0"
+    before = child.checksum()
+
+    d = daemon(rule_for(101, "1", "cpus = true"))
+    d.wait_log(r"numad-py started", timeout=120)  # interpreter start-up is slow under TCG
+    t_started = time.monotonic()
+    share = wait_share(child.pid, start, 1, 0.99, timeout=120)
+    placed_after = time.monotonic() - t_started
+    assert share >= 0.99, f"only {share:.1%} on node 1\n{d.log()}"
+    m = d.wait_log(rf"migrate pid={child.pid} .* status=done .* ms=([\d.]+)", timeout=30)
+    migration_s = float(m.group(1)) / 1000
+    # Within two scan intervals, plus the time the migration itself took
+    # under emulation (and a second of slack for the log poll).
+    assert placed_after < 2 * INTERVAL + migration_s + 1, (placed_after, migration_s)
+    assert child.checksum() == before
+
+    d.wait_log(rf"pin pid={child.pid} .* status=done", timeout=60)
+    node1_cpus = topo.node(1).cpus
+    for task in Path(f"/proc/{child.pid}/task").iterdir():
+        allowed = os.sched_getaffinity(int(task.name))
+        assert allowed <= node1_cpus, f"thread {task.name} may run on {allowed}"
+    assert d.stop() < 10
+
+
+def test_every_pulls_back_drifted_pages(workload, daemon):
+    from numad_py import numa
+
+    child = workload("--mib", "32", "--policy", "preferred", "--node", "0", "--seed", "102")
+    start, end = child.region()
+    d = daemon(rule_for(102, "1", 'every = "3s"'))
+    assert wait_share(child.pid, start, 1, 0.99, timeout=120) >= 0.99
+    # Push the pages back to node 0, as a drifting workload would.
+    pushed = numa.migrate_range(child.pid, start, end, [0])
+    assert pushed.moved > 0
+    assert share_on(child.pid, start, 0) > 0.99
+    share = wait_share(child.pid, start, 1, 0.99, timeout=3 + 2 * INTERVAL + 60)
+    assert share >= 0.99, f"drifted pages not pulled back: {share:.1%} on node 1\n{d.log()}"
+    d.stop()
+
+
+def test_dry_run_changes_nothing_and_once_exits_zero(workload, tmp_path):
+    child = workload("--mib", "32", "--policy", "preferred", "--node", "0", "--seed", "103")
+    start, _ = child.region()
+    d = Daemon(tmp_path, rule_for(103, "1"), extra_args=("--once", "--dry-run"))
+    assert d.proc.wait(timeout=120) == 0, d.log()
+    assert re.search(rf"migrate pid={child.pid} .* status=dry-run", d.log()), d.log()
+    assert share_on(child.pid, start, 0) > 0.99
+
+    d2 = Daemon(tmp_path, rule_for(103, "1"), extra_args=("--once",))
+    assert d2.proc.wait(timeout=120) == 0, d2.log()
+    assert "stopping after 1 tick" in d2.log()
+    assert share_on(child.pid, start, 1) > 0.99
+
+
+def test_process_exiting_mid_migration_is_reported_and_daemon_goes_on(workload, daemon):
+    victim = workload("--mib", "96", "--policy", "preferred", "--node", "0", "--seed", "104")
+    # 8 MiB/s budget: the 96 MiB migration takes ~12 s, plenty of time to kill it.
+    d = daemon(rule_for(104, "1"), daemon_toml='budget = "8MiB"')
+    deadline = time.monotonic() + 60
+    while share_on(victim.pid, victim.region()[0], 1) < 0.05 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    victim.proc.kill()
+    victim.proc.wait()
+    d.wait_log(rf"migrate pid={victim.pid} .* status=gone", timeout=60)
+    # Still working: a new workload matched by another rule is placed.  The
+    # workload is ready before the rule exists, so first sight sees its memory.
+    nxt = workload("--mib", "16", "--policy", "preferred", "--node", "0", "--seed", "105")
+    d.write_rules(rule_for(105, "1"), "20-next.toml")
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_share(nxt.pid, nxt.region()[0], 1, 0.99, timeout=120) >= 0.99, d.log()
+    assert d.proc.poll() is None
+
+
+def test_unprivileged_daemon_skips_other_users_process(workload, daemon):
+    child = workload("--mib", "16", "--policy", "preferred", "--node", "0", "--seed", "106")
+    start, _ = child.region()
+    d = daemon(rule_for(106, "1"), user=NOBODY)
+    d.wait_log(r"no CAP_SYS_NICE: cannot move other users' pages", timeout=60)
+    # As nobody it cannot even read where a root process's memory is: it
+    # says so and leaves the process alone.
+    d.wait_log(rf"advice pid={child.pid} .*numa_maps unreadable", timeout=60)
+    time.sleep(INTERVAL)
+    assert d.proc.poll() is None
+    assert share_on(child.pid, start, 0) > 0.99
+
+
+def test_thousands_of_short_lived_processes(daemon, workload):
+    child = workload("--mib", "8", "--policy", "preferred", "--node", "0", "--seed", "107")
+    rules = rule_for(107, "1") + '[[rule]]\nname = "flies"\nmatch.comm = "true"\nnodes = "1"\n'
+    d = daemon(rules)
+    # 1,000 under emulation (each fork+exec costs ~0.1 s in TCG).
+    churn = subprocess.run(["sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true & i=$((i+1)); done; wait"],
+                           timeout=600)
+    assert churn.returncode == 0
+    assert wait_share(child.pid, child.region()[0], 1, 0.99, timeout=60) >= 0.99
+    time.sleep(INTERVAL)
+    assert d.proc.poll() is None, d.log()
+    assert "Traceback" not in d.log()
+
+
+def test_sighup_broken_rules_keep_old_then_fixed_rules_apply(workload, daemon):
+    from numad_py import numa
+
+    child = workload("--mib", "16", "--policy", "preferred", "--node", "0", "--seed", "108")
+    start, end = child.region()
+    d = daemon(rule_for(108, "1", 'every = "2s"'))
+    assert wait_share(child.pid, start, 1, 0.99, timeout=120) >= 0.99
+
+    d.write_rules("[[rule]]\nname = 'broken'\nmatch.comm = '('\nnodes = 'x'\n", "50-broken.toml")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(r"reload failed.*\n.*50-broken.toml:\d+: rules\[0\]", timeout=30)
+    # The old rule is still enforced: pushed pages come back to node 1.
+    numa.migrate_range(child.pid, start, end, [0])
+    assert wait_share(child.pid, start, 1, 0.99, timeout=60) >= 0.99
+
+    # A fixed file replaces the rules: now the workload belongs on node 0.
+    (d.dir / "rules.d" / "50-broken.toml").unlink()
+    d.write_rules(rule_for(108, "0", 'every = "2s"'))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(r"reloaded: 1 rule", timeout=30)
+    assert wait_share(child.pid, start, 0, 0.99, timeout=60) >= 0.99
+    assert d.stop() < 10

@@ -1,0 +1,161 @@
+"""The scan against a fake /proc + sysfs tree, and one smoke test on the real /proc."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import psutil
+import pytest
+
+from numad_py.config import Config, Match, Rule
+from numad_py.errors import PermissionDenied
+from numad_py.sense import processes
+from numad_py.sense.cgroups import mems_allowed, parse_proc_cgroup
+from numad_py.sense.processes import Sensor, numa_maps_residency, parse_cpu_times, parse_stat, take_snapshot
+
+from fake_tree import BTIME, PAGE, TICKS, FakeMachine
+
+
+def rules(*matches: dict, **daemon) -> Config:
+    return Config.model_validate(
+        {"daemon": daemon, "rules": [Rule(name=f"r{i}", match=Match(**m), nodes="0") for i, m in enumerate(matches)]}
+    )
+
+
+@pytest.fixture
+def machine(tmp_path) -> FakeMachine:
+    return FakeMachine(tmp_path)
+
+
+def sensor(machine: FakeMachine, clock=lambda: 42.0) -> Sensor:
+    return Sensor(proc_root=machine.proc, sys_root=machine.sys, cgroup_root=machine.cgroup, clock=clock)
+
+
+def test_snapshot_holds_nodes_and_only_candidates(machine):
+    machine.add_process(10, "postgres", starttime=250, rss_pages=1000, uid=0)
+    machine.add_process(11, "nginx")
+    machine.add_process(2, "kthreadd", flags=0x00208040)
+    machine.add_process(12, "postgres", flags=0x00208040)  # a kernel thread named like the rule
+    snap = sensor(machine).snapshot(rules({"comm": "postgres"}))
+    assert snap.time == 42.0
+    assert [n.id for n in snap.nodes] == [0, 1]
+    assert snap.nodes[1].cpus == {2, 3} and snap.nodes[1].mem_free == 2 * 1024**3
+    assert snap.distances[(0, 1)] == 21
+    assert snap.numa_balancing == 1
+    (proc,) = snap.processes
+    assert proc.pid == 10 and proc.comm == "postgres"
+    assert proc.start_time == 250 / TICKS + BTIME
+    assert proc.rss == 1000 * PAGE
+    assert proc.residency == {0: 2 * 4096, 1: 4096}
+    assert (proc.uid, proc.user) == (0, "root")
+    assert proc.cgroup == "/system.slice/app.service"
+    assert proc.exe == "/usr/bin/app" and proc.cmdline == ("app", "--serve")
+    assert proc.cpu_affinity == {0, 1, 2, 3} and proc.threads == 4
+    assert proc.mems_allowed is None  # no cpuset files in the fake cgroup tree
+
+
+def test_comm_with_spaces_and_parens():
+    stat = parse_stat("77 (a (b) c) R 1 " + " ".join(["0"] * 4 + ["64"] + ["0"] * 10 + ["3", "0", "9", "0", "5"]))
+    assert (stat["pid"], stat["comm"], stat["flags"], stat["threads"], stat["starttime"], stat["rss_pages"]) == (
+        77, "a (b) c", 64, 3, 9, 5)
+
+
+def test_lazy_criteria_and_global_filters(machine):
+    machine.add_process(20, "worker", cmdline=("python", "job.py", "--fast"), cgroup="/system.slice/job.service")
+    machine.add_process(21, "worker", cmdline=("python", "other.py"))
+    by_cmdline = sensor(machine).snapshot(rules({"cmdline": r"job\.py"}))
+    assert [p.pid for p in by_cmdline.processes] == [20]
+    by_unit = sensor(machine).snapshot(rules({"unit": "job.service"}))
+    assert [p.pid for p in by_unit.processes] == [20]
+    excluded = sensor(machine).snapshot(rules({"comm": "worker"}, exclude=["work.*"]))
+    assert excluded.processes == ()
+
+
+def test_vanished_processes_are_skipped(machine):
+    machine.add_process(30, "app")
+    half_gone = machine.add_process(31, "app")
+    (half_gone / "status").unlink()  # exited between reading stat and status
+    (machine.proc / "32").mkdir()    # exited before its stat was read
+    snap = sensor(machine).snapshot(rules({"comm": "app", "user": "root"}))
+    assert [p.pid for p in snap.processes] == [30]
+
+
+def test_unreadable_residency_becomes_none(machine, monkeypatch):
+    machine.add_process(40, "app")
+
+    def denied(pid, proc_root):
+        raise PermissionDenied("reading numa_maps", capability="ptrace")
+
+    monkeypatch.setattr(processes, "process_residency", denied)
+    (proc,) = sensor(machine).snapshot(rules({"comm": "app"})).processes
+    assert proc.residency is None
+
+
+def test_unreadable_exe_becomes_none(machine):
+    d = machine.add_process(41, "app")
+    (d / "exe").unlink()
+    (d / "exe").write_text("")  # readlink on a non-link fails with EINVAL, like EACCES: unknown
+    (proc,) = sensor(machine).snapshot(rules({"comm": "app"})).processes
+    assert proc.exe is None
+
+
+def test_cpu_load_between_scans(machine):
+    s = sensor(machine)
+    first = s.snapshot(rules({"comm": "x"}))
+    assert first.cpu_load == {0: pytest.approx(100 / 400), 1: pytest.approx(0.5)}  # since boot
+    machine.set_cpu_times({0: (200, 100), 1: (100, 200), 2: (50, 150), 3: (50, 150)})
+    second = s.snapshot(rules({"comm": "x"}))
+    assert second.cpu_load == {0: pytest.approx(1.0), 1: pytest.approx(0.0)}
+
+
+def test_machine_without_numa_sysfs(tmp_path):
+    machine = FakeMachine(tmp_path, nodes={})
+    (machine.sys / "devices/system/node/online").unlink()
+    snap = sensor(machine).snapshot(rules({"comm": "x"}))
+    assert snap.nodes == () and snap.cpu_load == {}
+
+
+def test_numa_maps_residency_sums_pages_times_page_size(tmp_path):
+    (tmp_path / "5").mkdir()
+    (tmp_path / "5" / "numa_maps").write_text(
+        "400000 default file=/bin/x mapped=10 N0=10 kernelpagesize_kB=4\n"
+        "7f0000000000 default anon=512 dirty=512 N1=512 kernelpagesize_kB=2048\n"
+        "7f1000000000 default stack anon=3 N0=1 N1=2 kernelpagesize_kB=4\n"
+        "7f2000000000 default\n"
+    )
+    assert numa_maps_residency(5, str(tmp_path)) == {0: 11 * 4096, 1: 512 * 2 * 1024**2 + 2 * 4096}
+
+
+@pytest.mark.parametrize(
+    "text, path",
+    [("0::/system.slice/a.service\n", "/system.slice/a.service"), ("0::/\n", "/"),
+     ("4:memory:/x\n0::/user.slice\n", "/user.slice"), ("4:memory:/x\n", None), ("", None)],
+)
+def test_parse_proc_cgroup(text, path):
+    assert parse_proc_cgroup(text) == path
+
+
+def test_mems_allowed_walks_up_to_the_nearest_cpuset(tmp_path):
+    (tmp_path / "machine.slice/vm.scope/vcpu0").mkdir(parents=True)
+    (tmp_path / "cpuset.mems.effective").write_text("0-3\n")
+    (tmp_path / "machine.slice/cpuset.mems.effective").write_text("1\n")
+    assert mems_allowed("/machine.slice/vm.scope/vcpu0", tmp_path) == {1}
+    assert mems_allowed("/system.slice/gone.service", tmp_path) == {0, 1, 2, 3}
+    assert mems_allowed(None, tmp_path) is None
+    assert mems_allowed("/", tmp_path / "nothing") is None
+
+
+def test_parse_cpu_times_ignores_the_total_line():
+    assert parse_cpu_times("cpu  9 9 9 9\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1\n") == {0: (1 + 2 + 3 + 6 + 7 + 8, 36)}
+
+
+def test_real_proc_finds_this_process_with_psutils_identity():
+    me = psutil.Process()
+    config = rules({"comm": re.escape(me.name()[:15])})
+    mine = [p for p in take_snapshot(config).processes if p.pid == os.getpid()]
+    assert len(mine) == 1
+    assert mine[0].start_time == me.create_time()  # exactly: the executor compares identities
+    assert mine[0].residency and sum(mine[0].residency.values()) > 0
+    assert Path(mine[0].exe).resolve() == Path(me.exe()).resolve()
