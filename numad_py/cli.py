@@ -13,6 +13,7 @@ import sys
 from typing import Callable
 
 from .errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
+from .units import format_size
 from .nodes import NodeListError, format_nodes, parse_nodes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -21,13 +22,6 @@ DEFAULT_CONFIG = "/etc/numad-py/numad-py.toml"
 
 class UsageError(Exception):
     """Bad command-line input: exit code 2."""
-
-
-def _human(nbytes: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(nbytes) >= size:
-            return f"{nbytes / size:.1f} {unit}"
-    return f"{nbytes} B"
 
 
 def _emit(args, data, text: Callable[[], str]) -> None:
@@ -63,7 +57,7 @@ def cmd_topology(args) -> int:
         for n in topo.nodes:
             kind = " (memory only)" if n.has_memory and not n.has_cpu else ""
             lines.append(f"node {n.id}: cpus {format_nodes(n.cpus) or '-'}; "
-                         f"memory {_human(n.mem_total)}, free {_human(n.mem_free)}{kind}")
+                         f"memory {format_size(n.mem_total)}, free {format_size(n.mem_free)}{kind}")
         lines.append("distances: " + "  ".join(f"{i:>4}" for i in ids))
         for a in ids:
             lines.append(f"{a:>9}: " + "  ".join(f"{topo.distances[(a, b)]:>4}" for b in ids))
@@ -95,7 +89,7 @@ def cmd_show(args) -> int:
         ]
         _emit(args, {"pid": pid, "mappings": rows}, lambda: "\n".join(
             f"{r['start']}-{r['end']} {r['mapping']}: "
-            + (", ".join(f"N{n}={_human(b)}" for n, b in sorted(r["nodes"].items())) or "nothing resident")
+            + (", ".join(f"N{n}={format_size(b)}" for n, b in sorted(r["nodes"].items())) or "nothing resident")
             for r in rows))
         return EXIT_OK
     nodes = process_residency(pid)
@@ -106,12 +100,12 @@ def cmd_show(args) -> int:
 
 def _residency_text(title: str, nodes: dict[int, int], other: dict[str, int]) -> str:
     total = sum(nodes.values())
-    lines = [f"{title}: {_human(total)} resident"]
+    lines = [f"{title}: {format_size(total)} resident"]
     for node, nbytes in sorted(nodes.items()):
         share = 100.0 * nbytes / total if total else 0.0
-        lines.append(f"  node {node}: {_human(nbytes)} ({share:.1f}%)")
+        lines.append(f"  node {node}: {format_size(nbytes)} ({share:.1f}%)")
     for reason, nbytes in sorted(other.items()):
-        lines.append(f"  {reason}: {_human(nbytes)}")
+        lines.append(f"  {reason}: {format_size(nbytes)}")
     return "\n".join(lines)
 
 
@@ -121,6 +115,9 @@ def cmd_migrate(args) -> int:
     from .numa import migrate_ranges
     from .sense.maps import parse_range, read_maps, select_mappings
 
+    if args.via_daemon:
+        from .control.cli_requests import migrate_via_daemon
+        return migrate_via_daemon(args)
     pid = _pid(args.pid)
     target = _node_list(args.to)
     if args.range:
@@ -137,7 +134,7 @@ def cmd_migrate(args) -> int:
     def text() -> str:
         failed = ", ".join(f"{k} {v}" for k, v in sorted(result.failed.items())) or "none"
         return (f"pid {pid} -> node {format_nodes(target)}: moved {result.moved} pages "
-                f"({_human(result.bytes_moved)}) in {result.seconds:.3f} s, "
+                f"({format_size(result.bytes_moved)}) in {result.seconds:.3f} s, "
                 f"{result.already} already there, {result.not_present} not present, "
                 f"failed: {failed}; longest call {result.longest_call_seconds * 1000:.1f} ms"
                 + (f"; {result.huge_pages} huge pages in range" if result.huge_pages else ""))
@@ -202,9 +199,17 @@ def cmd_plan(args) -> int:
     return plan_main(args.config, args.json)
 
 
+def cmd_drain(args) -> int:
+    from .control.cli_requests import drain_main
+    return drain_main(args)
+
+
 def cmd_status(args) -> int:
+    from .control.cli_requests import socket_path_for, status_via_socket
     from .daemon.client_status import read_status
-    data = read_status(args.runtime_dir)
+
+    # The live answer from the control socket; the status file if no daemon answers there.
+    data = status_via_socket(socket_path_for(args)) or read_status(args.runtime_dir)
 
     def text() -> str:
         lines = [f"numad-py pid {data['pid']}: {data['ticks']} tick(s), config {data['config']}"
@@ -225,6 +230,8 @@ def cmd_status(args) -> int:
 # --- wiring ----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from .control.cli_requests import add_drain_arguments, add_via_daemon_arguments
+
     parser = argparse.ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -249,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="move-all: also pages shared with other processes")
     p.add_argument("--batch", type=int, default=4096, metavar="PAGES", help="pages per move_pages call")
     p.add_argument("--json", action="store_true")
+    add_via_daemon_arguments(p)
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("drain", help="move every movable page off a node (via the daemon)")
+    add_drain_arguments(p)
+    p.set_defaults(func=cmd_drain)
 
     p = sub.add_parser("run", help="the daemon: enforce the policy rules")
     p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")
@@ -272,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="what the running daemon is doing")
     p.add_argument("--runtime-dir", default=None, metavar="DIR")
+    p.add_argument("--socket", default=None, metavar="PATH")
+    p.add_argument("--config", default=None, metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     return parser

@@ -10,6 +10,7 @@ objects on the hot path.
 from __future__ import annotations
 
 import enum
+import errno
 import threading
 import time
 from collections import Counter
@@ -164,10 +165,9 @@ def set_home_node(addr: int, length: int, node: int) -> None:
 
 
 def _raise_policy_errno(err: int, op: str, mode: Mode, nodes: frozenset[int]) -> None:
-    import errno as errno_mod
-    if err == errno_mod.EINVAL and mode in _OPTIONAL_MODES and not supports(mode):
+    if err == errno.EINVAL and mode in _OPTIONAL_MODES and not supports(mode):
         raise Unsupported(_unsupported_text(mode))
-    if err == errno_mod.EINVAL and nodes - online_nodes():
+    if err == errno.EINVAL and nodes - online_nodes():
         check_nodes(nodes)  # raises InvalidNode with the names
     raise_for_errno(err, op=op, detail=f"mode {mode.name.lower()}, nodes {sorted(nodes)}")
 
@@ -211,10 +211,9 @@ def _unsupported_text(mode: Mode) -> str:
 
 def supports_home_node() -> bool:
     """set_mempolicy_home_node exists iff a zero-length call does not fail with ENOSYS."""
-    import errno as errno_mod
     if lib.nd_set_mempolicy_home_node(0, 0, 0, 0) == 0:
         return True
-    return ffi.errno != errno_mod.ENOSYS
+    return ffi.errno != errno.ENOSYS
 
 
 # --- pages of any process ---------------------------------------------------

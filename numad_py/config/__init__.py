@@ -2,7 +2,7 @@
 
 from .loader import DEFAULT_CONFIG_PATH, ConfigError, Problem, load_config, rules_files
 from .models import AUTO, ALL, Config, ControlSettings, DaemonSettings, Match, MetricsSettings, Rule
-from .units import format_size, parse_duration, parse_size
+from ..units import format_size, parse_duration, parse_size
 
 __all__ = [
     "ALL",

@@ -29,7 +29,7 @@ from pydantic import (
 
 from ..nodes import NodeListError, format_nodes, parse_nodes
 from ..sense.maps import parse_range
-from .units import parse_duration, parse_size
+from ..units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]

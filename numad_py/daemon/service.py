@@ -21,8 +21,9 @@ from ..act.pacing import Pacer, StallBound
 from ..config import AUTO, ConfigError, load_config
 from ..decide.history import History, record
 from ..decide.planner import plan as make_plan
-from ..sense.processes import Sensor
+from ..sense.processes import Sensor, take_snapshot
 from ..topology import online_nodes, read_topology
+from ..control.server import ControlServer
 from .notify import Notifier
 from .runtime import privilege_limits, usable_dir
 
@@ -60,6 +61,7 @@ class Daemon:
         self.runtime_dir = usable_dir(self.config.daemon.runtime_dir, "runtime files")
         self.sensor = Sensor()
         self.executor = self._build_executor()
+        self.control = ControlServer.from_daemon(self)
         self.on_tick = []  # callables(snapshot) run after each tick: node table, metrics
         self._metrics_view: dict | None = None
         if self.metrics is not None:
@@ -98,6 +100,7 @@ class Daemon:
             log.warning("running as uid %d with %s", os.getuid(), limit)
         log.info("numad-py started: %d rule(s) from %s%s", len(self.config.rules), self.config_path,
                  " (dry-run: nothing will be changed)" if self.dry_run else "")
+        self.control.start()
         self.notifier.ready(f"{len(self.config.rules)} rules")
         try:
             while not self.stop_event.is_set():
@@ -109,6 +112,7 @@ class Daemon:
                 self._sleep_until_next_tick()
         finally:
             self.notifier.stopping()
+            self.control.stop()
             log.info("numad-py stopping after %d tick(s)", self.state.ticks)
         return 0
 
@@ -193,6 +197,14 @@ class Daemon:
         self.notifier.ready(f"{len(self.config.rules)} rules")
 
     # --- status --------------------------------------------------------------
+
+    def plan_preview(self) -> dict:
+        """What the daemon would do now, without doing it (the control socket's `plan`).
+
+        A one-off snapshot, so the loop's CPU-load baseline is left alone.
+        """
+        actions = make_plan(take_snapshot(self.config), self.config, self.state.history)
+        return {"actions": [a.to_dict() for a in actions]}
 
     def metrics_state(self) -> dict | None:
         """For the metrics collector: the last scan's view per rule (None before the first)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..config.models import AUTO, Config, DaemonSettings, Rule
-from ..config.units import format_size
+from ..units import format_size
 from ..nodes import format_nodes
 from .actions import KIND_ORDER, Action, Plan
 from .auto import choose_node

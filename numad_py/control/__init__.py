@@ -1,0 +1,1 @@
+"""The control socket: protocol, authorization, server, node drain, CLI requests."""
