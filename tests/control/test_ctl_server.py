@@ -45,7 +45,7 @@ class FakeExecutor:
     def execute(self, action, *, reason="schedule", progress=None, cancelled=None):
         with self.lock:
             self.calls.append((action, reason))
-            res = MigrationResult(pid=action.pid, target=frozenset(action.target))
+            res = MigrationResult(pid=action.pid, target=frozenset(action.target_nodes))
             done = 0
             for _ in range(self.chunks):
                 if cancelled is not None and cancelled():
@@ -59,7 +59,7 @@ class FakeExecutor:
             res.failed = Counter({"shared": 3})
             self.chunks_done.append(done)
             return Outcome(kind="migrate", pid=action.pid, comm=action.comm, rule=action.rule,
-                           target=frozenset(action.target),
+                           target=frozenset(action.target_nodes),
                            status="cancelled" if res.cancelled else "done", result=res)
 
 
@@ -331,7 +331,7 @@ def test_migrate_progress_result_and_audit(make_server, caplog):
     assert final["ok"] and final["result"]["status"] == "done"
     assert final["result"]["result"]["pages_failed"] == {"shared": 3}
     action, reason = ex.calls[0]
-    assert reason == "request" and action.pid == 200 and action.target == frozenset({1})
+    assert reason == "request" and action.pid == 200 and action.target_nodes == frozenset({1})
     assert action.memory == ("7f00-7f80", "[heap]") and action.start_time == 1.0
     lines = [r.getMessage() for r in caplog.records if r.name == "numad_py.audit"]
     assert len(lines) == 1
