@@ -227,6 +227,26 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
+# --- fork-time placement ---------------------------------------------------
+
+def cmd_exec(args) -> int:
+    from .shim import exec_main
+    command = args.command_argv[1:] if args.command_argv[:1] == ["--"] else args.command_argv
+    return exec_main(
+        command,
+        node=args.node,
+        spread=_node_list(args.spread) if args.spread else None,
+        least_loaded=_node_list(args.least_loaded) if args.least_loaded else None,
+        cpus=args.cpus, mode=args.mode, table_path=args.table,
+    )
+
+
+def cmd_shim_path(args) -> int:
+    from .shim import shim_path
+    print(shim_path())
+    return EXIT_OK
+
+
 # --- wiring ----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drain", help="move every movable page off a node (via the daemon)")
     add_drain_arguments(p)
     p.set_defaults(func=cmd_drain)
+
+    p = sub.add_parser("exec", help="run a command whose children are placed at fork time")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--node", type=int, metavar="N", help="the program and its children on node N")
+    g.add_argument("--spread", metavar="NODES", help="children round-robin over NODES")
+    g.add_argument("--least-loaded", metavar="NODES", help="each child on the node of NODES with most free memory")
+    p.add_argument("--cpus", action="store_true", help="also pin each child to its node's CPUs")
+    p.add_argument("--mode", default="preferred", help="policy set for the child: preferred (default), bind, "
+                   "interleave, preferred-many")
+    p.add_argument("--table", metavar="PATH", help="node table the daemon publishes (for --least-loaded)")
+    p.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("shim-path", help="path of the LD_PRELOAD shim")
+    p.set_defaults(func=cmd_shim_path)
 
     p = sub.add_parser("run", help="the daemon: enforce the policy rules")
     p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")

@@ -22,6 +22,7 @@ from ..config import AUTO, ConfigError, load_config
 from ..decide.history import History, record
 from ..decide.planner import plan as make_plan
 from ..sense.processes import Sensor, take_snapshot
+from ..shim import publish_node_table
 from ..topology import online_nodes, read_topology
 from ..control.server import ControlServer
 from .notify import Notifier
@@ -62,7 +63,7 @@ class Daemon:
         self.sensor = Sensor()
         self.executor = self._build_executor()
         self.control = ControlServer.from_daemon(self)
-        self.on_tick = []  # callables(snapshot) run after each tick: node table, metrics
+        self.on_tick = [self._publish_node_table]  # callables(snapshot) run after each tick
         self._metrics_view: dict | None = None
         if self.metrics is not None:
             self.metrics.record_reload(True, self.state.last_reload)
@@ -159,6 +160,17 @@ class Daemon:
         self.notifier.status(f"tick {self.state.ticks}: {len(plan)} action(s), "
                              f"{len(plan.matched)} managed process(es)")
         self.notifier.watchdog()
+
+    def _publish_node_table(self, snapshot) -> None:
+        """Free memory per node for the fork shim's least-loaded choice (read without the daemon)."""
+        publish_node_table(
+            self.runtime_dir / "node-table",
+            {n.id: n.mem_free for n in snapshot.nodes},
+            total_bytes_by_node={n.id: n.mem_total for n in snapshot.nodes},
+            cpu_nodes=[n.id for n in snapshot.nodes if n.has_cpu],
+            # A daemon that stops refreshing must not steer forks forever.
+            valid_for=3 * self.config.daemon.scan_interval,
+        )
 
     def _advise(self, action) -> None:
         """Log advice once per process and reason, not on every tick."""

@@ -1,0 +1,118 @@
+/*
+ * numad-py fork-time placement shim: shared binary layouts.
+ *
+ * Two small files, both fixed-layout, native byte order (little-endian on
+ * every platform numad-py targets), naturally aligned 8-byte fields:
+ *
+ * 1. The NODE TABLE the daemon publishes each scan (default
+ *    /run/numad-py/node-table, env NUMAD_SHIM_TABLE overrides).  Read-only
+ *    for the shim, mapped MAP_SHARED once and re-read on every fork.
+ *
+ *      offset  size  field
+ *           0     8  magic        "NUMADTB1"
+ *           8     4  version      1
+ *          12     4  header_size  64
+ *          16     4  entry_size   32
+ *          20     4  nr_entries   entries that follow; entry i describes node i
+ *          24     8  seq          seqlock: odd while the writer is updating
+ *          32     8  generation   +1 per publish
+ *          40     8  updated_ns   CLOCK_MONOTONIC of the publish
+ *          48     8  expires_ns   CLOCK_MONOTONIC after which the table is stale; 0 = never
+ *          56     4  flags        bit 0 SUPERSEDED: file replaced, re-open the path
+ *          60     4  reserved
+ *      entry (32 bytes, at 64 + 32*i):
+ *           0     8  free_bytes
+ *           8     8  total_bytes
+ *          16     4  flags        bit 0 PRESENT (online, has memory), bit 1 HAS_CPUS
+ *          20     4  reserved
+ *          24     8  reserved
+ *
+ *    Writer protocol (numad_py/shim.py publish_node_table): if the file
+ *    exists with the same magic/version/nr_entries it is updated IN PLACE:
+ *    seq |= 1 (odd), write entries + generation + times, seq += 1 (even).
+ *    Otherwise a new file is written to a temp name and renamed over the
+ *    path, and the old file (if any) gets SUPERSEDED so mapped readers
+ *    re-open.  A table file is never truncated in place (readers would
+ *    take SIGBUS).  Each field is written with one aligned 8-byte store;
+ *    with x86-64 store ordering (TSO) the seqlock is then exact; readers
+ *    retry a bounded number of times and otherwise fall back.
+ *
+ * 2. The optional STATS file (env NUMAD_SHIM_STATS=path): a counter block
+ *    every process of the tree maps MAP_SHARED and bumps atomically, so
+ *    one file aggregates a whole process tree.  Without it the counters
+ *    are per process (read in-process with numad_shim_counters()).
+ *
+ *           0     8  magic        "NUMADST1"
+ *           8     4  version      1
+ *          12     4  nr_counters  NUMAD_NR_COUNTERS
+ *          16   8*n  counters     uint64, order of enum numad_counter
+ */
+#ifndef NUMAD_SHIM_H
+#define NUMAD_SHIM_H
+
+#include <stdint.h>
+
+#define NUMAD_TABLE_MAGIC "NUMADTB1"
+#define NUMAD_TABLE_VERSION 1
+#define NUMAD_TABLE_MAX_ENTRIES 1024
+#define NUMAD_TABLE_SUPERSEDED 0x1u
+#define NUMAD_ENTRY_PRESENT 0x1u
+#define NUMAD_ENTRY_HAS_CPUS 0x2u
+
+struct numad_table_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_size;
+    uint32_t entry_size;
+    uint32_t nr_entries;
+    uint64_t seq;
+    uint64_t generation;
+    uint64_t updated_ns;
+    uint64_t expires_ns;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+struct numad_table_entry {
+    uint64_t free_bytes;
+    uint64_t total_bytes;
+    uint32_t flags;
+    uint32_t reserved0;
+    uint64_t reserved1;
+};
+
+_Static_assert(sizeof(struct numad_table_header) == 64, "table header layout");
+_Static_assert(sizeof(struct numad_table_entry) == 32, "table entry layout");
+
+#define NUMAD_STATS_MAGIC "NUMADST1"
+#define NUMAD_STATS_VERSION 1
+
+/* Keep in step with numad_py/shim.py COUNTERS. */
+enum numad_counter {
+    NC_CALLS = 0,          /* interposed calls in a process that places children */
+    NC_PLACED,             /* children started with the chosen node's policy */
+    NC_PASSTHROUGH,        /* calls in a dormant process (no config, not the root) */
+    NC_FALLBACK,           /* placement wanted but a plain call was made (sum of below) */
+    NC_FB_CONFIG,          /* bad configuration (unknown strategy/mode, bad node list) */
+    NC_FB_NO_TABLE,        /* least-loaded: table missing or malformed */
+    NC_FB_STALE_TABLE,     /* least-loaded: table past expires_ns */
+    NC_FB_TABLE_BUSY,      /* least-loaded: seqlock never settled */
+    NC_FB_NO_CANDIDATE,    /* least-loaded: none of the nodes is present in the table */
+    NC_FB_GET_POLICY,      /* get_mempolicy failed (seccomp, ENOSYS) */
+    NC_FB_SET_POLICY,      /* set_mempolicy failed (seccomp EPERM, ENOSYS, EINVAL cpuset) */
+    NC_RESTORE_FAILED,     /* restoring the parent's policy failed (should not happen) */
+    NC_PIN_FAILED,         /* child's sched_setaffinity failed or node has no CPUs */
+    NC_VFORK_UNPLACED,     /* vfork passed through unplaced (shadow stack / non-x86-64) */
+    NC_RESERVED14,
+    NC_RESERVED15,
+    NUMAD_NR_COUNTERS
+};
+
+struct numad_shim_stats {
+    char magic[8];
+    uint32_t version;
+    uint32_t nr_counters;
+    uint64_t counters[NUMAD_NR_COUNTERS];
+};
+
+#endif

@@ -1,0 +1,159 @@
+"""Helpers shared by tests/shim (host) and tests/numa/test_shim.py (VM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+WORKLOADS = HERE / "workloads.py"
+PY = sys.executable
+
+# Applies a seccomp filter that fails one syscall with an errno, then execs.
+#   seccomp_deny NR ERRNO -- CMD ARGS...
+SECCOMP_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 5) { fprintf(stderr, "usage: seccomp_deny NR ERRNO -- CMD...\n"); return 2; }
+    unsigned nr = (unsigned)atoi(argv[1]), err = (unsigned)atoi(argv[2]);
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) { perror("PR_SET_NO_NEW_PRIVS"); return 2; }
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) { perror("PR_SET_SECCOMP"); return 2; }
+    execvp(argv[4], argv + 4);
+    perror("execvp");
+    return 127;
+}
+"""
+
+# vfork from C the way shells and CPython do it; checks exit codes and that
+# the parent's stack/locals survive.  Prints the child's and parent's policy.
+VFORK_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <sys/syscall.h>
+static int pol(void) { int m = -1; unsigned long mask[16] = {0};
+    if (syscall(SYS_get_mempolicy, &m, mask, 1025, 0, 0)) return -1; return m * 1000 + (int)mask[0]; }
+int main(int argc, char **argv) {
+    volatile int marker = 42; int n = argc > 1 ? atoi(argv[1]) : 200;
+    for (int i = 0; i < n; i++) {
+        pid_t p = vfork();
+        if (p == 0) {
+            if (i == 0) { char b[64]; int k = snprintf(b, sizeof b, "child %d\n", pol()); write(1, b, k); }
+            if (i % 2) execl("/bin/true", "true", (char *)0);
+            _exit(marker == 42 ? 3 : 4);
+        }
+        if (p < 0) { perror("vfork"); return 1; }
+        int st; waitpid(p, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != (i % 2 ? 0 : 3)) { printf("bad %d at %d\n", st, i); return 1; }
+    }
+    printf("parent %d marker %d\n", pol(), marker);
+    return 0;
+}
+"""
+
+# fork+exit+wait and fork+exec+wait loops for the benchmark.
+BENCH_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+    int n = atoi(argv[2]); const char *kind = argv[1];
+    double t0 = now();
+    for (int i = 0; i < n; i++) {
+        pid_t p = fork();
+        if (p == 0) { if (kind[0] == 'e') execl(argv[3], argv[3], (char *)0); _exit(0); }
+        if (p < 0) { perror("fork"); return 1; }
+        waitpid(p, NULL, 0);
+    }
+    printf("%.9f\n", (now() - t0) / n);
+    return 0;
+}
+"""
+
+
+def build_c(out_dir: Path, name: str, source: str) -> Path:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeError("no C compiler")
+    src = Path(out_dir) / f"{name}.c"
+    exe = Path(out_dir) / name
+    src.write_text(source)
+    subprocess.run([gcc, "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
+    return exe
+
+
+def shim_env(strategy: str, nodes, *, stats: Path | None = None, table: Path | None = None,
+             cpus: bool = False, mode: str = "preferred", root_pid: int | None = None,
+             extra: dict | None = None) -> dict:
+    from numad_py.shim import build_env
+    env = build_env(os.environ, strategy=strategy, nodes=nodes, mode=mode, cpus=cpus,
+                    root_pid=root_pid, table_path=table, stats_path=stats)
+    env.update(extra or {})
+    return env
+
+
+def run_workload(args: list[str], env: dict, *, timeout: float = 300, wrap: list[str] = ()) -> list[dict]:
+    """Run a workload to completion; return its JSON lines."""
+    proc = subprocess.run([*wrap, PY, str(WORKLOADS), *args], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"workload {args} failed ({proc.returncode}): {proc.stderr[-3000:]}"
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+class Running:
+    """A workload that waits on stdin: read its records, inspect it, then release it."""
+
+    def __init__(self, args: list[str], env: dict, wrap: list[str] = ()):
+        self.proc = subprocess.Popen([*wrap, PY, str(WORKLOADS), *args], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def read_until(self, pred, timeout: float = 300) -> list[dict]:
+        import select
+        import time
+        records = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                raise TimeoutError(f"workload gave {records}")
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"workload ended early ({self.proc.wait()}): {records}")
+            records.append(json.loads(line))
+            if pred(records):
+                return records
+
+    def finish(self, timeout: float = 120) -> int:
+        self.proc.stdin.close()
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()

@@ -1,0 +1,277 @@
+"""Host tests of the fork-time shim: formats, env, and real forks on a 1-node machine."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import pytest
+
+from numad_py import shim
+from numad_py.shim import (
+    TableNode, build_env, decode_stats, decode_table, encode_table, publish_node_table,
+    read_node_table, read_stats, shim_path,
+)
+from numad_py.topology import read_topology
+
+from shim_helpers import (
+    PY, REPO, SECCOMP_C, VFORK_C, WORKLOADS, Running, build_c, run_workload, shim_env,
+)
+
+NODE0 = min(read_topology().memory_nodes)
+
+
+# --- formats -------------------------------------------------------------------
+
+def test_table_round_trip():
+    nodes = {0: TableNode(10 << 30, 16 << 30, True, True), 3: TableNode(1 << 20, 2 << 20, True, False)}
+    data = encode_table(nodes, generation=7, updated_ns=123, expires_ns=456)
+    assert len(data) == 64 + 4 * 32
+    t = decode_table(data)
+    assert t.generation == 7 and t.updated_ns == 123 and t.expires_ns == 456 and t.nr_entries == 4
+    assert t.nodes == nodes
+    assert not t.superseded
+
+
+@pytest.mark.parametrize("bad", [b"", b"X" * 64, encode_table({0: TableNode(1)}, generation=1, updated_ns=1)[:70]])
+def test_table_rejects_garbage(bad):
+    with pytest.raises(ValueError):
+        decode_table(bad)
+
+
+def test_publish_in_place_then_replace(tmp_path):
+    path = tmp_path / "node-table"
+    assert publish_node_table(path, {0: 100, 1: 200}, valid_for=30) == 1
+    ino = path.stat().st_ino
+    assert publish_node_table(path, {0: 150, 1: 50}) == 2
+    assert path.stat().st_ino == ino                      # seqlock update in place
+    t = read_node_table(path)
+    assert t.generation == 2 and t.seq % 2 == 0 and t.seq > 0
+    assert {n: e.free_bytes for n, e in t.nodes.items()} == {0: 150, 1: 50}
+    old = os.open(path, os.O_RDONLY)
+    try:
+        assert publish_node_table(path, {0: 1, 1: 2, 2: 3}) == 3   # layout change: replace
+        assert path.stat().st_ino != ino
+        assert decode_table(os.pread(old, 64 + 64, 0)).superseded
+    finally:
+        os.close(old)
+    assert set(read_node_table(path).nodes) == {0, 1, 2}
+
+
+def test_stats_decode():
+    data = shim.STATS_MAGIC + (1).to_bytes(4, "little") + (16).to_bytes(4, "little") + \
+        b"".join(i.to_bytes(8, "little") for i in range(16))
+    s = decode_stats(data)
+    assert s["calls"] == 0 and s["placed"] == 1 and s["vfork_unplaced"] == 13
+    assert "reserved14" not in s
+
+
+# --- env -------------------------------------------------------------------------
+
+def test_build_env_prepends_and_cleans():
+    base = {"LD_PRELOAD": "/x/other.so", "NUMAD_SHIM_CPUS": "1", "PATH": "/bin"}
+    env = build_env(base, strategy="spread", nodes={3, 1, 2}, root_pid=42, library="/lib/shim.so")
+    assert env["LD_PRELOAD"] == "/lib/shim.so /x/other.so"
+    assert env["NUMAD_SHIM_STRATEGY"] == "spread" and env["NUMAD_SHIM_NODES"] == "1-3"
+    assert env["NUMAD_SHIM_ROOT"] == "42" and env["NUMAD_SHIM_MODE"] == "preferred"
+    assert "NUMAD_SHIM_CPUS" not in env and env["PATH"] == "/bin"
+    again = build_env(env, strategy="fixed", nodes={1}, library="/lib/shim.so")
+    assert again["LD_PRELOAD"] == "/lib/shim.so /x/other.so"
+
+
+@pytest.mark.parametrize("kw", [
+    dict(strategy="fixed", nodes={0, 1}), dict(strategy="nope", nodes={0}),
+    dict(strategy="spread", nodes=set()), dict(strategy="fixed", nodes={0}, mode="local"),
+])
+def test_build_env_refuses(kw):
+    with pytest.raises(shim.ShimError):
+        build_env({}, library="/x.so", **kw)
+
+
+def test_shim_path_exports():
+    path = shim_path()
+    assert path.is_file()
+    out = subprocess.run(["nm", "-D", "--defined-only", str(path)], capture_output=True, text=True)
+    if out.returncode == 0:
+        for sym in ("fork", "vfork", "_Fork", "posix_spawn", "posix_spawnp", "system", "popen"):
+            assert f" T {sym}\n" in out.stdout, sym
+    needed = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
+    assert "libpython" not in needed and "libnuma" not in needed
+
+
+# --- exec ------------------------------------------------------------------------
+
+def _exec(args: str, **env_extra) -> subprocess.CompletedProcess:
+    code = ("import sys; from numad_py.shim import exec_main; "
+            f"sys.exit(exec_main({args}))")
+    return subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env_extra})
+
+
+def test_exec_fixed_node_applies_to_the_program_itself():
+    probe = ("import json, os; from numad_py.numa import get_mempolicy as g; "
+             "from numad_py.shim import process_stats; p = g(); "
+             "print(json.dumps([p.mode.name, sorted(p.nodes), os.environ['LD_PRELOAD'], process_stats()]))")
+    r = _exec(f"[{PY!r}, '-c', {probe!r}], node={NODE0}, spread=None, least_loaded=None, cpus=True")
+    assert r.returncode == 0, r.stderr
+    import json
+    mode, nodes, preload, stats = json.loads(r.stdout)
+    assert mode == "PREFERRED" and nodes == [NODE0]
+    assert preload.split()[0] == str(shim_path())
+    assert stats is not None and stats["state"] == 1      # the exec'd program is the root
+
+
+@pytest.mark.parametrize("args,needle", [
+    ("['true'], node=999, spread=None, least_loaded=None, cpus=False", "does not exist"),
+    ("['true'], node=None, spread=None, least_loaded=None, cpus=False", "exactly one"),
+    ("[], node=0, spread=None, least_loaded=None, cpus=False", "no command"),
+    ("['true'], node=0, spread=None, least_loaded=None, cpus=False, mode='weird'", "unknown mode"),
+])
+def test_exec_errors_clearly(args, needle):
+    r = _exec(args)
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_exec_missing_program():
+    r = _exec("['/nonexistent/prog'], node=0, spread=None, least_loaded=None, cpus=False")
+    assert r.returncode == 127 and "/nonexistent/prog" in r.stderr
+
+
+# --- real forks under the shim -----------------------------------------------------
+
+def test_every_fork_flavour_works_and_places(tmp_path):
+    stats = tmp_path / "stats"
+    (rec,) = run_workload(["basic"], shim_env("fixed", {NODE0}, stats=stats))
+    assert rec["before"]["mode"] == "default" and rec["after"]["mode"] == "default"  # restored
+    for how, pol in rec["children"].items():
+        if how != "system_status":
+            assert pol == {"mode": "preferred", "nodes": [NODE0]}, how
+    assert rec["children"]["system_status"] == 3
+    s = read_stats(stats)
+    assert s["placed"] >= 6 and s["fallback"] == 0, s
+
+
+def test_root_only_places_its_children(tmp_path):
+    """With NUMAD_SHIM_ROOT=<other pid> the workload is a descendant: pass-through."""
+    stats = tmp_path / "stats"
+    (rec,) = run_workload(["basic"], shim_env("fixed", {NODE0}, stats=stats, root_pid=1))
+    assert rec["children"]["os.fork"] == {"mode": "default", "nodes": []}
+    s = read_stats(stats)
+    assert s["placed"] == 0 and s["passthrough"] >= 6
+
+
+def test_bad_config_falls_back_and_counts(tmp_path):
+    for nodes, extra in ((NODE0, {"NUMAD_SHIM_NODES": "zz"}), (NODE0, {"NUMAD_SHIM_NODES": "999"}),
+                         (NODE0, {"NUMAD_SHIM_MODE": "sideways"})):
+        stats = tmp_path / f"stats{len(list(tmp_path.iterdir()))}"
+        (rec,) = run_workload(["basic"], shim_env("fixed", {nodes}, stats=stats, extra=extra))
+        assert rec["children"]["os.fork"]["mode"] == "default"
+        s = read_stats(stats)
+        assert s["placed"] == 0 and s["fallback_config"] >= 6 and s["fallback"] == s["fallback_config"], (extra, s)
+
+
+def test_least_loaded_without_table_falls_back(tmp_path):
+    stats = tmp_path / "stats"
+    env = shim_env("least-loaded", {NODE0}, stats=stats, table=tmp_path / "missing")
+    (rec,) = run_workload(["basic"], env)
+    assert rec["children"]["os.fork"]["mode"] == "default"
+    s = read_stats(stats)
+    assert s["fallback_no_table"] >= 6 and s["placed"] == 0, s
+
+
+def test_least_loaded_with_table(tmp_path):
+    table, stats = tmp_path / "table", tmp_path / "stats"
+    publish_node_table(table, {NODE0: 1 << 30}, valid_for=600)
+    (rec,) = run_workload(["basic"], shim_env("least-loaded", {NODE0}, stats=stats, table=table))
+    assert rec["children"]["os.fork"] == {"mode": "preferred", "nodes": [NODE0]}
+    assert read_stats(stats)["placed"] >= 6
+
+
+def test_least_loaded_stale_table(tmp_path):
+    table, stats = tmp_path / "table", tmp_path / "stats"
+    publish_node_table(table, {NODE0: 1 << 30}, valid_for=0.001)
+    time.sleep(0.01)
+    run_workload(["basic"], shim_env("least-loaded", {NODE0}, stats=stats, table=table))
+    s = read_stats(stats)
+    assert s["fallback_stale_table"] >= 6 and s["placed"] == 0, s
+
+
+def test_least_loaded_picks_most_free_and_spreads_bursts(tmp_path):
+    """Needs no second node: the table is the shim's only view, so fake node ids
+    are never used for a syscall unless chosen; choose among {NODE0, 5}."""
+    table, stats = tmp_path / "table", tmp_path / "stats"
+    # Node 5 is absent from the table -> only NODE0 is a candidate.
+    publish_node_table(table, {NODE0: 1 << 30}, valid_for=600)
+    env = shim_env("least-loaded", {NODE0}, stats=stats, table=table)
+    env["NUMAD_SHIM_NODES"] = f"{NODE0},5" if NODE0 != 5 else "5,6"
+    env["NUMAD_SHIM_SYSFS"] = str(_fake_sysfs(tmp_path, [NODE0, 5]))
+    (rec,) = run_workload(["basic"], env)
+    assert rec["children"]["os.fork"] == {"mode": "preferred", "nodes": [NODE0]}
+
+
+def _fake_sysfs(tmp_path, nodes):
+    root = tmp_path / "sys"
+    for n in nodes:
+        d = root / "devices/system/node" / f"node{n}"
+        d.mkdir(parents=True, exist_ok=True)
+        real = f"/sys/devices/system/node/node{n}/cpulist"
+        (d / "cpulist").write_text(open(real).read() if os.path.exists(real) else "\n")
+    return root
+
+
+def test_table_republished_while_mapped(tmp_path):
+    """A process keeps forking while the daemon republishes in place and by replacement."""
+    table, stats = tmp_path / "table", tmp_path / "stats"
+    publish_node_table(table, {NODE0: 1 << 30}, valid_for=600)
+    env = shim_env("least-loaded", {NODE0}, stats=stats, table=table)
+    run = Running(["threads", "--threads", "4", "--forks", "400"], env)
+    for i in range(50):
+        publish_node_table(table, {NODE0: (1 << 30) + i}, valid_for=600)
+    publish_node_table(table, {NODE0: 1 << 30, NODE0 + 1: 0}, valid_for=600)  # replace
+    recs = run.read_until(lambda r: r[-1]["kind"] == "threads", timeout=120)
+    assert run.finish() == 0
+    assert recs[-1]["errors"] == []
+    s = read_stats(stats)
+    assert s["placed"] + s["fallback"] == s["calls"] and s["placed"] >= 350, s
+
+
+def test_threads_fork_concurrently(tmp_path):
+    stats = tmp_path / "stats"
+    (rec,) = run_workload(["threads", "--threads", "8", "--forks", "1000", "--expect-nodes", str(NODE0)],
+                          shim_env("fixed", {NODE0}, stats=stats), timeout=300)
+    assert rec["forks"] == 1000 and rec["errors"] == [] and rec["wrong_policy"] == 0
+    assert rec["after"]["mode"] == "default"
+    assert read_stats(stats)["placed"] == 1000
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the asm vfork entry is x86-64 only")
+def test_c_vfork(tmp_path):
+    exe = build_c(tmp_path, "vf", VFORK_C)
+    stats = tmp_path / "stats"
+    out = subprocess.run([str(exe), "400"], env=shim_env("fixed", {NODE0}, stats=stats, cpus=True),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"child {1000 + (1 << NODE0)}" in out.stdout     # MPOL_PREFERRED on NODE0
+    assert "parent 0 marker 42" in out.stdout                # restored, stack intact
+    s = read_stats(stats)
+    assert s["placed"] == 400 and s["pin_failed"] == 0, s
+
+
+@pytest.mark.parametrize("err", [errno.EPERM, errno.ENOSYS])
+def test_seccomp_denies_set_mempolicy(tmp_path, err):
+    exe = build_c(tmp_path, "seccomp_deny", SECCOMP_C)
+    stats = tmp_path / "stats"
+    nr = 238 if platform.machine() == "x86_64" else None
+    if nr is None:
+        pytest.skip("syscall number table only for x86-64")
+    (rec,) = run_workload(["basic"], shim_env("fixed", {NODE0}, stats=stats),
+                          wrap=[str(exe), str(nr), str(err), "--"])
+    assert rec["children"]["os.fork"]["mode"] == "default"
+    assert rec["children"]["system_status"] == 3
+    s = read_stats(stats)
+    assert s["fallback_set_policy"] >= 6 and s["placed"] == 0, s
