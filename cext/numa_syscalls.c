@@ -127,13 +127,10 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
         if (s >= 0 && is_target(s, targets, ntargets)) {
             res->already++;
         } else if (s == -ENOENT || s == -EFAULT) {
-            /* ENOENT: never touched; EFAULT: zero page or special mapping */
-            if (s == -ENOENT)
-                res->not_present++;
-            else {
-                res->failed++;
-                res->err_counts[EFAULT]++;
-            }
+            /* Nothing to move.  ENOENT: no page behind a page table entry;
+             * EFAULT: no page table at all (FOLL_DUMP on a never-touched
+             * anonymous area) or the shared zero page. */
+            res->not_present++;
         } else if (s < 0) {
             res->failed++;
             if (-s < ND_MAX_ERRNO)

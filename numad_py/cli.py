@@ -121,7 +121,10 @@ def cmd_migrate(args) -> int:
     pid = _pid(args.pid)
     target = _node_list(args.to)
     if args.range:
-        ranges = [parse_range(args.range)]
+        start, end = parse_range(args.range)
+        if not any(m.start < end and start < m.end for m in read_maps(pid)):
+            raise UsageError(f"range {args.range} is not mapped in pid {pid} (see /proc/{pid}/maps)")
+        ranges = [(start, end)]
     else:
         selected = select_mappings(read_maps(pid), args.mapping or "all")
         if args.mapping and not selected:

@@ -424,8 +424,12 @@ def range_residency(pid: int, start: int, end: int, *, batch_pages: int = MAX_BA
             raise_for_errno(call_errno[0], op="move_pages", pid=pid)
         done += count
     per_node = {n: node_pages[n] * PAGE_SIZE for n in range(_MASK_BITS) if node_pages[n]}
-    other = {page_outcome_name(e): err_counts[e] * PAGE_SIZE
-             for e in range(1, lib.ND_MAX_ERRNO) if err_counts[e]}
+    other: dict[str, int] = {}
+    for e in range(1, lib.ND_MAX_ERRNO):
+        if err_counts[e]:
+            # A query's EFAULT is a never-touched area (no page table), as ENOENT is.
+            name = "not_present" if e in (errno.ENOENT, errno.EFAULT) else page_outcome_name(e)
+            other[name] = other.get(name, 0) + err_counts[e] * PAGE_SIZE
     return {"nodes": per_node, "other": other}
 
 

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shim"))
 
 from shim_helpers import (  # noqa: E402
-    SECCOMP_C, Running, build_c, run_workload, shim_env,
+    SECCOMP_C, Running, build_c, named_program, rules_env, run_workload, shim_env,
 )
 
 from numad_py.numa import range_residency  # noqa: E402
@@ -37,10 +37,10 @@ def share_on(pid: int, addr: int, size: int, node: int) -> tuple[float, dict]:
     return res["nodes"].get(node, 0) / size, res
 
 
-def run_seed(env: dict, children: int) -> tuple[dict, list[dict], dict]:
+def run_seed(env: dict, children: int, program: Path | None = None) -> tuple[dict, list[dict], dict]:
     """Start the seed workload, wait for every child, measure, release; returns parent, children, measures."""
     run = Running(["seed", "--size-mib", str(SIZE_MIB), "--children", str(children), "--pin-node", "0",
-                   "--fresh-mib", "8"], env)
+                   "--fresh-mib", "8"], env, program=program)
     try:
         recs = run.read_until(lambda r: sum(x["kind"] == "child" for x in r) == children
                               and any(x["kind"] == "parent" for x in r), timeout=600)
@@ -149,3 +149,42 @@ def test_seccomp_denying_set_mempolicy_keeps_forks_working(tmp_path):
     assert rec["children"]["os.fork"]["mode"] == "default"
     s = read_stats(stats)
     assert s["fallback_set_policy"] >= 6 and s["placed"] == 0, s
+
+
+@pytest.mark.topology("two", "four", "memonly")
+def test_rules_file_spreads_children_of_the_named_program(vm_topology, tmp_path):
+    """No NUMAD_SHIM_* env at all: the daemon-published rules file names the program."""
+    from numad_py.config.models import Rule
+    from numad_py.shim import publish_shim_rules
+
+    targets = targets_for(vm_topology)
+    rules = tmp_path / "shim-rules"
+    published = publish_shim_rules(rules, [
+        Rule.model_validate({"name": "not-me", "match": {"comm": "python.*"}, "nodes": "0"}),
+        Rule.model_validate({"name": "spreader", "match": {"comm": "numad-spreadr"},
+                             "spread_children": ",".join(map(str, targets))}),
+    ])
+    assert published == 1
+    stats = tmp_path / "stats"
+    program = named_program(tmp_path, "numad-spreadr")
+    parent, kids, m = run_seed(rules_env(rules, stats=stats), max(2, len(targets)),
+                               program=program)
+    size = parent["size"]
+    report, ok = [f"parent {parent['policy']}: {m['parent']['nodes']}"], True
+    for k in kids:
+        target = targets[k["index"] % len(targets)]
+        c = frac(m[k["pid"]]["copies"], target, size)
+        f = frac(m[k["pid"]]["fresh"], target, k["fresh_size"])
+        report.append(f"child {k['index']} -> node {target}: fresh {f:.1%}, copies {c:.1%}, policy {k['policy']}")
+        ok &= f >= THRESHOLD and c >= THRESHOLD and k["policy"] == {"mode": "preferred", "nodes": [target]}
+    print("\n".join(["rules-file spread:", *report]))
+    s = read_stats(stats)
+    print("shim counters:", s)
+    assert parent["policy"] == {"mode": "default", "nodes": []}
+    assert s["rules_matched"] == 1 and s["rules_invalid"] == 0 and s["placed"] == len(kids), s
+    assert ok, "\n".join(report)
+
+    # The same program under another name is left alone (and so is python itself).
+    other = named_program(tmp_path, "numad-other")
+    (rec,) = run_workload(["basic"], rules_env(rules), program=other)
+    assert rec["children"]["os.fork"] == {"mode": "default", "nodes": []}

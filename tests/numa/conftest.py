@@ -1,0 +1,280 @@
+"""Kernel tests: they run inside a multi-node QEMU guest started by tests/vm/run.py.
+
+* ``@pytest.mark.topology("two", "four")`` — the VM topologies a test needs;
+  it is skipped in the others.  Unmarked tests run in every topology.
+* On a machine without ``NUMAD_VM_TOPOLOGY`` (the host, one node) the whole
+  directory is skipped with a reason that says how to run it.
+
+Fixtures: ``vm_topology`` (its name), ``topo`` (numad_py.topology as sysfs
+shows it), ``workload`` (start child processes from workload.py),
+``as_nobody`` (run a Python snippet as uid/gid 65534), ``thp_enabled``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+WORKLOAD = HERE / "workload.py"
+VM_TOPOLOGY = os.environ.get("NUMAD_VM_TOPOLOGY", "")
+TOPOLOGY_SKIP_PREFIX = "needs VM topology"  # tests/vm/run.py tells these skips from others
+NOBODY = 65534
+
+# What tests/vm/run.py asked qemu for (nodes with memory size and cpus,
+# distances): tests compare what the kernel shows against it.
+VM_SPEC = json.loads(os.environ.get("NUMAD_VM_SPEC", "{}"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "topology(*names): VM topologies the test needs (two, four, memonly)")
+
+
+def _in_this_dir(item) -> bool:
+    try:
+        Path(str(item.path)).resolve().relative_to(HERE)
+        return True
+    except ValueError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not _in_this_dir(item):
+            continue
+        if not VM_TOPOLOGY:
+            item.add_marker(pytest.mark.skip(
+                reason="kernel test: needs a multi-node VM (NUMAD_VM_TOPOLOGY unset); "
+                       "run `python tests/vm/run.py` or `make test-vm`"))
+            continue
+        marker = item.get_closest_marker("topology")
+        if marker is not None and VM_TOPOLOGY not in marker.args:
+            item.add_marker(pytest.mark.skip(
+                reason=f"{TOPOLOGY_SKIP_PREFIX} {'/'.join(marker.args)} (this VM is {VM_TOPOLOGY})"))
+
+
+# --- topology --------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def vm_topology() -> str:
+    return VM_TOPOLOGY
+
+
+@pytest.fixture(scope="session")
+def topo():
+    from numad_py.topology import read_topology
+    return read_topology()
+
+
+@pytest.fixture(scope="session")
+def vm_spec() -> dict:
+    """The topology tests/vm/run.py gave qemu: {"nodes": [{"mem", "cpus"}], "distances"?}."""
+    if not VM_SPEC:
+        pytest.fail("NUMAD_VM_SPEC is unset: run these tests through tests/vm/run.py")
+    return VM_SPEC
+
+
+# --- the child workload ----------------------------------------------------
+
+class Child:
+    """A running workload.py: its pid, its regions, and a command channel."""
+
+    def __init__(self, argv: list[str], *, timeout: float = 120.0):
+        self.argv = argv
+        self.timeout = timeout
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKLOAD), *argv],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=str(REPO),
+        )
+        self.info = self._read()
+        if "error" in self.info:
+            self.close()
+            raise ChildError(self.info["error"], self.info["message"])
+        self.pid: int = self.info["pid"]
+
+    def _read(self) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        if not ready:
+            self.close()
+            raise TimeoutError(f"workload {self.argv} answered nothing in {self.timeout}s")
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read()
+            raise RuntimeError(f"workload {self.argv} exited ({self.proc.wait()}): {err}")
+        return json.loads(line)
+
+    def cmd(self, command: str) -> dict:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def checksum(self) -> dict:
+        return self.cmd("checksum")
+
+    def region(self, name: str = "anon") -> tuple[int, int]:
+        r = self.info["regions"][name]
+        return r["start"], r["end"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("exit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class ChildError(Exception):
+    """The workload refused to start (e.g. its set_mempolicy raised); .kind is the exception name."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+@pytest.fixture
+def workload():
+    """``workload("--mib", "64", "--node", "0") -> Child``; all children end at teardown."""
+    children: list[Child] = []
+
+    def start(*argv: str) -> Child:
+        child = Child([str(a) for a in argv])
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.close()
+
+
+# --- independent views of where pages are ----------------------------------
+
+def numa_maps_of(pid: int, start: int) -> dict[int, int]:
+    """Bytes per node of the mapping starting at ``start`` (/proc/PID/numa_maps, parsed here)."""
+    text = Path(f"/proc/{pid}/numa_maps").read_text()
+    for line in text.splitlines():
+        addr, _, rest = line.partition(" ")
+        if int(addr, 16) != start:
+            continue
+        page_kb = 4
+        per_node: dict[int, int] = {}
+        for field in rest.split():
+            if field.startswith("kernelpagesize_kB="):
+                page_kb = int(field.split("=")[1])
+        for field in rest.split():
+            if field[0] == "N" and "=" in field and field[1:].split("=")[0].isdigit():
+                node, pages = field[1:].split("=")
+                per_node[int(node)] = per_node.get(int(node), 0) + int(pages) * page_kb * 1024
+        return per_node
+    raise LookupError(f"no mapping at {start:#x} in /proc/{pid}/numa_maps")
+
+
+def mapping_containing(pid: int, addr: int) -> int:
+    """Start address of the /proc/PID/maps line that contains ``addr``."""
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+        if lo <= addr < hi:
+            return lo
+    raise LookupError(f"{addr:#x} is not mapped in {pid}")
+
+
+def smaps_field(pid: int, start: int, field: str) -> int:
+    """A ``kB`` field (e.g. AnonHugePages) of the mapping starting at ``start``, in bytes."""
+    current = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(None, 1)[0] if line else ""
+        if "-" in head and not head.endswith(":"):
+            current = int(head.split("-")[0], 16)
+        elif current == start and head == field + ":":
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"no {field} for mapping {start:#x} of {pid}")
+
+
+# --- another user ----------------------------------------------------------
+
+def _reachable_interpreter(stack: list[str]) -> str:
+    """A path to this interpreter that uid 65534 can exec.
+
+    The venv's python is often under /root (0700), and the guest sees the
+    host's / read-only, so no chmod: bind-mount the directory below the
+    unreachable one at a fresh 0755 mount point (guest only) and use the
+    interpreter through it.  ``stack`` collects what to unmount.
+    """
+    real = Path(os.path.realpath(sys.executable))
+    blocked = [p for p in real.parents if not p.stat().st_mode & stat.S_IXOTH]
+    if not blocked:
+        return str(real)
+    if not VM_TOPOLOGY:
+        pytest.fail(f"{blocked[0]} is not reachable by other users (and this is not the VM)")
+    inner = blocked[0]                     # deepest unreachable directory, e.g. /root
+    below = real.relative_to(inner)        # e.g. .pyenv/versions/3.11.7/bin/python3.11
+    top = below.parts[0]
+    point = Path(tempfile.mkdtemp(prefix="numad-nobody-", dir="/run" if os.access("/run", os.W_OK) else None))
+    point.chmod(0o755)
+    (point / top).mkdir()
+    subprocess.run(["mount", "--bind", str(inner / top), str(point / top)], check=True)
+    stack.append(str(point / top))
+    return str(point / below)
+
+
+@pytest.fixture(scope="session")
+def as_nobody():
+    """``as_nobody(code, *args) -> CompletedProcess``: ``python -c code`` as uid/gid 65534.
+
+    Same interpreter as the tests, with the repo and the venv's site-packages
+    on PYTHONPATH (``import numad_py`` works).
+    """
+    if os.geteuid() != 0:
+        pytest.fail("as_nobody needs root to drop privileges (the VM runs tests as root)")
+    mounts: list[str] = []
+    python = _reachable_interpreter(mounts)
+    site = sysconfig.get_paths()["purelib"]  # the venv's, since pytest runs in it
+
+    def run(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=f"{REPO}:{site}", PYTHONDONTWRITEBYTECODE="1", HOME="/")
+        return subprocess.run(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             python, "-c", code, *args],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd="/",
+        )
+
+    yield run
+    for point in reversed(mounts):
+        subprocess.run(["umount", point], check=False)
+
+
+# --- transparent huge pages ------------------------------------------------
+
+THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+@pytest.fixture
+def thp_enabled():
+    """THP set to madvise or always for the test; the old setting is restored."""
+    if not THP_ENABLED.exists():
+        pytest.fail("kernel has no transparent hugepage support (CONFIG_TRANSPARENT_HUGEPAGE)")
+    old = THP_ENABLED.read_text()
+    current = old[old.index("[") + 1:old.index("]")]
+    if current == "never":
+        THP_ENABLED.write_text("madvise")
+    yield
+    if current == "never":
+        THP_ENABLED.write_text("never")
