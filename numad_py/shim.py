@@ -18,7 +18,14 @@ environment variables, read once when it loads:
 ``NUMAD_SHIM_STATS``     optional counters file shared by the whole tree
 ``NUMAD_SHIM_SYSFS``     sysfs root for node cpulists (tests)
 ``NUMAD_SHIM_DISABLE``   ``1``: dormant
+``NUMAD_SHIM_RULES``     rules file (default ``/run/numad-py/shim-rules``), read
+                         only when ``NUMAD_SHIM_STRATEGY`` is unset
 ====================  ====================================================
+
+Without ``NUMAD_SHIM_STRATEGY`` the shim looks itself up in the **rules file**
+the daemon publishes (:func:`publish_shim_rules`): the rules with
+``spread_children`` name the programs whose children are spread.  See
+``docs/shim.md``.
 
 The binary layouts of the node table and the stats file are documented in
 ``cext/preload/numad_shim.h``; :func:`encode_table` / :func:`decode_table`
@@ -29,6 +36,9 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+import logging
+import pwd
+import re
 import mmap
 import os
 import struct
@@ -42,6 +52,9 @@ from .nodes import format_nodes
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_TABLE_PATH = Path("/run/numad-py/node-table")
+DEFAULT_RULES_PATH = Path("/run/numad-py/shim-rules")
+
+log = logging.getLogger(__name__)
 
 TABLE_MAGIC = b"NUMADTB1"
 TABLE_VERSION = 1
@@ -60,7 +73,7 @@ COUNTERS = (
     "calls", "placed", "passthrough", "fallback",
     "fallback_config", "fallback_no_table", "fallback_stale_table", "fallback_table_busy",
     "fallback_no_candidate", "fallback_get_policy", "fallback_set_policy",
-    "restore_failed", "pin_failed", "vfork_unplaced", "reserved14", "reserved15",
+    "restore_failed", "pin_failed", "vfork_unplaced", "rules_invalid", "rules_matched",
 )
 STATS_SIZE = STATS_HEADER.size + 8 * len(COUNTERS)
 
@@ -260,6 +273,421 @@ def publish_node_table(
     return generation
 
 
+# --- the rules file: which programs' children are placed -------------------------
+
+RULES_HEADER = "numad-py-shim-rules 1"
+RULES_MAX_BYTES = 65536
+RULES_MAX_LINE = 1023          # bytes, without the newline
+RULES_MAX_RULES = 64
+RULES_MAX_INCLUDES = 64
+RULE_ACTIONS = ("none", "fixed", "spread", "least-loaded")
+
+# Criteria of a rule's ``match`` that the shim can check in its constructor.
+SHIM_CRITERIA = ("comm", "exe", "user")
+
+
+class UntranslatableRegex(ValueError):
+    """A Python regex with no exact POSIX ERE equivalent (lookaround, \\b, flags...)."""
+
+
+_ERE_SPECIAL = set(".[]()*+?{}|^$\\")
+_CLASS_ESCAPES = {"d": "0-9", "w": "[:alnum:]_", "s": "[:space:]"}
+_NEG_ESCAPES = {"D": "d", "W": "w", "S": "s"}
+_BRACE = re.compile(r"\{(\d*)(,?)(\d*)\}")
+_RE_DUP_MAX = 255              # glibc allows 32767; stay well inside it
+
+
+def _plain(c: str) -> bool:
+    return c.isascii() and c.isprintable()
+
+
+def _lit(c: str) -> str:
+    if not _plain(c):
+        raise UntranslatableRegex(f"character {c!r} (only printable ASCII is translated)")
+    if c in "{}":
+        return f"[{c}]"
+    return "\\" + c if c in _ERE_SPECIAL else c
+
+
+def _bracket(p: str, i: int) -> tuple[int, str]:
+    """Translate the character class starting at p[i] == '['; returns (next index, ERE)."""
+    n = len(p)
+    j = i + 1
+    neg = j < n and p[j] == "^"
+    if neg:
+        j += 1
+    chars: set[str] = set()
+    ranges: list[str] = []
+    classes: list[str] = []
+    first = True
+
+    def atom(k: int) -> tuple[int, str | None, str | None]:
+        """(next, literal char or None, class text or None)"""
+        if k >= n:
+            raise UntranslatableRegex("unterminated character class")
+        c = p[k]
+        if c == "\\":
+            if k + 1 >= n:
+                raise UntranslatableRegex("trailing backslash")
+            e = p[k + 1]
+            if e in _CLASS_ESCAPES:
+                return k + 2, None, _CLASS_ESCAPES[e]
+            if e.isalnum() or not _plain(e):
+                raise UntranslatableRegex(f"escape \\{e} in a character class")
+            return k + 2, e, None
+        if c == "[" and p[k + 1:k + 2] in (":", ".", "="):
+            raise UntranslatableRegex("'[:' in a character class")
+        if not _plain(c):
+            raise UntranslatableRegex(f"character {c!r} (only printable ASCII is translated)")
+        return k + 1, c, None
+
+    while True:
+        if j >= n:
+            raise UntranslatableRegex("unterminated character class")
+        if p[j] == "]" and not first:
+            j += 1
+            break
+        first = False
+        j, lo, cls = atom(j)
+        if cls is not None:
+            classes.append(cls)
+            continue
+        if j + 1 < n and p[j] == "-" and p[j + 1] != "]":
+            j, hi, cls = atom(j + 1)
+            if cls is not None or lo in "]-^[\\" or hi in "]-^[\\":
+                raise UntranslatableRegex("character range with a special endpoint")
+            ranges.append(f"{lo}-{hi}")
+        else:
+            chars.add(lo)
+    if not neg and not ranges and not classes and len(chars) == 1:
+        return j, _lit(next(iter(chars)))
+    body = ("]" if "]" in chars else "") + "".join(ranges) + "".join(classes)
+    body += "".join(sorted(chars - set("]^-[")))
+    body += "[" if "[" in chars else ""
+    if "^" in chars:
+        body += "^"
+    if "-" in chars:
+        body = "-" + body if body.startswith("^") else body + "-"
+    return j, "[" + ("^" if neg else "") + body + "]"
+
+
+def regex_to_ere(pattern: str) -> str:
+    """The POSIX ERE (anchored) matching exactly what ``re.fullmatch(pattern, s)`` matches.
+
+    Translates the common subset (literals, ``.``, classes, ``\\d \\w \\s``,
+    groups incl. ``(?:)`` / ``(?P<n>)``, alternation, greedy and lazy
+    quantifiers, which accept the same strings under a full match); raises
+    :class:`UntranslatableRegex` for the rest (lookaround, ``\\b``, back
+    references, inline flags, possessive quantifiers, non-ASCII).
+    """
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        re.compile(pattern)
+    out: list[str] = []
+    n = len(pattern)
+    i = 0
+    p = pattern
+    while i < n:
+        c = p[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise UntranslatableRegex("trailing backslash")
+            e = p[i + 1]
+            i += 2
+            if e in _CLASS_ESCAPES:
+                out.append(f"[{_CLASS_ESCAPES[e]}]")
+            elif e in _NEG_ESCAPES:
+                out.append(f"[^{_CLASS_ESCAPES[_NEG_ESCAPES[e]]}]")
+            elif e == "A":
+                out.append("^")
+            elif e == "Z":
+                out.append("$")
+            elif e.isalnum() or not _plain(e):
+                raise UntranslatableRegex(f"escape \\{e}")
+            else:
+                out.append(_lit(e))
+        elif c == "[":
+            i, text = _bracket(p, i)
+            out.append(text)
+        elif c == "(":
+            if p.startswith("(?:", i):
+                out.append("(")
+                i += 3
+            elif p.startswith("(?P<", i):
+                out.append("(")
+                i = p.index(">", i) + 1
+            elif p.startswith("(?", i):
+                raise UntranslatableRegex(f"group {p[i:i + 3]}...")
+            else:
+                out.append("(")
+                i += 1
+        elif c in "*+?" or (c == "{" and _BRACE.match(p, i) and _BRACE.match(p, i).group(0) != "{}"
+                            and (_BRACE.match(p, i).group(1) or _BRACE.match(p, i).group(3))):
+            if c == "{":
+                m = _BRACE.match(p, i)
+                lo, comma, hi = m.group(1), m.group(2), m.group(3)
+                if any(x and int(x) > _RE_DUP_MAX for x in (lo, hi)):
+                    raise UntranslatableRegex(f"repeat count above {_RE_DUP_MAX}")
+                out.append("{" + (lo or "0") + comma + hi + "}")
+                i = m.end()
+            else:
+                out.append(c)
+                i += 1
+            if i < n and p[i] == "?":
+                i += 1                      # lazy: the same strings match in full
+            elif i < n and p[i] == "+":
+                raise UntranslatableRegex("possessive quantifier")
+        elif c in "|^$.)":
+            out.append(c)
+            i += 1
+        else:
+            out.append(_lit(c))
+            i += 1
+    ere = "^(" + "".join(out) + ")$"
+    if not _ere_compiles(ere):
+        raise UntranslatableRegex("the C library's regcomp() rejects the translation")
+    return ere
+
+
+_libc = None
+
+
+def _ere_compiles(ere: str) -> bool:
+    """Compile with the same regcomp() the shim uses (REG_EXTENDED | REG_NOSUB)."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None)
+            _libc.regcomp.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+            _libc.regfree.argtypes = [ctypes.c_void_p]
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return True
+    buf = ctypes.create_string_buffer(256)        # sizeof(regex_t) is 64 on glibc x86-64
+    if _libc.regcomp(buf, ere.encode(), 1 | 8) != 0:  # REG_EXTENDED | REG_NOSUB
+        return False
+    _libc.regfree(buf)
+    return True
+
+
+def ere_fullmatch(ere: str, subject: str) -> bool:
+    """Evaluate a rules-file ERE exactly as the shim does (libc regexec); for tests."""
+    if not _ere_compiles(ere) or not _libc:
+        raise RuntimeError("libc regcomp unavailable")
+    buf = ctypes.create_string_buffer(256)
+    assert _libc.regcomp(buf, ere.encode(), 1 | 8) == 0
+    try:
+        return _libc.regexec(buf, subject.encode(), ctypes.c_size_t(0), None, 0) == 0
+    finally:
+        _libc.regfree(buf)
+
+
+@dataclass(frozen=True)
+class ShimRuleLine:
+    """One ``rule`` line of the rules file."""
+
+    name: str
+    comm: str = ""               # anchored ERE; "" matches any
+    exe: str = ""
+    uid: int | None = None
+    action: str = "none"         # none | fixed | spread | least-loaded
+    nodes: str = "-"
+    mode: str = "preferred"
+    cpus: bool = False
+
+    def encode(self) -> str:
+        return "\t".join(["rule", self.name, self.comm, self.exe,
+                          "-" if self.uid is None else str(self.uid), self.action, self.nodes,
+                          self.mode, "1" if self.cpus else "0"])
+
+
+@dataclass
+class ShimRules:
+    """What the shim will see, plus what could not be expressed (rule name, reason)."""
+
+    lines: list[ShimRuleLine] = field(default_factory=list)
+    includes: list[str] = field(default_factory=list)
+    table: str | None = None
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def placing(self) -> int:
+        return sum(1 for line in self.lines if line.action != "none")
+
+
+def _uid_of(user: str | int) -> int | None:
+    if isinstance(user, int) or user.isdigit():
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def _safe_name(name: str) -> str:
+    text = "".join(c if _plain(c) and c != "\t" else "?" for c in name)
+    return text[:100] or "?"
+
+
+def compile_shim_rules(
+    rules: Sequence,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    table_path: str | os.PathLike | None = None,
+    uid_of=_uid_of,
+) -> ShimRules:
+    """Turn the daemon's rules (config ``Rule`` objects, in order) into rules-file lines.
+
+    First match wins, in the daemon and in the shim, so every rule up to
+    the last one with ``spread_children`` is written: a rule without it
+    becomes a ``none`` line (a program it claims keeps its children where
+    they are).  The shim sees comm, exe and the real uid; other criteria
+    (cmdline, cgroup, unit, min_rss) it cannot check, so:
+
+    * a spreading rule with such a criterion is written as ``none`` over
+      the criteria the shim can check (its programs' children are NOT spread
+      rather than possibly the wrong programs' children);
+    * a non-spreading rule with ONLY such criteria is left out (else it
+      would stop every program); one with comm/exe/user is written as
+      ``none`` over those;
+    * a regex with no exact ERE translation drops its rule (and, for
+      ``daemon.exclude``/``include``, every spreading line, to stay safe).
+
+    Each case is reported in ``problems``.
+    """
+    out = ShimRules(table=None if table_path is None else str(table_path))
+    last = max((i for i, r in enumerate(rules) if getattr(r, "spread_children", None)), default=-1)
+    if last < 0:
+        return out
+    for pattern in include:
+        try:
+            out.includes.append(regex_to_ere(pattern))
+        except UntranslatableRegex as exc:
+            out.problems.append(("daemon.include", f"{pattern!r}: {exc}; left out (stricter)"))
+    if include and not out.includes:
+        out.problems.append(("daemon.include", "no pattern translatable: no children are spread"))
+        return out
+    if len(out.includes) > RULES_MAX_INCLUDES:
+        out.problems.append(("daemon.include", f"more than {RULES_MAX_INCLUDES} patterns; rest left out"))
+        del out.includes[RULES_MAX_INCLUDES:]
+    for i, pattern in enumerate(exclude):
+        try:
+            out.lines.append(ShimRuleLine(name=f"daemon.exclude[{i}]", comm=regex_to_ere(pattern)))
+        except UntranslatableRegex as exc:
+            out.problems.append((f"daemon.exclude[{i}]", f"{pattern!r}: {exc}; no children are spread"))
+            out.lines.clear()
+            return out
+
+    pending: dict[int, tuple[str, str]] = {}   # reported only if the line is kept
+    for i, rule in enumerate(rules[:last + 1]):
+        name = _safe_name(rule.name or f"rule[{i}]")
+        match = rule.match
+        spread = rule.spread_children
+        blind = [c for c in type(match).model_fields if c not in SHIM_CRITERIA and getattr(match, c) is not None]
+        try:
+            comm = regex_to_ere(match.comm) if match.comm is not None else ""
+            exe = regex_to_ere(match.exe) if match.exe is not None else ""
+        except UntranslatableRegex as exc:
+            out.problems.append((name, f"regex not expressible for the shim ({exc}); rule left out"))
+            continue
+        uid = None
+        if match.user is not None:
+            uid = uid_of(match.user)
+            if uid is None:
+                out.problems.append((name, f"unknown user {match.user!r}: the rule matches nothing; left out"))
+                continue
+        if not comm and not exe and uid is None:
+            if spread:   # cannot happen for a valid rule without blind criteria
+                out.problems.append((name, f"the shim cannot check {', '.join(blind)}: children not spread"))
+            else:
+                out.problems.append((name, f"the shim cannot check {', '.join(blind)}; rule left out"))
+            continue
+        line = ShimRuleLine(name=name, comm=comm, exe=exe, uid=uid)
+        if not spread and blind:
+            pending[len(out.lines)] = (name, f"the shim cannot check {', '.join(blind)}: treated as "
+                                             "matching (programs it may claim keep their children)")
+        if spread and blind:
+            out.problems.append((name, f"the shim cannot check {', '.join(blind)}: its programs' "
+                                       "children are not spread"))
+        elif spread:
+            line = ShimRuleLine(name=name, comm=comm, exe=exe, uid=uid, action="spread",
+                                nodes=spread, mode="preferred", cpus=bool(rule.cpus))
+        if len(line.encode().encode()) > RULES_MAX_LINE:
+            out.problems.append((name, f"line longer than {RULES_MAX_LINE} bytes; rule left out"))
+            continue
+        out.lines.append(line)
+    if len(out.lines) > RULES_MAX_RULES:
+        out.problems.append(("rules", f"more than {RULES_MAX_RULES} lines; the rest left out"))
+        del out.lines[RULES_MAX_RULES:]
+    while out.lines and out.lines[-1].action == "none":
+        out.lines.pop()       # nothing after them spreads: they change nothing
+    out.problems += [problem for i, problem in sorted(pending.items()) if i < len(out.lines)]
+    if not out.lines:
+        out.includes.clear()
+    return out
+
+
+def encode_shim_rules(rules: Sequence, **kwargs) -> str:
+    """The rules file's text for these config rules (see :func:`compile_shim_rules`). Pure."""
+    compiled = rules if isinstance(rules, ShimRules) else compile_shim_rules(rules, **kwargs)
+    lines = [RULES_HEADER,
+             "# written by numad-py; first matching rule line wins. Format: docs/shim.md"]
+    if compiled.table and "\t" not in compiled.table and "\n" not in compiled.table:
+        lines.append(f"table\t{compiled.table}")
+    lines += [f"include\t{ere}" for ere in compiled.includes]
+    lines += [line.encode() for line in compiled.lines]
+    text = "\n".join(lines) + "\n"
+    if len(text.encode()) > RULES_MAX_BYTES:  # cannot happen within the line/count bounds
+        raise ValueError("shim rules file too large")
+    return text
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def publish_shim_rules(
+    path: str | os.PathLike,
+    rules: Sequence,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    table_path: str | os.PathLike | None = None,
+) -> int:
+    """Write the rules file the shim reads when it has no env config; returns the
+    number of rule lines that place children.
+
+    Called by the daemon at start, each scan and on reload.  Atomic (temp
+    file + rename, mode 0644); unchanged content is not rewritten.  Rules the
+    shim cannot evaluate are logged once each (a warning).
+    """
+    compiled = compile_shim_rules(rules, include=include, exclude=exclude, table_path=table_path)
+    for problem in compiled.problems:
+        if problem not in _warned:
+            _warned.add(problem)
+            log.warning("shim rules: %s: %s", *problem)
+    data = encode_shim_rules(compiled).encode()
+    path = Path(path)
+    try:
+        if path.read_bytes() == data:
+            return compiled.placing
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return compiled.placing
+
+
 # --- counters -----------------------------------------------------------------
 
 def decode_stats(data: bytes) -> dict[str, int]:
@@ -281,7 +709,13 @@ def read_stats(path: str | os.PathLike) -> dict[str, int]:
 
 
 def process_stats() -> dict[str, int] | None:
-    """This process's counters if the shim is loaded in it (else None)."""
+    """This process's counters if the shim is loaded in it (else None).
+
+    Also ``state`` (0 dormant, 1 placing here, 2 bad config, 3 not the root)
+    and ``rule``: the rules-file line that configured it (index), or -1 no
+    rules file, -2 invalid file, -3 no line matched, -4 not in the include
+    list, -5 configured by NUMAD_SHIM_* env vars.
+    """
     try:
         lib = ctypes.CDLL(str(shim_path()), mode=os.RTLD_NOLOAD)
     except (OSError, ShimError):
@@ -290,6 +724,8 @@ def process_stats() -> dict[str, int] | None:
     n = lib.numad_shim_counters(arr, len(COUNTERS))
     out = dict(zip(COUNTERS, list(arr)[:n]))
     out["state"] = lib.numad_shim_state()
+    if hasattr(lib, "numad_shim_rule"):
+        out["rule"] = lib.numad_shim_rule(None, 0)
     return {k: v for k, v in out.items() if not k.startswith("reserved")}
 
 
@@ -415,7 +851,9 @@ def exec_main(
 
 
 __all__ = [
-    "COUNTERS", "DEFAULT_TABLE_PATH", "NodeTable", "ShimError", "TableNode", "build_env",
-    "decode_stats", "decode_table", "encode_table", "exec_main", "process_stats",
-    "publish_node_table", "read_node_table", "read_stats", "shim_path",
+    "COUNTERS", "DEFAULT_RULES_PATH", "DEFAULT_TABLE_PATH", "NodeTable", "ShimError", "ShimRuleLine",
+    "ShimRules", "TableNode", "UntranslatableRegex", "build_env", "compile_shim_rules",
+    "decode_stats", "decode_table", "encode_shim_rules", "encode_table", "exec_main",
+    "process_stats", "publish_node_table", "publish_shim_rules", "read_node_table", "read_stats",
+    "regex_to_ere", "shim_path",
 ]

@@ -1,7 +1,7 @@
 /*
  * numad-py fork-time placement shim: shared binary layouts.
  *
- * Two small files, both fixed-layout, native byte order (little-endian on
+ * Three small files.  The first and last are fixed-layout, native byte order (little-endian on
  * every platform numad-py targets), naturally aligned 8-byte fields:
  *
  * 1. The NODE TABLE the daemon publishes each scan (default
@@ -37,7 +37,28 @@
  *    with x86-64 store ordering (TSO) the seqlock is then exact; readers
  *    retry a bounded number of times and otherwise fall back.
  *
- * 2. The optional STATS file (env NUMAD_SHIM_STATS=path): a counter block
+ * 2. The RULES file (default /run/numad-py/shim-rules, env NUMAD_SHIM_RULES
+ *    overrides), text, read only by the constructor and only when
+ *    NUMAD_SHIM_STRATEGY is unset.  Written by numad_py/shim.py
+ *    publish_shim_rules (temp + rename).  See docs/shim.md:
+ *
+ *      numad-py-shim-rules 1                    first line, exactly
+ *      # comment / blank lines ignored
+ *      table<TAB>PATH                           optional node table path
+ *      include<TAB>ERE                          0..64; if any, comm must match one
+ *      rule<TAB>NAME<TAB>COMM-ERE<TAB>EXE-ERE<TAB>UID<TAB>ACTION<TAB>NODES<TAB>MODE<TAB>CPUS
+ *
+ *    EREs are POSIX extended regexes, anchored by the writer (^(...)$);
+ *    an empty field matches anything.  UID: decimal real uid or "-".
+ *    ACTION: none | fixed | spread | least-loaded ("none" stops the search:
+ *    first match wins).  NODES: node list, "all", or "-" with none.
+ *    MODE: preferred | bind | interleave | preferred-many.  CPUS: 0 | 1.
+ *    Bounds: file <= 64 KiB, line <= 1023 bytes, <= 64 rule lines,
+ *    <= 64 include lines.  Anything else makes the WHOLE file invalid
+ *    (counted NC_RULES_INVALID, shim dormant): a partial rule list would
+ *    break first-match-wins.
+ *
+ * 3. The optional STATS file (env NUMAD_SHIM_STATS=path): a counter block
  *    every process of the tree maps MAP_SHARED and bumps atomically, so
  *    one file aggregates a whole process tree.  Without it the counters
  *    are per process (read in-process with numad_shim_counters()).
@@ -84,6 +105,12 @@ struct numad_table_entry {
 _Static_assert(sizeof(struct numad_table_header) == 64, "table header layout");
 _Static_assert(sizeof(struct numad_table_entry) == 32, "table entry layout");
 
+#define NUMAD_RULES_HEADER "numad-py-shim-rules 1"
+#define NUMAD_RULES_MAX_BYTES 65536
+#define NUMAD_RULES_MAX_LINE 1023
+#define NUMAD_RULES_MAX_RULES 64
+#define NUMAD_RULES_MAX_INCLUDES 64
+
 #define NUMAD_STATS_MAGIC "NUMADST1"
 #define NUMAD_STATS_VERSION 1
 
@@ -103,8 +130,9 @@ enum numad_counter {
     NC_RESTORE_FAILED,     /* restoring the parent's policy failed (should not happen) */
     NC_PIN_FAILED,         /* child's sched_setaffinity failed or node has no CPUs */
     NC_VFORK_UNPLACED,     /* vfork passed through unplaced (shadow stack / non-x86-64) */
-    NC_RESERVED14,
-    NC_RESERVED15,
+    NC_RULES_INVALID,      /* rules file unreadable as a whole (bad header, oversized, bad line):
+                              counted once per process load; the shim stays dormant */
+    NC_RULES_MATCHED,      /* process loads that configured themselves from a rules-file line */
     NUMAD_NR_COUNTERS
 };
 

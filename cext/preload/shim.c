@@ -27,6 +27,15 @@
  *   NUMAD_SHIM_STATS      optional counters file shared by the process tree
  *   NUMAD_SHIM_SYSFS      sysfs root for node cpulists (default /sys)
  *   NUMAD_SHIM_DISABLE    1: dormant
+ *   NUMAD_SHIM_RULES      rules file (default /run/numad-py/shim-rules), read
+ *                         only when NUMAD_SHIM_STRATEGY is unset: the daemon's
+ *                         policy names the programs (comm / exe regex, uid)
+ *                         whose children are placed, and how.  First matching
+ *                         line wins; no file or no match: dormant.  Format in
+ *                         numad_shim.h and docs/shim.md.  Regexes are POSIX
+ *                         EREs compiled with regcomp() here in the
+ *                         constructor (which may allocate), never on the
+ *                         fork path.
  *
  * The fork path: no malloc, no locks, no stdio, no libnuma; raw syscalls,
  * C11 atomics, static/stack buffers only.  Every failure degrades to the
@@ -39,11 +48,13 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <regex.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -63,6 +74,7 @@
 #define CPUMASK_LONGS (CPUMASK_BITS / LONG_BITS)
 #define MAX_MAPS 16
 #define DEFAULT_TABLE "/run/numad-py/node-table"
+#define DEFAULT_RULES "/run/numad-py/shim-rules"
 
 #define MPOL_DEFAULT_ 0
 #define MPOL_PREFERRED_ 1
@@ -718,42 +730,29 @@ static const char *env(const char *name)
     return (v && *v) ? v : NULL;
 }
 
-static void configure(void)
+/* "all": every node with memory (sysfs has_memory). */
+static int add_nodes(const char *list, const char *sysfs)
+{
+    if (!strcmp(list, "all")) {
+        static char mem[4096];
+        char path[600];
+        snprintf(path, sizeof(path), "%s/devices/system/node/has_memory", sysfs);
+        if (read_file(path, mem, sizeof(mem)) <= 0)
+            return -1;
+        list = mem;
+    }
+    return parse_list(list, NODEMASK_BITS, add_node, NULL);
+}
+
+/* The configuration proper, from env vars or from a rules-file line. */
+static void apply_config(const char *strategy, const char *mode, const char *nodes, int pin,
+                         const char *table)
 {
     const char *v;
-    if ((v = env("NUMAD_SHIM_STATS")))
-        open_stats(v);
-    if ((v = env("NUMAD_SHIM_DISABLE")) && strcmp(v, "0") != 0)
-        return;
-    const char *strategy = env("NUMAD_SHIM_STRATEGY");
-    if (!strategy)
-        return;                                   /* dormant */
-    g_state = STATE_ACTIVE;
+    const char *sysfs = env("NUMAD_SHIM_SYSFS");
+    if (!sysfs)
+        sysfs = "/sys";
 
-    if (!(v = env("NUMAD_SHIM_ROOT")) || atol(v) == (long)getpid()) {
-        void *hot = mmap(NULL, sizeof(struct hot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (hot != MAP_FAILED) {
-            g_hot = hot;
-            if (g_stats == &g_hot_static.stats)
-                g_stats = &g_hot->stats;
-        }
-    }
-    if ((v = env("NUMAD_SHIM_ROOT"))) {
-        g_root_mode = 1;
-        g_root_pid = atol(v);
-        if (g_root_pid != (long)getpid())
-            return;
-        /* Our own page, wiped (zero) in forked children: no write needed there. */
-        void *flag = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (flag != MAP_FAILED) {
-            if (madvise(flag, 4096, 18 /* MADV_WIPEONFORK, Linux 4.14+ */) == 0) {
-                *(int *)flag = 1;
-                g_root_flag = flag;
-            } else {
-                munmap(flag, 4096);
-            }
-        }         /* a descendant: passes through, needs no more setup */
-    }
     if (!strcmp(strategy, "fixed"))
         g_strategy = STRAT_FIXED;
     else if (!strcmp(strategy, "spread") || !strcmp(strategy, "round-robin"))
@@ -763,38 +762,34 @@ static void configure(void)
     else
         g_state = STATE_BAD_CONFIG;
 
-    v = env("NUMAD_SHIM_MODE");
-    if (!v || !strcmp(v, "preferred"))
+    if (!mode || !strcmp(mode, "preferred"))
         g_mode = MPOL_PREFERRED_;
-    else if (!strcmp(v, "bind"))
+    else if (!strcmp(mode, "bind"))
         g_mode = MPOL_BIND_;
-    else if (!strcmp(v, "interleave"))
+    else if (!strcmp(mode, "interleave"))
         g_mode = MPOL_INTERLEAVE_;
-    else if (!strcmp(v, "preferred-many") || !strcmp(v, "preferred_many"))
+    else if (!strcmp(mode, "preferred-many") || !strcmp(mode, "preferred_many"))
         g_mode = MPOL_PREFERRED_MANY_;
     else
         g_state = STATE_BAD_CONFIG;
 
-    v = env("NUMAD_SHIM_NODES");
-    if (!v || parse_list(v, NODEMASK_BITS, add_node, NULL) < 0 || g_nnodes == 0)
+    if (!nodes || add_nodes(nodes, sysfs) < 0 || g_nnodes == 0)
         g_state = STATE_BAD_CONFIG;
     if (g_strategy == STRAT_FIXED && g_nnodes != 1)
         g_state = STATE_BAD_CONFIG;
 
-    if ((v = env("NUMAD_SHIM_CPUS")) && strcmp(v, "0") != 0)
-        g_pin = 1;
-    if ((v = env("NUMAD_SHIM_TABLE"))) {
-        if (strlen(v) < sizeof(g_table_path))
-            strcpy(g_table_path, v);
+    g_pin = pin;
+    if ((v = env("NUMAD_SHIM_TABLE")))            /* the environment wins */
+        table = v;
+    if (table) {
+        if (strlen(table) < sizeof(g_table_path))
+            strcpy(g_table_path, table);
         else
             g_state = STATE_BAD_CONFIG;
     }
     if ((v = env("NUMAD_SHIM_CHILD_BYTES")))
         g_child_bytes = atoll(v);
 
-    const char *sysfs = env("NUMAD_SHIM_SYSFS");
-    if (!sysfs)
-        sysfs = "/sys";
     static char buf[65536];
     for (int i = 0; i < g_nnodes; i++) {
         int node = g_nodes[i];
@@ -808,6 +803,303 @@ static void configure(void)
         if (parse_list(buf, CPUMASK_BITS, add_cpu, g_cpumask[i]) == 0)
             g_has_cpus[i] = 1;                    /* empty list: memory-only node */
     }
+}
+
+static void map_hot(void)
+{
+    void *hot = mmap(NULL, sizeof(struct hot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (hot != MAP_FAILED) {
+        g_hot = hot;
+        if (g_stats == &g_hot_static.stats)
+            g_stats = &g_hot->stats;
+    }
+}
+
+static void configure_env(const char *strategy)
+{
+    const char *v;
+    g_state = STATE_ACTIVE;
+
+    if (!(v = env("NUMAD_SHIM_ROOT")) || atol(v) == (long)getpid())
+        map_hot();
+    if ((v = env("NUMAD_SHIM_ROOT"))) {
+        g_root_mode = 1;
+        g_root_pid = atol(v);
+        if (g_root_pid != (long)getpid())
+            return;           /* a descendant: passes through, needs no more setup */
+        /* Our own page, wiped (zero) in forked children: no write needed there. */
+        void *flag = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (flag != MAP_FAILED) {
+            if (madvise(flag, 4096, 18 /* MADV_WIPEONFORK, Linux 4.14+ */) == 0) {
+                *(int *)flag = 1;
+                g_root_flag = flag;
+            } else {
+                munmap(flag, 4096);
+            }
+        }
+    }
+    v = env("NUMAD_SHIM_CPUS");
+    apply_config(strategy, env("NUMAD_SHIM_MODE"), env("NUMAD_SHIM_NODES"),
+                 v && strcmp(v, "0") != 0, NULL);
+}
+
+/* ---- the rules file (format: numad_shim.h, docs/shim.md) ---- */
+
+#define RULE_INVALID (-2)
+#define RULE_NO_FILE (-1)
+#define RULE_NO_MATCH (-3)
+#define RULE_NOT_INCLUDED (-4)
+#define RULE_ENV (-5)
+static int g_rule = RULE_NO_FILE;   /* what the rules file decided for this process */
+static char g_rule_name[128];
+
+struct shim_rule {
+    char *name, *comm, *exe, *action, *nodes, *mode;
+    long uid;          /* -1: any */
+    int pin;
+};
+
+static int is_one_of(const char *s, const char *const *words)
+{
+    for (; *words; words++)
+        if (!strcmp(s, *words))
+            return 1;
+    return 0;
+}
+
+static void ignore_id(int id, void *ctx)
+{
+    (void)id;
+    (void)ctx;
+}
+
+/* Split at tabs in place; returns the number of fields. */
+static int split_tabs(char *line, char **fields, int max)
+{
+    int n = 0;
+    fields[n++] = line;
+    for (char *p = line; *p; p++) {
+        if (*p == '\t') {
+            *p = '\0';
+            if (n == max)
+                return max + 1;
+            fields[n++] = p + 1;
+        }
+    }
+    return n;
+}
+
+/* 1 match, 0 no match, -1 the regex does not compile.  May allocate
+ * (regcomp): constructor only, never on the fork path. */
+static int ere_match(const char *ere, const char *subject)
+{
+    if (!*ere)
+        return 1;
+    if (!subject)
+        return 0;
+    regex_t re;
+    if (regcomp(&re, ere, REG_EXTENDED | REG_NOSUB) != 0)
+        return -1;
+    int rc = regexec(&re, subject, 0, NULL, 0);
+    regfree(&re);
+    return rc == 0;
+}
+
+static int read_bounded(const char *path, char *buf, size_t size)
+{
+    /* -1: cannot open/read; -2: larger than size-1 bytes */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    for (;;) {
+        if (got == size - 1) {
+            char extra;
+            ssize_t n;
+            do
+                n = read(fd, &extra, 1);
+            while (n < 0 && errno == EINTR);
+            close(fd);
+            buf[got] = '\0';
+            return n > 0 ? -2 : (int)got;
+        }
+        ssize_t n = read(fd, buf + got, size - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            close(fd);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (int)got;
+}
+
+static const char *const ACTIONS[] = {"none", "fixed", "spread", "round-robin", "least-loaded", NULL};
+static const char *const MODES[] = {"preferred", "bind", "interleave", "preferred-many", "preferred_many", NULL};
+
+/* Returns the matching rule index, or RULE_* (<0). Fills *out on a match. */
+static int evaluate_rules(const char *path, struct shim_rule *out, const char **table)
+{
+    static char text[NUMAD_RULES_MAX_BYTES + 1];
+    static struct shim_rule rules[NUMAD_RULES_MAX_RULES];
+    static char *includes[NUMAD_RULES_MAX_INCLUDES];
+    int nrules = 0, nincl = 0;
+    *table = NULL;
+
+    int len = read_bounded(path, text, sizeof(text));
+    if (len == -1)
+        return RULE_NO_FILE;
+    if (len < 0 || memchr(text, '\0', (size_t)len))
+        return RULE_INVALID;
+
+    /* Pass 1: syntax of the whole file (all or nothing). */
+    char *line = text;
+    int lineno = 0;
+    while (*line) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            return RULE_INVALID;               /* truncated: last line unterminated */
+        *nl = '\0';
+        if (nl - line > NUMAD_RULES_MAX_LINE)
+            return RULE_INVALID;
+        char *next = nl + 1;
+        if (lineno++ == 0) {
+            if (strcmp(line, NUMAD_RULES_HEADER) != 0)
+                return RULE_INVALID;
+        } else if (*line && *line != '#') {
+            char *f[10];
+            int n = split_tabs(line, f, 10);
+            if (!strcmp(f[0], "table") && n == 2 && f[1][0] == '/' && !*table) {
+                *table = f[1];
+            } else if (!strcmp(f[0], "include") && n == 2 && f[1][0]) {
+                if (nincl == NUMAD_RULES_MAX_INCLUDES)
+                    return RULE_INVALID;
+                includes[nincl++] = f[1];
+            } else if (!strcmp(f[0], "rule") && n == 9) {
+                if (nrules == NUMAD_RULES_MAX_RULES)
+                    return RULE_INVALID;
+                struct shim_rule *r = &rules[nrules++];
+                r->name = f[1];
+                r->comm = f[2];
+                r->exe = f[3];
+                if (!strcmp(f[4], "-")) {
+                    r->uid = -1;
+                } else {
+                    char *end;
+                    if (f[4][0] < '0' || f[4][0] > '9')
+                        return RULE_INVALID;
+                    r->uid = strtol(f[4], &end, 10);
+                    if (*end)
+                        return RULE_INVALID;
+                }
+                r->action = f[5];
+                r->nodes = f[6];
+                r->mode = f[7];
+                if (!is_one_of(r->action, ACTIONS) || !is_one_of(r->mode, MODES))
+                    return RULE_INVALID;
+                if (strcmp(r->action, "none") != 0 && strcmp(r->nodes, "all") != 0 &&
+                    parse_list(r->nodes, NODEMASK_BITS, ignore_id, NULL) < 0)
+                    return RULE_INVALID;
+                if (!strcmp(f[8], "0"))
+                    r->pin = 0;
+                else if (!strcmp(f[8], "1"))
+                    r->pin = 1;
+                else
+                    return RULE_INVALID;
+            } else {
+                return RULE_INVALID;
+            }
+        }
+        line = next;
+    }
+    if (lineno == 0)
+        return RULE_INVALID;                   /* empty file: not even a header */
+
+    /* Pass 2: this program against the list, first match wins. */
+    char comm[17] = {0};
+    if (prctl(PR_GET_NAME, comm, 0, 0, 0) != 0)
+        return RULE_NO_MATCH;
+    if (nincl) {
+        int any = 0;
+        for (int i = 0; i < nincl && !any; i++) {
+            int m = ere_match(includes[i], comm);
+            if (m < 0)
+                return RULE_INVALID;
+            any = m;
+        }
+        if (!any)
+            return RULE_NOT_INCLUDED;
+    }
+    static char exe[4096];
+    int exe_state = 0;                         /* 0 unread, 1 read, -1 unreadable */
+    long uid = (long)getuid();
+    for (int i = 0; i < nrules; i++) {
+        struct shim_rule *r = &rules[i];
+        if (r->uid >= 0 && r->uid != uid)
+            continue;
+        int m = ere_match(r->comm, comm);
+        if (m < 0)
+            return RULE_INVALID;
+        if (!m)
+            continue;
+        if (*r->exe) {
+            if (exe_state == 0) {
+                ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+                exe_state = n > 0 ? 1 : -1;
+                exe[n > 0 ? n : 0] = '\0';
+            }
+            m = ere_match(r->exe, exe_state > 0 ? exe : NULL);
+            if (m < 0)
+                return RULE_INVALID;
+            if (!m)
+                continue;
+        }
+        *out = *r;
+        return i;
+    }
+    return RULE_NO_MATCH;
+}
+
+static void configure_rules(void)
+{
+    const char *path = env("NUMAD_SHIM_RULES");
+    struct shim_rule r;
+    const char *table;
+    g_rule = evaluate_rules(path ? path : DEFAULT_RULES, &r, &table);
+    if (g_rule == RULE_INVALID) {
+        count(NC_RULES_INVALID);
+        return;
+    }
+    if (g_rule < 0)
+        return;
+    snprintf(g_rule_name, sizeof(g_rule_name), "%s", r.name);
+    if (!strcmp(r.action, "none"))
+        return;                                /* a rule claims us and spreads nothing */
+    g_state = STATE_ACTIVE;
+    map_hot();
+    count(NC_RULES_MATCHED);
+    apply_config(r.action, r.mode, r.nodes, r.pin, table);
+}
+
+static void configure(void)
+{
+    const char *v;
+    if ((v = env("NUMAD_SHIM_STATS")))
+        open_stats(v);
+    if ((v = env("NUMAD_SHIM_DISABLE")) && strcmp(v, "0") != 0)
+        return;
+    const char *strategy = env("NUMAD_SHIM_STRATEGY");
+    if (strategy) {
+        g_rule = RULE_ENV;
+        configure_env(strategy);
+    } else {
+        configure_rules();                     /* the daemon's policy decides */
+    }
 
 #if defined(__x86_64__)
     /* With a shadow stack our vfork entry (which pops its return address)
@@ -818,6 +1110,16 @@ static void configure(void)
 #else
     g_vfork_ok = 0;
 #endif
+}
+
+/* Which rules-file line configured this process: its index (>= 0) and name,
+ * or -1 no rules file, -2 invalid file, -3 no line matched, -4 comm not in
+ * the file's include list, -5 configured by NUMAD_SHIM_* env vars instead. */
+VISIBLE int numad_shim_rule(char *name, int size)
+{
+    if (name && size > 0)
+        snprintf(name, (size_t)size, "%s", g_rule >= 0 ? g_rule_name : "");
+    return g_rule;
 }
 
 __attribute__((constructor)) static void numad_shim_init(void)

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
-from pathlib import Path
+
 
 import pytest
 

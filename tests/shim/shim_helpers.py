@@ -119,9 +119,38 @@ def shim_env(strategy: str, nodes, *, stats: Path | None = None, table: Path | N
     return env
 
 
-def run_workload(args: list[str], env: dict, *, timeout: float = 300, wrap: list[str] = ()) -> list[dict]:
-    """Run a workload to completion; return its JSON lines."""
-    proc = subprocess.run([*wrap, PY, str(WORKLOADS), *args], env=env, stdin=subprocess.DEVNULL,
+def named_program(directory: Path, name: str, body: str | None = None) -> Path:
+    """An executable script called ``name`` (so its comm is ``name``: the kernel takes
+    comm from the script's file name, not the interpreter's) that runs ``body``
+    with this venv's Python, or by default workloads.py with its arguments."""
+    if body is None:
+        body = (f"import runpy, sys\nsys.argv[0] = {str(WORKLOADS)!r}\n"
+                f"sys.path.insert(0, {str(HERE)!r})\n"
+                f"runpy.run_path({str(WORKLOADS)!r}, run_name='__main__')\n")
+    path = Path(directory) / name
+    path.write_text(f"#!{PY}\n{body}")
+    path.chmod(0o755)
+    return path
+
+
+def rules_env(rules_path: Path | None, *, stats: Path | None = None, extra: dict | None = None) -> dict:
+    """The shim preloaded WITHOUT any NUMAD_SHIM_* configuration: the rules file decides."""
+    from numad_py.shim import shim_path
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMAD_SHIM_")}
+    env["LD_PRELOAD"] = str(shim_path())
+    if rules_path is not None:
+        env["NUMAD_SHIM_RULES"] = str(rules_path)
+    if stats is not None:
+        env["NUMAD_SHIM_STATS"] = str(stats)
+    env.update(extra or {})
+    return env
+
+
+def run_workload(args: list[str], env: dict, *, timeout: float = 300, wrap: list[str] = (),
+                 program: Path | None = None) -> list[dict]:
+    """Run a workload to completion (as ``program``, see named_program); return its JSON lines."""
+    head = [str(program)] if program is not None else [PY, str(WORKLOADS)]
+    proc = subprocess.run([*wrap, *head, *args], env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"workload {args} failed ({proc.returncode}): {proc.stderr[-3000:]}"
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -130,8 +159,9 @@ def run_workload(args: list[str], env: dict, *, timeout: float = 300, wrap: list
 class Running:
     """A workload that waits on stdin: read its records, inspect it, then release it."""
 
-    def __init__(self, args: list[str], env: dict, wrap: list[str] = ()):
-        self.proc = subprocess.Popen([*wrap, PY, str(WORKLOADS), *args], env=env,
+    def __init__(self, args: list[str], env: dict, wrap: list[str] = (), program: Path | None = None):
+        head = [str(program)] if program is not None else [PY, str(WORKLOADS)]
+        self.proc = subprocess.Popen([*wrap, *head, *args], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def read_until(self, pred, timeout: float = 300) -> list[dict]:

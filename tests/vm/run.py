@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -152,7 +151,7 @@ def guest_script(name: str, spec: dict, rwdir: Path, python: Path, pytest_args: 
         f"rc={q(str(rwdir / (name + '.rc')))}",
         f"log={q(str(rwdir / (name + '.log')))}",
         f"cd {q(str(REPO))} || {{ echo 'guest: cannot cd to the repo' >\"$log\"; echo 96 >\"$rc\"; exit 0; }}",
-        f"echo \"guest: $(uname -r), nodes $(cat /sys/devices/system/node/online), $(nproc) cpus\" >\"$log\"",
+        "echo \"guest: $(uname -r), nodes $(cat /sys/devices/system/node/online), $(nproc) cpus\" >\"$log\"",
         f"export {exports}",
         f"{' '.join(q(a) for a in pytest)} >>\"$log\" 2>&1",
         "echo $? >\"$rc\"",
