@@ -153,26 +153,17 @@ def cmd_run(args) -> int:
     from .daemon.service import Daemon
     from .config import ConfigError
 
-    from .metrics import Metrics, start_http_server
-
     setup_logging(args.verbose)
-    metrics = Metrics()
     try:
-        daemon = Daemon(args.config, dry_run=args.dry_run, metrics=metrics)
+        daemon = Daemon(args.config, dry_run=args.dry_run)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_FAILED
-    metrics.collector.state_provider = daemon.metrics_state
     if args.daemon:
         return _detached(daemon, args)
-    server = start_http_server(daemon.config.metrics.listen, metrics)
     daemon.install_signal_handlers()
-    try:
-        return daemon.run(once=args.once)
-    finally:
-        if server is not None:
-            server.close()
+    return daemon.run(once=args.once)
 
 
 def _detached(daemon, args) -> int:

@@ -327,18 +327,29 @@ class _Connection:
         try:
             req = P.parse_request(line)
         except P.ProtocolError as exc:
+            self.server.count("invalid", exc.code)
             self.send(P.from_error(exc))
             return
         try:
             self.server._dispatch(self, req)
+            if req.op not in ASYNC_OPS:  # those are counted when their job ends
+                self.server.count(req.op, "ok")
         except P.ProtocolError as exc:
+            self.server.count(req.op, exc.code)
             self.send(P.from_error(exc, req.id))
         except Exception as exc:  # never let one request take the connection down
             log.exception("control request %s %s failed", req.op, req.id)
+            self.server.count(req.op, "internal")
             self.send(P.error(req.id, "internal", f"internal error: {type(exc).__name__}: {exc}"))
 
 
 # --- the server -----------------------------------------------------------------------------
+
+ASYNC_OPS = ("migrate", "drain")
+_RESULT_OF = {"forbidden": "denied", "bad_request": "invalid", "unknown_op": "invalid",
+              "too_large": "invalid"}
+_DONE = ("ok", "done", "dry-run", "cancelled", "skipped", "retry")
+
 
 class ControlServer:
     """The daemon's control socket.  ``start()`` binds and serves; ``stop()`` ends it."""
@@ -361,6 +372,7 @@ class ControlServer:
         max_inflight: int = 4,                      # running requests per connection
         progress_interval: float = 0.1,
         host=None,
+        on_request: Callable[[str, str], None] | None = None,   # (op, result) for the metrics
     ):
         self.socket_path = str(socket_path)
         self._executor = executor
@@ -377,6 +389,7 @@ class ControlServer:
         self.max_inflight = max_inflight
         self.progress_interval = progress_interval
         self.host = host or KernelHost()
+        self._on_request = on_request
         self._listener: socket.socket | None = None
         self._inode: int | None = None
         self._stopping = threading.Event()
@@ -397,6 +410,7 @@ class ControlServer:
             plan=daemon.plan_preview,
             reload=daemon.request_reload,
             mode=c.mode, group=c.group,
+            on_request=daemon.metrics.record_request if daemon.metrics is not None else None,
         )
         options.update(overrides)
         return cls(c.socket, **options)
@@ -559,6 +573,11 @@ class ControlServer:
     def executor(self):
         ex = self._executor
         return ex if hasattr(ex, "execute") else ex()
+
+    def count(self, op: str, outcome: str) -> None:
+        """Report one finished request as (op, ok|denied|invalid|error)."""
+        if self._on_request is not None:
+            self._on_request(op, _RESULT_OF.get(outcome, "ok" if outcome in _DONE else "error"))
 
     def _dispatch(self, conn: _Connection, req) -> None:
         op = req.op
@@ -731,6 +750,7 @@ class ControlServer:
                 reply = P.error(req.id, "internal", f"internal error: {type(exc).__name__}: {exc}")
                 detail = str(exc)
             finally:
+                self.count(req.op, status)
                 self._audit(conn.peer, req, status, detail, target_text=target_text)
                 with self._lock:
                     jobs = self._jobs.get(req.id, [])

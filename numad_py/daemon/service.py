@@ -48,12 +48,12 @@ class DaemonState:
 
 
 class Daemon:
-    def __init__(self, config_path: str, *, dry_run: bool = False, metrics=None,
-                 notifier: Notifier | None = None):
+    def __init__(self, config_path: str, *, dry_run: bool = False, notifier: Notifier | None = None):
         self.config_path = config_path
         self.dry_run = dry_run
         self.config = load_config(Path(config_path), online_nodes=online_nodes())
-        self.metrics = metrics
+        self.metrics = self._build_metrics()
+        self._metrics_server = None
         self.notifier = notifier or Notifier()
         self.state = DaemonState(last_reload=time.time())
         self.stop_event = threading.Event()
@@ -67,6 +67,13 @@ class Daemon:
         self._metrics_view: dict | None = None
         if self.metrics is not None:
             self.metrics.record_reload(True, self.state.last_reload)
+
+    def _build_metrics(self):
+        """Event counters and the collector; none at all when the endpoint is disabled."""
+        if not self.config.metrics.listen:
+            return None
+        from ..metrics import Metrics  # prometheus_client is only needed with an endpoint
+        return Metrics(state_provider=self.metrics_state)
 
     def _build_executor(self) -> Executor:
         d = self.config.daemon
@@ -102,6 +109,9 @@ class Daemon:
         log.info("numad-py started: %d rule(s) from %s%s", len(self.config.rules), self.config_path,
                  " (dry-run: nothing will be changed)" if self.dry_run else "")
         self.control.start()
+        if self.metrics is not None:
+            from ..metrics import start_http_server
+            self._metrics_server = start_http_server(self.config.metrics.listen, self.metrics)
         self.notifier.ready(f"{len(self.config.rules)} rules")
         try:
             while not self.stop_event.is_set():
@@ -114,6 +124,8 @@ class Daemon:
         finally:
             self.notifier.stopping()
             self.control.stop()
+            if self._metrics_server is not None:
+                self._metrics_server.close()
             log.info("numad-py stopping after %d tick(s)", self.state.ticks)
         return 0
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOBODY, _make_reachable_for_others, numa_maps_of
+import sysconfig
+
+from conftest import NOBODY, REPO, _reachable_interpreter, numa_maps_of
 
 pytestmark = pytest.mark.topology("two")
 
@@ -28,7 +30,8 @@ INTERVAL = 2.0  # seconds between scans in these tests
 class Daemon:
     """A running ``numad-py run`` with its config dir and its log."""
 
-    def __init__(self, tmp: Path, rules: str, *, extra_args=(), daemon_toml: str = "", user=None):
+    def __init__(self, tmp: Path, rules: str, *, extra_args=(), daemon_toml: str = "", user=None,
+                 python: str | None = None):
         self.dir = tmp
         (tmp / "rules.d").mkdir(exist_ok=True)
         (tmp / "run").mkdir(exist_ok=True)
@@ -42,17 +45,21 @@ class Daemon:
         self.log_path = tmp / "daemon.log"
         self.log_file = open(self.log_path, "w")
         argv = [NUMAD, "run", "--config", str(self.config), *extra_args]
+        env = None
         if user is not None:
-            # The harness mounts /root as a throw-away overlay so nobody can
-            # reach the venv's interpreter under /root/.pyenv.
-            _make_reachable_for_others(tmp)
-            _make_reachable_for_others(Path(os.path.realpath(sys.executable)))
+            # The guest's /root (where the interpreter lives) is closed to other
+            # users: run through the bind-mounted interpreter from conftest.
+            for parent in tmp.parents:  # pytest's tmp dirs are 0700
+                if not parent.stat().st_mode & 0o001:
+                    os.chmod(parent, parent.stat().st_mode | 0o011)
             os.chmod(tmp, 0o777)
             for p in tmp.rglob("*"):
                 os.chmod(p, 0o777 if p.is_dir() else 0o666)
-            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+                    python, "-m", "numad_py.cli", "run", "--config", str(self.config), *extra_args]
+            env = dict(os.environ, PYTHONPATH=f"{REPO}:{sysconfig.get_paths()['purelib']}")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
 
     def write_rules(self, text: str, name: str = "10-test.toml") -> None:
         (self.dir / "rules.d" / name).write_text(text)
@@ -193,10 +200,18 @@ def test_process_exiting_mid_migration_is_reported_and_daemon_goes_on(workload, 
     assert d.proc.poll() is None
 
 
-def test_unprivileged_daemon_skips_other_users_process(workload, daemon):
+@pytest.fixture
+def nobody_python():
+    mounts: list[str] = []
+    yield _reachable_interpreter(mounts)
+    for point in reversed(mounts):
+        subprocess.run(["umount", point], check=False)
+
+
+def test_unprivileged_daemon_skips_other_users_process(workload, daemon, nobody_python):
     child = workload("--mib", "16", "--policy", "preferred", "--node", "0", "--seed", "106")
     start, _ = child.region()
-    d = daemon(rule_for(106, "1"), user=NOBODY)
+    d = daemon(rule_for(106, "1"), user=NOBODY, python=nobody_python)
     d.wait_log(r"no CAP_SYS_NICE: cannot move other users' pages", timeout=60)
     # As nobody it cannot even read where a root process's memory is: it
     # says so and leaves the process alone.
