@@ -41,14 +41,6 @@ class _Gone(Exception):
     """The process exited while we read it."""
 
 
-def numa_maps_residency(pid: int, proc_root: str = "/proc") -> dict[int, int]:
-    """Bytes resident per node over the whole process (sum of ``N<node>=<pages>`` × page size).
-
-    Raises ``ProcessGone`` or ``PermissionDenied`` (numad_py.errors).
-    """
-    return process_residency(pid, proc_root)
-
-
 def parse_stat(text: str) -> dict[str, int | str]:
     """The fields the scan uses from /proc/PID/stat; comm may contain spaces and parentheses."""
     head, _, rest = text.rpartition(")")
@@ -204,7 +196,7 @@ class Sensor:
 
     def _describe(self, proc: _LazyProcess) -> ProcessInfo:
         try:
-            residency: dict[int, int] | None = numa_maps_residency(proc.pid, str(self.proc_root))
+            residency: dict[int, int] | None = process_residency(proc.pid, str(self.proc_root))
         except ProcessGone:
             raise _Gone from None
         except PermissionDenied:

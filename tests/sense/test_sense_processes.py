@@ -13,7 +13,8 @@ from numad_py.config import Config, Match, Rule
 from numad_py.errors import PermissionDenied
 from numad_py.sense import processes
 from numad_py.sense.cgroups import mems_allowed, parse_proc_cgroup
-from numad_py.sense.processes import Sensor, numa_maps_residency, parse_cpu_times, parse_stat, take_snapshot
+from numad_py.sense.maps import process_residency
+from numad_py.sense.processes import Sensor, parse_cpu_times, parse_stat, take_snapshot
 
 from fake_tree import BTIME, PAGE, TICKS, FakeMachine
 
@@ -125,7 +126,7 @@ def test_numa_maps_residency_sums_pages_times_page_size(tmp_path):
         "7f1000000000 default stack anon=3 N0=1 N1=2 kernelpagesize_kB=4\n"
         "7f2000000000 default\n"
     )
-    assert numa_maps_residency(5, str(tmp_path)) == {0: 11 * 4096, 1: 512 * 2 * 1024**2 + 2 * 4096}
+    assert process_residency(5, str(tmp_path)) == {0: 11 * 4096, 1: 512 * 2 * 1024**2 + 2 * 4096}
 
 
 @pytest.mark.parametrize(
