@@ -162,16 +162,29 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
         return -1;
     }
 
-    /* 3. Where did they end up?  An independent look, because a positive
-     *    return leaves later status slots unwritten. */
-    if (nd_move_pages(pid, n, pages, NULL, after, 0) < 0) {
+    /* 3. Pages the kernel reported on a target node are done.  Look again
+     *    only at the others: an error status, or no status at all (a
+     *    positive return leaves later slots unwritten). */
+    unsigned long unsure = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        if (status[i] >= 0 && is_target(status[i], targets, ntargets)) {
+            res->moved++;
+        } else {
+            pages[unsure] = pages[i];
+            status[unsure] = status[i];
+            unsure++;
+        }
+    }
+    if (unsure == 0)
+        return 0;
+    if (nd_move_pages(pid, unsure, pages, NULL, after, 0) < 0) {
         res->call_errno = errno;
         return -1;
     }
-    for (unsigned long i = 0; i < n; i++) {
+    for (unsigned long i = 0; i < unsure; i++) {
         int a = after[i];
         if (a >= 0 && is_target(a, targets, ntargets)) {
-            res->moved++;
+            res->moved++;                   /* moved along with its THP */
             continue;
         }
         res->failed++;

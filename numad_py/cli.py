@@ -243,9 +243,33 @@ def cmd_shim_path(args) -> int:
 
 # --- wiring ----------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    from .control.cli_requests import add_drain_arguments, add_via_daemon_arguments
+# Kept here, not next to the control client: building the parser must not
+# import the client and its pydantic protocol (seconds under emulation).
+DEFAULT_SOCKET = "/run/numad-py/control.sock"
 
+
+def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--via-daemon", action="store_true",
+                        help="ask the running daemon (its socket) instead of migrating from this "
+                             "process; the way an unprivileged user moves its own processes")
+    parser.add_argument("--socket", metavar="PATH", default=None,
+                        help=f"control socket (default: $NUMAD_PY_SOCKET, the config's [control] socket, "
+                             f"or {DEFAULT_SOCKET})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node", type=int, required=True, metavar="N", help="the node to empty")
+    parser.add_argument("--to", metavar="NODES", default=None,
+                        help="target nodes (default: every other memory node, nearest first)")
+    parser.add_argument("--all", action="store_true",
+                        help="move-all: also pages shared with other processes")
+    parser.add_argument("--socket", metavar="PATH", default=None, help="control socket")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result object")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -34,6 +34,7 @@ PAGE_SIZE = lib.sysconf(lib._SC_PAGESIZE)
 HUGE_PAGE_SIZE = 2 << 20  # x86_64 PMD-sized transparent huge page
 MAX_BATCH = 65536          # pages per move_pages call, the upper clamp
 DEFAULT_BATCH = 4096       # 16 MiB of 4 KiB pages: well under 20 ms on real hardware
+TRANSIENT_OUTCOMES = ("busy", "not_moved", "no_memory")  # may work on the next attempt
 _MASK_BITS = 1024          # nodemask width: MAX_NUMNODES of distro kernels
 _LONG_BITS = ffi.sizeof("unsigned long") * 8
 
@@ -243,6 +244,11 @@ class MigrationResult:
     @property
     def failed_total(self) -> int:
         return sum(self.failed.values())
+
+    @property
+    def refused_bytes(self) -> int:
+        """Bytes the kernel will keep refusing (shared, unmovable...), not transient failures."""
+        return sum(n for reason, n in self.failed.items() if reason not in TRANSIENT_OUTCOMES) * self.page_size
 
     @property
     def on_target(self) -> int:

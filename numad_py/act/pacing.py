@@ -11,7 +11,10 @@ import threading
 import time
 
 from ..decide.budget import TokenBucket, next_batch_pages
-from ..numa import DEFAULT_BATCH
+
+# The first call is not paced by any measurement yet: start small (2 MiB)
+# and let the controller double towards the bound.
+FIRST_BATCH = 512
 
 
 class Pacer:
@@ -32,7 +35,7 @@ class Pacer:
 class StallBound:
     """Adapts the batch so one move_pages call stays under ``max_stall`` seconds."""
 
-    def __init__(self, max_stall: float, batch: int = DEFAULT_BATCH):
+    def __init__(self, max_stall: float, batch: int = FIRST_BATCH):
         self.max_stall = max_stall
         self.batch = batch
 

@@ -17,7 +17,6 @@ line summary (or the result object with ``--json``).  Ctrl-C sends
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,28 +29,6 @@ from ..units import format_size
 from ..client import BadRequest, Client, DaemonError, DaemonUnavailable, DEFAULT_SOCKET, ENV_SOCKET
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--via-daemon", action="store_true",
-                        help="ask the running daemon (its socket) instead of migrating from this "
-                             "process; the way an unprivileged user moves its own processes")
-    parser.add_argument("--socket", metavar="PATH", default=None,
-                        help=f"control socket (default: ${ENV_SOCKET}, the config's [control] socket, "
-                             f"or {DEFAULT_SOCKET})")
-    if not any(a.dest == "no_progress" for a in parser._actions):
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--node", type=int, required=True, metavar="N", help="the node to empty")
-    parser.add_argument("--to", metavar="NODES", default=None,
-                        help="target nodes (default: every other memory node, nearest first)")
-    parser.add_argument("--all", action="store_true",
-                        help="move-all: also pages shared with other processes")
-    parser.add_argument("--socket", metavar="PATH", default=None, help="control socket")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the result object")
 
 
 def socket_path_for(args) -> str:

@@ -22,7 +22,7 @@ from ..config import AUTO, ConfigError, load_config
 from ..decide.history import History, record
 from ..decide.planner import plan as make_plan
 from ..sense.processes import Sensor, take_snapshot
-from ..shim import publish_node_table
+from ..shim import publish_node_table, publish_shim_rules
 from ..topology import online_nodes, read_topology
 from ..control.server import ControlServer
 from .notify import Notifier
@@ -63,7 +63,7 @@ class Daemon:
         self.sensor = Sensor()
         self.executor = self._build_executor()
         self.control = ControlServer.from_daemon(self)
-        self.on_tick = [self._publish_node_table]  # callables(snapshot) run after each tick
+        self.on_tick = [self._publish_for_shim]  # callables(snapshot) run after each tick
         self._metrics_view: dict | None = None
         if self.metrics is not None:
             self.metrics.record_reload(True, self.state.last_reload)
@@ -144,7 +144,7 @@ class Daemon:
         t0 = time.monotonic()
         snapshot = self.sensor.snapshot(self.config)
         plan = make_plan(snapshot, self.config, self.state.history)
-        attempted, completed = [], []
+        attempted, completed, unmovable = [], [], {}
         for action in plan:
             if self.stop_event.is_set():
                 break
@@ -155,9 +155,11 @@ class Daemon:
             attempted.append(action)
             if outcome.status in ("done", "dry-run"):
                 completed.append(action)
+                if outcome.result is not None and action.kind == "migrate":
+                    unmovable[action.identity] = outcome.result.refused_bytes
             self._remember(action, outcome)
         self.state.history = record(self.state.history, plan, snapshot.time,
-                                    attempted=attempted, completed=completed)
+                                    attempted=attempted, completed=completed, unmovable=unmovable)
         # Forget advice given to processes that are gone or no longer match.
         self.state.advised = {k: v for k, v in self.state.advised.items() if k in self.state.history}
         self.state.ticks += 1
@@ -173,8 +175,9 @@ class Daemon:
                              f"{len(plan.matched)} managed process(es)")
         self.notifier.watchdog()
 
-    def _publish_node_table(self, snapshot) -> None:
-        """Free memory per node for the fork shim's least-loaded choice (read without the daemon)."""
+    def _publish_for_shim(self, snapshot) -> None:
+        """What the fork shim reads without talking to the daemon: free memory per node
+        (least-loaded choice) and the rules naming programs whose children spread."""
         publish_node_table(
             self.runtime_dir / "node-table",
             {n.id: n.mem_free for n in snapshot.nodes},
@@ -183,6 +186,12 @@ class Daemon:
             # A daemon that stops refreshing must not steer forks forever.
             valid_for=3 * self.config.daemon.scan_interval,
         )
+        # Which programs spread their children (rules with spread_children), for
+        # preloaded shims to read at start-up; rewritten only when it changes.
+        d = self.config.daemon
+        publish_shim_rules(self.runtime_dir / "shim-rules", self.config.rules,
+                           include=d.include, exclude=d.exclude,
+                           table_path=self.runtime_dir / "node-table")
 
     def _advise(self, action) -> None:
         """Log advice once per process and reason, not on every tick."""

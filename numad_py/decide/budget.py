@@ -71,7 +71,7 @@ def next_batch_pages(
 ) -> int:
     """The next batch size so one syscall stays under ``max_stall`` seconds.
 
-    Well under the bound (< half): double.  Over it: scale down to the pages
+    Well under the bound (< half): double, capped at what fits in 80 % of it.  Over it: scale down to the pages
     that fit in 80 % of the bound at the rate just observed.  In between:
     keep.  Always clamped to ``[min_pages, max_pages]``.
     """
@@ -81,7 +81,10 @@ def next_batch_pages(
         raise ValueError(f"need 0 < min_pages <= max_pages, got {min_pages}, {max_pages}")
     pages = max(last_pages, 1)
     if last_seconds <= max_stall * GROW_BELOW:
-        proposal = pages * 2
+        # Double, but never past what the observed rate fits in 80 % of the
+        # bound: a call at 50 % doubled would land right at the bound.
+        fits = pages * max_stall * TARGET_FILL / last_seconds if last_seconds > 0 else float("inf")
+        proposal = int(min(pages * 2, fits))
     elif last_seconds > max_stall:
         proposal = int(pages * (max_stall * TARGET_FILL) / last_seconds)
     else:

@@ -19,6 +19,7 @@ class ProcessHistory:
     first_seen: float
     last_action: float | None = None  # last attempt, successful or not
     handled_once: bool = False        # an action completed: `once` is satisfied
+    unmovable_bytes: int = 0          # misplaced bytes the last migration could not move
 
 
 History = Mapping[Identity, ProcessHistory]
@@ -31,8 +32,14 @@ def record(
     *,
     attempted: Iterable[Action] = (),
     completed: Iterable[Action] = (),
+    unmovable: Mapping[Identity, int] | None = None,
 ) -> dict[Identity, ProcessHistory]:
-    """The history after ``plan`` ran at ``now``: ``completed`` ⊆ actions that fully worked."""
+    """The history after ``plan`` ran at ``now``: ``completed`` ⊆ actions that fully worked.
+
+    ``unmovable``: bytes a completed migration left behind because the kernel
+    refused them (shared pages without move-all...); re-enforcement then acts
+    only when more than that has drifted, instead of retrying them forever.
+    """
     nxt = {ident: history.get(ident) or ProcessHistory(first_seen=now) for ident in plan.matched}
     for action in attempted:
         if action.identity in nxt:
@@ -40,4 +47,7 @@ def record(
     for action in completed:
         if action.identity in nxt:
             nxt[action.identity] = replace(nxt[action.identity], last_action=now, handled_once=True)
+    for identity, nbytes in (unmovable or {}).items():
+        if identity in nxt:
+            nxt[identity] = replace(nxt[identity], unmovable_bytes=nbytes)
     return nxt

@@ -40,8 +40,10 @@ def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
         if rule is None:
             continue
         matched[proc.identity] = rule.name
-        if is_due(rule, history.get(proc.identity), snapshot.time, config.daemon.cooldown):
-            actions.extend(actions_for(proc, rule, snapshot, config.daemon))
+        entry = history.get(proc.identity)
+        if is_due(rule, entry, snapshot.time, config.daemon.cooldown):
+            unmovable = entry.unmovable_bytes if entry is not None else 0
+            actions.extend(actions_for(proc, rule, snapshot, config.daemon, unmovable=unmovable))
     actions.sort(key=lambda a: (rule_position[a.rule], a.pid, a.start_time, KIND_ORDER[a.kind]))
     return Plan(actions=tuple(actions), matched=matched)
 
@@ -57,12 +59,17 @@ def is_due(rule: Rule, entry: ProcessHistory | None, now: float, cooldown: float
     return now - anchor >= rule.every
 
 
-def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: DaemonSettings) -> list[Action]:
-    """The actions one due process needs under ``rule`` (possibly none)."""
+def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: DaemonSettings,
+                *, unmovable: int = 0) -> list[Action]:
+    """The actions one due process needs under ``rule`` (possibly none).
+
+    ``unmovable``: misplaced bytes the last migration could not move; no
+    migration is planned unless more than that is misplaced now.
+    """
     target, target_why = _target(proc, rule, snapshot)
     if not target:
         return [_action("advise", proc, rule, frozenset(), f"rule {rule.name!r}: {target_why}; not acting")]
-    actions = _memory_actions(proc, rule, snapshot, target, target_why)
+    actions = _memory_actions(proc, rule, snapshot, target, target_why, unmovable)
     if rule.cpus:
         actions.extend(_cpu_actions(proc, rule, snapshot, target))
     if rule.nodes == AUTO and not rule.is_auto_enabled(daemon):
@@ -89,15 +96,16 @@ def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozense
 
 
 def _memory_actions(
-    proc: ProcessInfo, rule: Rule, snapshot: Snapshot, target: frozenset[int], target_why: str
+    proc: ProcessInfo, rule: Rule, snapshot: Snapshot, target: frozenset[int], target_why: str,
+    unmovable: int = 0,
 ) -> list[Action]:
     if proc.residency is None:
         reason = f"rule {rule.name!r}: cannot tell where its memory is (numa_maps unreadable); not moving blindly"
         return [_action("advise", proc, rule, target, reason)]
     misplaced_by_node = {n: b for n, b in proc.residency.items() if n not in target and b > 0}
     misplaced = sum(misplaced_by_node.values())
-    if misplaced == 0:
-        return []
+    if misplaced <= unmovable:
+        return []  # placed, or only what the kernel already refused to move
     on_nodes = ", ".join(f"{format_size(b)} on node {n}" for n, b in sorted(misplaced_by_node.items()))
     reason = (
         f"rule {rule.name!r}: {format_size(misplaced)} of {format_size(sum(proc.residency.values()))} "

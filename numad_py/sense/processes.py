@@ -41,6 +41,15 @@ class _Gone(Exception):
     """The process exited while we read it."""
 
 
+def _read_small(path: str) -> str:
+    """One read(2) of a small /proc file (stat fits in a page)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
 def parse_stat(text: str) -> dict[str, int | str]:
     """The fields the scan uses from /proc/PID/stat; comm may contain spaces and parentheses."""
     head, _, rest = text.rpartition(")")
@@ -166,25 +175,28 @@ class Sensor:
         return nodes, dict(topo.distances)
 
     def _candidates(self, config: Config, boot_time: float):
-        for entry in os.scandir(self.proc_root):
-            if not entry.name.isdigit():
+        # The hot loop of every scan: plain strings and one os.read per
+        # process; Path objects only for processes that pass the first filter.
+        root = str(self.proc_root)
+        for name in os.listdir(root):
+            if not name.isdigit():
                 continue
             try:
-                info = self._candidate(Path(entry.path), config, boot_time)
+                info = self._candidate(root, name, config, boot_time)
             except _Gone:
                 continue
             if info is not None:
                 yield info
 
-    def _candidate(self, proc_dir: Path, config: Config, boot_time: float) -> ProcessInfo | None:
+    def _candidate(self, root: str, name: str, config: Config, boot_time: float) -> ProcessInfo | None:
         try:
-            stat = parse_stat((proc_dir / "stat").read_text())
+            stat = parse_stat(_read_small(f"{root}/{name}/stat"))
         except (FileNotFoundError, ProcessLookupError):
             raise _Gone from None
         if stat["flags"] & PF_KTHREAD or not is_considered(stat["comm"], config.daemon):
             return None
         proc = _LazyProcess(
-            proc_dir,
+            self.proc_root / name,
             stat,
             start_time=stat["starttime"] / CLOCK_TICKS + boot_time,
             page_size=self._page_size,

@@ -20,6 +20,7 @@ import pytest
 from numad_py.act.executor import Outcome
 from numad_py.client import BadRequest, Client, DaemonUnavailable, Forbidden, Gone, NotFound
 from numad_py.control import cli_requests, server as server_mod
+from numad_py import cli
 from numad_py.control import protocol as P
 from numad_py.control.auth import Peer
 from numad_py.control.server import ControlServer
@@ -564,10 +565,10 @@ def test_cli_migrate_via_daemon_and_drain(make_server, capsys):
 
 def test_cli_parsers_accept_the_documented_options():
     p = argparse.ArgumentParser()
-    cli_requests.add_drain_arguments(p)
+    cli.add_drain_arguments(p)
     a = p.parse_args(["--node", "2", "--to", "0-1", "--json"])
     assert (a.node, a.to, a.json, a.all) == (2, "0-1", True, False)
     m = argparse.ArgumentParser()
-    cli_requests.add_via_daemon_arguments(m)
+    cli.add_via_daemon_arguments(m)
     a = m.parse_args(["--via-daemon", "--socket", "/x"])
     assert a.via_daemon and a.socket == "/x"

@@ -69,7 +69,8 @@ def test_long_run_rate_never_exceeds_budget(chunks):
     "pages, seconds, expected",
     [
         (1024, 0.001, 2048),     # well under 20 ms: double
-        (1024, 0.010, 2048),     # exactly half: double
+        (1024, 0.010, 1638),     # exactly half: grow, but only to 80 % of the bound
+        (1024, 0.005, 2048),     # a quarter: double (fits 3276)
         (1024, 0.015, 1024),     # between half and the bound: keep
         (1024, 0.020, 1024),     # at the bound: keep
         (1024, 0.040, 409),      # twice over: to 80 % of what fits

@@ -171,3 +171,17 @@ def test_misplaced_bytes_are_exactly_those_outside_the_target(res, target):
         assert action.kind == "migrate" and action.misplaced_bytes == outside
         assert action.from_nodes == {n for n, b in res.items() if n not in target and b}
         assert action.target_nodes == target
+
+
+def test_every_does_not_retry_what_the_kernel_refused():
+    # The last migration left 1 MiB of shared pages on node 0 (refused without
+    # move-all): re-enforcement waits until more than that has drifted.
+    cfg = config({**DB, "every": "30s"})
+    first = plan(snap(proc(residency={0: 1 << 20, 1: 64 << 20})), cfg, {})
+    history = record({}, first, NOW, attempted=first.actions, completed=first.actions,
+                     unmovable={(100, 150.0): 1 << 20})
+    later = NOW + 31
+    assert plan(snap(proc(residency={0: 1 << 20, 1: 64 << 20}), time=later), cfg, history).actions == ()
+    drifted = plan(snap(proc(residency={0: 9 << 20, 1: 56 << 20}), time=later), cfg, history)
+    assert [a.kind for a in drifted.actions] == ["migrate"]
+    assert drifted.actions[0].misplaced_bytes == 9 << 20

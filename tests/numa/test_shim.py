@@ -58,6 +58,19 @@ def run_seed(env: dict, children: int, program: Path | None = None) -> tuple[dic
     return parent, kids, measures
 
 
+def kernel_facts() -> dict:
+    """Settings that change where pages are and how move_pages reports them."""
+    facts = {}
+    for name, path in (("numa_balancing", "/proc/sys/kernel/numa_balancing"),
+                       ("thp", "/sys/kernel/mm/transparent_hugepage/enabled"),
+                       ("thp_defrag", "/sys/kernel/mm/transparent_hugepage/defrag")):
+        try:
+            facts[name] = Path(path).read_text().strip()
+        except OSError:
+            facts[name] = None
+    return facts
+
+
 def frac(res: dict, node: int, size: int) -> float:
     return res["nodes"].get(node, 0) / size
 
@@ -76,7 +89,8 @@ def test_seed_scenario_with_shim(vm_topology, tmp_path):
     parent, kids, m = run_seed(env, children)
     size = parent["size"]
     p0 = frac(m["parent"], 0, size)
-    report = [f"parent on node 0: {p0:.1%} {m['parent']['nodes']}"]
+    report = [f"parent on node 0: {p0:.1%} {m['parent']['nodes']} other {m['parent']['other']}",
+              f"kernel: {kernel_facts()}"]
     ok = p0 >= THRESHOLD
     for k in kids:
         target = targets[k["index"] % len(targets)]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import platform
 import subprocess
-import sys
 import time
 
 import pytest
@@ -20,7 +18,7 @@ from numad_py.shim import (
 from numad_py.topology import read_topology
 
 from shim_helpers import (
-    PY, REPO, SECCOMP_C, VFORK_C, WORKLOADS, Running, build_c, run_workload, shim_env,
+    PY, SECCOMP_C, VFORK_C, Running, build_c, run_workload, shim_env,
 )
 
 NODE0 = min(read_topology().memory_nodes)

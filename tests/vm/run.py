@@ -151,7 +151,12 @@ def guest_script(name: str, spec: dict, rwdir: Path, python: Path, pytest_args: 
         f"rc={q(str(rwdir / (name + '.rc')))}",
         f"log={q(str(rwdir / (name + '.log')))}",
         f"cd {q(str(REPO))} || {{ echo 'guest: cannot cd to the repo' >\"$log\"; echo 96 >\"$rc\"; exit 0; }}",
-        "echo \"guest: $(uname -r), nodes $(cat /sys/devices/system/node/online), $(nproc) cpus\" >\"$log\"",
+        # Kernel NUMA balancing would move test pages on its own and make
+        # placement assertions a race; the daemon's reporting of it is tested
+        # on the host.  Off for the whole guest.
+        "echo 0 >/proc/sys/kernel/numa_balancing 2>/dev/null",
+        "echo \"guest: $(uname -r), nodes $(cat /sys/devices/system/node/online), $(nproc) cpus, "
+        "numa_balancing $(cat /proc/sys/kernel/numa_balancing)\" >\"$log\"",
         f"export {exports}",
         f"{' '.join(q(a) for a in pytest)} >>\"$log\" 2>&1",
         "echo $? >\"$rc\"",

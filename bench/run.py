@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""numad-py benchmarks: ratios against the kernel, numactl and bare fork, on a 2-node VM.
+
+Boots ONE 2-node guest (virtme-ng, TCG), runs bench/guest_bench.py inside it
+with the project's venv, brings back bench/results.json and prints one table:
+figure, value, goal, met?.  Every figure is a ratio of two things measured
+side by side in the same guest (interleaved repetitions, median), because
+absolute times under TCG emulation mean little.
+
+    python3 bench/run.py                          # everything (~30-40 min on 2 host cores)
+    python3 bench/run.py --only migrate,scan      # a subset (merged into bench/results.json)
+    python3 bench/run.py --quick                  # small sizes, few repetitions: a smoke test
+    python3 bench/run.py --table bench/results.json   # print the table of an earlier run
+
+Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement
+(see bench/README.md).  Stdlib only.  Exit 0 when the run completed (goals
+missed are reported, not failures); 1 when a benchmark or the VM failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+OUT = HERE / "out"
+RESULTS = HERE / "results.json"
+C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle")
+BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement")
+DEFAULT_KERNEL = "/var/cache/numad-py-vm/kernel/root/boot/vmlinuz-6.1.0-56-amd64"
+VM_ARGS = ["--cpus", "4", "-m", "4G", "--numa", "2G,cpus=0-1", "--numa", "2G,cpus=2-3"]
+
+
+def vm_env() -> tuple[str, str]:
+    """Kernel and vng: environment, else tests/vm/setup.sh --print-env (installs what is missing)."""
+    kernel, vng = os.environ.get("NUMAD_VM_KERNEL"), os.environ.get("NUMAD_VM_VNG")
+    setup = REPO / "tests" / "vm" / "setup.sh"
+    if not (kernel and vng) and setup.exists():
+        p = subprocess.run(["bash", str(setup), "--print-env"], stdout=subprocess.PIPE, text=True)
+        if p.returncode == 0:
+            env = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+            kernel = kernel or env.get("NUMAD_VM_KERNEL")
+            vng = vng or env.get("NUMAD_VM_VNG")
+    kernel = kernel or DEFAULT_KERNEL
+    vng = vng or shutil.which("vng") or ""
+    if not Path(kernel).exists() or not vng:
+        raise SystemExit(f"bench: no VM kernel ({kernel}) or vng; run `bash tests/vm/setup.sh` first")
+    return kernel, vng
+
+
+def compile_programs(dest: Path) -> None:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc:
+        raise SystemExit("bench: needs gcc")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in C_PROGRAMS:
+        # Static: no shared library pages, so a process's pages are all its own.
+        subprocess.run([gcc, "-O2", "-Wall", "-static", "-o", str(dest / name), str(HERE / "c" / f"{name}.c")],
+                       check=True)
+
+
+def host_memcpy(bindir: Path) -> float:
+    vals = []
+    for _ in range(5):
+        out = subprocess.run([str(bindir / "memcpy_bw"), "64", "7"], capture_output=True, text=True, check=True)
+        vals.append(json.loads(out.stdout)["gb_per_s"])
+    return statistics.median(vals)
+
+
+def venv_python() -> Path:
+    py = Path(os.environ.get("NUMAD_VM_PYTHON") or REPO / ".venv" / "bin" / "python")
+    if not py.exists():
+        raise SystemExit(f"bench: no venv at {py}: run `make venv` first")
+    return py
+
+
+def guest_script(rundir: Path, bindir: Path, python: Path, guest_args: list[str]) -> str:
+    q = shlex.quote
+    cmd = [str(python), str(HERE / "guest_bench.py"), "--bin", str(bindir), "--out", str(rundir), *guest_args]
+    return "\n".join([
+        "#!/bin/bash",
+        f"cd {q(str(REPO))}",
+        "export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 NUMAD_VM_TOPOLOGY=bench2",
+        f"echo \"guest: $(uname -r), nodes $(cat /sys/devices/system/node/online), $(nproc) cpus\" >{q(str(rundir / 'guest.log'))}",
+        f"{' '.join(q(c) for c in cmd)} >>{q(str(rundir / 'guest.log'))} 2>&1",
+        f"echo $? >{q(str(rundir / 'guest.rc'))}",
+        "",
+    ])
+
+
+def boot(rundir: Path, kernel: str, vng: str, timeout: float) -> bool:
+    console = rundir / "console.log"
+    cmd = [vng, "-v", "-r", kernel, "--disable-kvm", *VM_ARGS, "--rwdir", str(rundir),
+           "--exec", f"bash {rundir / 'guest.sh'}"]
+    print(f"bench: booting 2-node guest ({' '.join(VM_ARGS)}); results in {rundir}", flush=True)
+    log, pos = rundir / "guest.log", 0
+    t0 = time.monotonic()
+    with open(console, "w") as con:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=con, stderr=subprocess.STDOUT,
+                                cwd=str(REPO), start_new_session=True)
+        while proc.poll() is None:
+            time.sleep(1)
+            pos = tail(log, pos)
+            if time.monotonic() - t0 > timeout:
+                print(f"bench: timed out after {timeout:.0f}s", flush=True)
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                break
+    tail(log, pos)
+    print(f"bench: guest finished in {time.monotonic() - t0:.0f}s", flush=True)
+    if pos == 0 and not log.exists():
+        print("bench: the guest never started (last console lines):", flush=True)
+        for line in console.read_text(errors="replace").splitlines()[-30:]:
+            print("   " + line, flush=True)
+        return False
+    return True
+
+
+def tail(path: Path, pos: int) -> int:
+    try:
+        with open(path, errors="replace") as f:
+            f.seek(pos)
+            text = f.read()
+            pos = f.tell()
+    except FileNotFoundError:
+        return pos
+    for line in text.splitlines():
+        print(f"[guest] {line}", flush=True)
+    return pos
+
+
+# Rows written before rows carried their benchmark's name.
+_BENCH_OF_ID = {"1": "migrate", "1b": "migrate", "i2": "migrate", "2": "batch", "2b": "batch", "3": "stall",
+                "3b": "stall", "4": "whole", "4b": "whole", "i2a": "numastat", "i2b": "numastat", "5": "fork",
+                "5a": "fork", "5b": "fork", "6": "scan", "6b": "scan", "6c": "scan", "7": "placement",
+                "7b": "placement"}
+
+
+def merge(new: dict, old: dict) -> dict:
+    """Keep the previous run's rows and raw data for the benchmarks this run did not do."""
+    ran = set(new.get("raw", {}).get("seconds", {}))
+    kept = [r for r in old.get("rows", []) if r.get("bench", _BENCH_OF_ID.get(r["id"])) not in ran]
+    for r in kept:
+        r.setdefault("bench", _BENCH_OF_ID.get(r["id"], "?"))
+        r["from_run"] = r.get("from_run") or old.get("meta", {}).get("date", "?")
+    order = {b: i for i, b in enumerate(BENCHES)}
+    new["rows"] = sorted(new["rows"] + kept, key=lambda r: order.get(r.get("bench"), 99))
+    for key, value in old.get("raw", {}).items():
+        if key not in ran and key not in ("seconds", "memcpy"):
+            new["raw"].setdefault(key, value)
+    new["meta"]["merged_from"] = {b: old.get("meta", {}).get("date") for b in
+                                  {r["bench"] for r in kept}}
+    return new
+
+
+def table(results: dict) -> str:
+    rows = results.get("rows", [])
+    head = ("#", "figure", "value", "goal", "met?")
+    cells = [(r["id"], r["figure"] + (f" [run {r['from_run']}]" if r.get("from_run") else ""), str(r["value"]),
+              r["goal"], "-" if r["met"] is None else ("yes" if r["met"] else "NO")) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:{'<' if i in (0, 1) else '>'}{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*head), "  ".join("-" * w for w in widths)]
+    lines += [fmt.format(*c) for c in cells]
+    notes = [f"  {r['id']}: {r['note']}" for r in rows if r.get("note")]
+    meta = results.get("meta", {})
+    lines.insert(0, f"numad-py bench, {meta.get('date', '?')} on {meta.get('host', '?')}; "
+                    f"guest {meta.get('kernel', '?')}, nodes {meta.get('nodes')}, {meta.get('cpus')} vCPUs (TCG), "
+                    f"VM memcpy slowdown x{meta.get('memcpy_slowdown') or 0:.1f}")
+    return "\n".join(lines + ["", "notes:"] + notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHES)}")
+    ap.add_argument("--reps", type=int, help="repetitions per ratio (default 5)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, 3 repetitions: a smoke test, not a result")
+    ap.add_argument("--timeout", type=float, default=5400, help="seconds for the whole guest run")
+    ap.add_argument("--table", type=Path, help="only print the table of this results.json")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where to write the results JSON")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return 0
+
+    guest_args: list[str] = []
+    if args.only:
+        bad = set(args.only.split(",")) - set(BENCHES)
+        if bad:
+            ap.error(f"unknown benchmarks {sorted(bad)}; known: {', '.join(BENCHES)}")
+        guest_args += ["--only", args.only]
+    if args.quick:
+        guest_args += ["--reps", "3", "--mib", "64", "--stall-mib", "256", "--idle", "200", "--daemon-seconds", "20",
+                       "--forks", "100", "--fork-reps", "3", "--chase-mib", "64", "--chase-steps", "300000",
+                       "--placement-reps", "1"]
+    if args.reps:
+        guest_args += ["--reps", str(args.reps)]
+
+    kernel, vng = vm_env()
+    python = venv_python()
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in sorted(OUT.glob("run-*"))[:-5]:
+        shutil.rmtree(old, ignore_errors=True)
+    rundir = OUT / time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}")
+    bindir = rundir / "bin"
+    compile_programs(bindir)
+    host_bw = host_memcpy(bindir)
+    print(f"bench: host memcpy {host_bw:.2f} GB/s", flush=True)
+    (rundir / "guest.sh").write_text(guest_script(rundir, bindir, python,
+                                                  guest_args + ["--host-memcpy", f"{host_bw:.4f}"]))
+    t0 = time.monotonic()
+    booted = boot(rundir, kernel, vng, args.timeout)
+    guest_json = rundir / "guest.json"
+    if not booted or not guest_json.exists():
+        print(f"bench: no results from the guest (see {rundir})", flush=True)
+        return 1
+    res = json.loads(guest_json.read_text())
+    rc_file = rundir / "guest.rc"
+    guest_rc = int(rc_file.read_text().strip()) if rc_file.exists() else None
+    host_after = host_memcpy(bindir)
+    raw_memcpy = res.get("raw", {}).get("memcpy", {})
+    res["meta"].update({
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "host": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores, {platform.release()})",
+        "host_memcpy_gb_per_s": {"before": host_bw, "after": host_after},
+        "memcpy_slowdown": raw_memcpy.get("slowdown"),
+        "wall_seconds": round(time.monotonic() - t0),
+        "quick": args.quick, "guest_rc": guest_rc, "rundir": str(rundir),
+    })
+    if args.only and args.results.exists():
+        res = merge(res, json.loads(args.results.read_text()))
+    args.results.write_text(json.dumps(res, indent=2) + "\n")
+    print()
+    print(table(res))
+    print(f"\nbench: wrote {args.results}")
+    return 0 if guest_rc == 0 and not res.get("errors") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
