@@ -2,8 +2,9 @@
 # Runs INSIDE the guest as systemd's kernel-command-line.service (kernel option
 # systemd.run=, see run_systemd_vm.py).  systemd is PID 1; virtme-ng-init never
 # runs in this boot, so this script does the mounts it would have done:
-#   * tmpfs on /tmp and throw-away overlays on /etc and /var (the guest root is
-#     the host's / exported read-only),
+#   * throw-away overlays on /tmp, /etc and /var (the guest root is the host's /
+#     exported read-only; an overlay, not a tmpfs, on /tmp keeps a checkout
+#     under /tmp visible, as CI's clone may be),
 #   * the --rwdir shares (virtme_initmountN=... on the kernel command line),
 # then hands over to guest_systemd.py.  systemd powers the guest off when this
 # service ends (systemd.run_{success,failure}_action=poweroff-force).
@@ -17,13 +18,12 @@ python="$(karg numad_e2e.python)"
 unset SYSTEMD_PROC_CMDLINE
 say() { echo "guest_boot: $*" >/dev/console; }
 
-# Writable scratch first: tmpfs on /tmp, throw-away overlays on /etc and /var.
-# The rwdir is mounted AFTER them, or a rwdir under /tmp (pytest's tmp_path)
-# would be hidden by the tmpfs.
-mount -t tmpfs -o mode=1777 tmpfs /tmp || { say "tmpfs on /tmp failed"; exit 1; }
+# Writable scratch first: throw-away overlays on /tmp, /etc and /var.  The
+# rwdir is mounted AFTER them, or a rwdir under /tmp (pytest's tmp_path) would
+# be hidden by the overlay.
 mkdir -p /run/numad-e2e-ov
 mount -t tmpfs tmpfs /run/numad-e2e-ov
-for d in etc var; do
+for d in tmp etc var; do
     mkdir -p "/run/numad-e2e-ov/$d.upper" "/run/numad-e2e-ov/$d.work"
     mount -t overlay overlay \
         -o "lowerdir=/$d,upperdir=/run/numad-e2e-ov/$d.upper,workdir=/run/numad-e2e-ov/$d.work" "/$d" \
@@ -49,5 +49,5 @@ if ! touch "$log"; then
 fi
 exec >>"$log" 2>&1
 echo "guest_boot: $(uname -r), PID 1 is $(cat /proc/1/comm), nodes $(cat /sys/devices/system/node/online)"
-echo "guest_boot: mounts done; /etc, /var overlays, /tmp tmpfs, rwdir $out"
+echo "guest_boot: mounts done; /tmp, /etc, /var overlays, rwdir $out"
 exec "$python" "$(dirname "$(readlink -f "$0")")/guest_systemd.py" "$out"
