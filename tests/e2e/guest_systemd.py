@@ -44,12 +44,15 @@ MIB = 32
 # * ProtectHome=tmpfs + BindReadOnlyPaths: the venv's interpreter lives under
 #   /root/.pyenv on the host; ProtectHome=yes would hide it (a real install
 #   under /opt/numad-py does not need this);
+# * BindReadOnlyPaths={REPO}: the checkout may sit under /tmp (hidden by the
+#   unit's PrivateTmp) or /root (hidden by ProtectHome);
 # * TimeoutStartSec: interpreter start-up under TCG emulation is slow.
 DROPIN = f"""[Service]
 ExecStart=
 ExecStart={NUMAD} run --config /etc/numad-py/numad-py.toml
 ProtectHome=tmpfs
 BindReadOnlyPaths={os.path.realpath(PYTHON).rsplit('/bin/', 1)[0]}
+BindReadOnlyPaths={REPO}
 TimeoutStartSec=300s
 """
 
