@@ -301,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run only this topology (repeatable); default: all")
     p.add_argument("-k", dest="keyword", help="pytest -k expression")
     p.add_argument("-x", "--exitfirst", action="store_true", help="pytest -x")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("NUMAD_VM_TIMEOUT", 900)),
-                   help="seconds per topology, boot included (default 900)")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("NUMAD_VM_TIMEOUT", 1500)),
+                   help="seconds per topology, boot included (default 1500: the quiet-machine run takes 2-8 min, a loaded one much more)")
     p.add_argument("--strict", action="store_true", default=os.environ.get("CI", "") == "true",
                    help="fail on skips other than topology skips (default under CI=true)")
     p.add_argument("--no-setup", action="store_true",
