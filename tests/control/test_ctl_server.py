@@ -234,7 +234,8 @@ def test_half_closed_client_gets_its_replies(make_server):
     finals = {m["id"]: m for m in msgs if "event" not in m}
     assert finals["s"]["ok"] and finals["m"]["ok"]
     assert finals["m"]["result"]["status"] == "done"
-    assert [m["done_bytes"] for m in msgs if m.get("event") == "progress"] == [MiB, 2 * MiB, 3 * MiB]
+    done = [m["done_bytes"] for m in msgs if m.get("event") == "progress"]
+    assert done and done[-1] == 3 * MiB   # intermediate events may be coalesced under load
 
 
 def test_slow_client_does_not_block_others_and_is_timed_out(make_server):
