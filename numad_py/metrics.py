@@ -309,7 +309,7 @@ class NumadCollector(Collector):
             procs = GaugeMetricFamily("numad_processes", "Processes seen by the last scan.")
             rproc = GaugeMetricFamily("numad_rule_processes", "Processes a rule manages, at the last scan.", labels=["rule"])
             rres = GaugeMetricFamily("numad_rule_resident_bytes",
-                                     "Resident memory of a rule's processes on each node, at the last scan.",
+                                     "Resident memory a rule moves (its memory selection) on each node, at the last scan.",
                                      labels=["rule", "node"])
             if live:
                 try:

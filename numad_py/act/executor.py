@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..nodes import format_nodes
 from ..numa import PAGE_SIZE, MigrationResult, migrate_ranges
-from ..sense.maps import is_range, parse_range, read_maps, select_mappings
+from ..sense.maps import resolve_memory
 from ..sense.identity import start_time_of
 from ..topology import Topology
 
@@ -179,23 +179,6 @@ class Executor:
                 format_nodes(action.from_nodes) or "-", format_nodes(action.target_nodes),
                 outcome.status, moved, outcome.seconds * 1000,
                 f" ({outcome.message})" if outcome.message else "")
-
-
-def resolve_memory(pid: int, memory) -> list[tuple[int, int]]:
-    """Address ranges of ``pid`` named by a rule's ``memory`` ("all" or selectors)."""
-    selectors = ["all"] if memory in ("all", None) else list(memory)
-    explicit = [parse_range(s) for s in selectors if is_range(s)]
-    named = [s for s in selectors if not is_range(s)]
-    ranges = list(explicit)
-    if named:
-        maps = read_maps(pid)
-        seen = set()
-        for selector in named:
-            for m in select_mappings(maps, selector):
-                if m.start not in seen:
-                    seen.add(m.start)
-                    ranges.append((m.start, m.end))
-    return sorted(ranges)
 
 
 def _threads(pid: int) -> Iterable[int]:

@@ -28,7 +28,9 @@ class ProcessInfo:
     user: str | None = None            # None: uid without a passwd entry
     cgroup: str | None = None          # cgroup v2 path, "/system.slice/x.service"
     rss: int = 0                       # bytes
-    residency: Mapping[int, int] | None = None  # bytes per node; candidates only, None if unreadable
+    # Bytes per node of the memory the matching rule moves (whole process for
+    # memory = "all"); candidates only, None if unreadable.
+    residency: Mapping[int, int] | None = None
     threads: int = 1
     cpu_affinity: frozenset[int] | None = None
     mems_allowed: frozenset[int] | None = None  # cgroup cpuset.mems.effective; None = no limit known

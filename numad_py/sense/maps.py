@@ -139,8 +139,36 @@ def read_huge_bytes(pid: int, proc_root: str = "/proc") -> dict[int, int]:
 
 def process_residency(pid: int, proc_root: str = "/proc") -> dict[int, int]:
     """Bytes per node over the whole process, as numastat -p counts them."""
+    return mappings_residency(read_numa_maps(pid, proc_root))
+
+
+def mappings_residency(numa_maps: list[tuple[int, dict[int, int]]], starts: set[int] | None = None) -> dict[int, int]:
+    """Bytes per node summed over the numa_maps entries at ``starts`` (all when None)."""
     total: dict[int, int] = {}
-    for _start, per_node in read_numa_maps(pid, proc_root):
-        for node, nbytes in per_node.items():
-            total[node] = total.get(node, 0) + nbytes
+    for start, per_node in numa_maps:
+        if starts is None or start in starts:
+            for node, nbytes in per_node.items():
+                total[node] = total.get(node, 0) + nbytes
     return total
+
+
+def split_selectors(memory) -> tuple[list[tuple[int, int]], list[str]]:
+    """A rule's ``memory`` ("all" or selectors) as (explicit ranges, mapping selectors)."""
+    selectors = ["all"] if memory in ("all", None) else list(memory)
+    return ([parse_range(s) for s in selectors if is_range(s)],
+            [s for s in selectors if not is_range(s)])
+
+
+def selected_mappings(maps: list[Mapping], selectors: list[str]) -> list[Mapping]:
+    """The mappings any of ``selectors`` names, each once, in address order."""
+    chosen = {m.start: m for selector in selectors for m in select_mappings(maps, selector)}
+    return [chosen[start] for start in sorted(chosen)]
+
+
+def resolve_memory(pid: int, memory, proc_root: str = "/proc") -> list[tuple[int, int]]:
+    """Address ranges of ``pid`` named by a rule's ``memory`` ("all" or selectors)."""
+    explicit, named = split_selectors(memory)
+    ranges = list(explicit)
+    if named:
+        ranges += [(m.start, m.end) for m in selected_mappings(read_maps(pid, proc_root), named)]
+    return sorted(ranges)

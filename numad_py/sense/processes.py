@@ -3,7 +3,8 @@
 Cheap by construction: one read of ``/proc/PID/stat`` per process gives
 comm, start time, RSS and threads; ``status`` (uid), ``cgroup``, ``exe``
 and ``cmdline`` are read lazily, only when a rule's criteria get that far
-for that process.  Residency, affinity and cpuset mems are read for
+for that process.  Residency (of the memory the matching rule moves),
+affinity and cpuset mems are read for
 candidates (processes some rule matches) only, and only candidates are in
 the snapshot.  A process that vanishes mid-scan is skipped silently; a
 field we may not read becomes None.
@@ -31,7 +32,7 @@ from ..errors import PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
 from ..topology import NODE_DIR, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
-from .maps import process_residency
+from .residency import memory_residency
 
 PF_KTHREAD = 0x00200000  # task flag of kernel threads: never candidates
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -202,13 +203,14 @@ class Sensor:
             page_size=self._page_size,
             user_of=self._user_name,
         )
-        if first_match(config.rules, proc, config.daemon) is None:
+        rule = first_match(config.rules, proc, config.daemon)
+        if rule is None:
             return None
-        return self._describe(proc)
+        return self._describe(proc, rule.memory)
 
-    def _describe(self, proc: _LazyProcess) -> ProcessInfo:
+    def _describe(self, proc: _LazyProcess, memory) -> ProcessInfo:
         try:
-            residency: dict[int, int] | None = process_residency(proc.pid, str(self.proc_root))
+            residency: dict[int, int] | None = memory_residency(proc.pid, memory, str(self.proc_root))
         except ProcessGone:
             raise _Gone from None
         except PermissionDenied:

@@ -167,6 +167,42 @@ def test_every_pulls_back_drifted_pages(workload, daemon):
     d.stop()
 
 
+def whole_process_bytes_on(pid: int, node: int) -> int:
+    """Bytes of every mapping of ``pid`` on ``node``, summed from numa_maps (independent of the daemon)."""
+    total = 0
+    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+        page = int(m.group(1)) * 1024 if (m := re.search(r"kernelpagesize_kB=(\d+)", line)) else 4096
+        total += sum(int(n) * page for n in re.findall(rf"\bN{node}=(\d+)", line))
+    return total
+
+
+def test_every_on_a_range_rule_does_not_replan_what_it_left_alone(workload, daemon):
+    # The rule moves one range; the interpreter's own memory stays on node 0.
+    # Re-enforcement must judge only the range: a settled range means no
+    # migration at all, however much else of the process is on node 0.
+    child = workload("--mib", "16", "--policy", "preferred", "--node", "0", "--seed", "108")
+    start, end = child.region()
+    every = 2.0
+    d = daemon(rule_for(108, "1", f'memory = ["{start:#x}-{end:#x}"]\nevery = "{every:g}s"'))
+    assert wait_share(child.pid, start, 1, 0.99, timeout=120) >= 0.99
+    d.wait_log(rf"migrate pid={child.pid} .*status=done", timeout=30)
+    left_on_0 = whole_process_bytes_on(child.pid, 0)
+    assert left_on_0 > 1 << 20, "precondition: the rest of the process stays on node 0"
+
+    time.sleep(4 * max(every, INTERVAL))   # several due passes with nothing drifted
+    migrations = re.findall(rf"migrate pid={child.pid} ", d.log())
+    assert len(migrations) == 1, f"settled range planned again:\n{d.log()}"
+    assert whole_process_bytes_on(child.pid, 0) >= left_on_0 // 2   # nothing else was touched
+
+    # Drift inside the range is still pulled back.
+    from numad_py import numa
+    assert numa.migrate_range(child.pid, start, end, [0]).moved > 0
+    assert wait_share(child.pid, start, 1, 0.99, timeout=every + 2 * INTERVAL + 60) >= 0.99
+    d.wait_log(rf"(?s)(migrate pid={child.pid} .*?status=done.*?){{2}}", timeout=30)
+    assert len(re.findall(rf"migrate pid={child.pid} ", d.log())) == 2
+    d.stop()
+
+
 def test_dry_run_changes_nothing_and_once_exits_zero(workload, tmp_path):
     child = workload("--mib", "32", "--policy", "preferred", "--node", "0", "--seed", "103")
     start, _ = child.region()

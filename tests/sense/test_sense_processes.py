@@ -14,6 +14,7 @@ from numad_py.errors import PermissionDenied
 from numad_py.sense import processes
 from numad_py.sense.cgroups import mems_allowed, parse_proc_cgroup
 from numad_py.sense.maps import process_residency
+from numad_py.sense.residency import memory_residency
 from numad_py.sense.processes import Sensor, parse_cpu_times, parse_stat, take_snapshot
 
 from fake_tree import BTIME, PAGE, TICKS, FakeMachine
@@ -86,10 +87,10 @@ def test_vanished_processes_are_skipped(machine):
 def test_unreadable_residency_becomes_none(machine, monkeypatch):
     machine.add_process(40, "app")
 
-    def denied(pid, proc_root):
+    def denied(pid, memory, proc_root):
         raise PermissionDenied("reading numa_maps", capability="ptrace")
 
-    monkeypatch.setattr(processes, "process_residency", denied)
+    monkeypatch.setattr(processes, "memory_residency", denied)
     (proc,) = sensor(machine).snapshot(rules({"comm": "app"})).processes
     assert proc.residency is None
 
@@ -127,6 +128,51 @@ def test_numa_maps_residency_sums_pages_times_page_size(tmp_path):
         "7f2000000000 default\n"
     )
     assert process_residency(5, str(tmp_path)) == {0: 11 * 4096, 1: 512 * 2 * 1024**2 + 2 * 4096}
+
+
+MAPS = (
+    "00400000-00410000 r-xp 00000000 08:01 42  /bin/x\n"
+    "01000000-01100000 rw-p 00000000 00:00 0  [heap]\n"
+    "7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
+    "7f1000000000-7f1000010000 rw-s 00000000 00:05 7  /dev/shm/buf\n"
+    "7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0  [stack]\n"
+)
+NUMA_MAPS = (
+    "00400000 default file=/bin/x mapped=16 N0=16 kernelpagesize_kB=4\n"
+    "01000000 default heap anon=256 N0=200 N1=56 kernelpagesize_kB=4\n"
+    "7f0000000000 default anon=1024 N1=1024 kernelpagesize_kB=4\n"
+    "7f1000000000 default file=/dev/shm/buf mapped=16 N0=4 N1=12 kernelpagesize_kB=4\n"
+    "7ffc00000000 default stack anon=5 N0=5 kernelpagesize_kB=4\n"
+)
+
+
+@pytest.mark.parametrize(
+    "memory, want",
+    [
+        ("all", {0: (16 + 200 + 4 + 5) * PAGE, 1: (56 + 1024 + 12) * PAGE}),
+        (["[heap]"], {0: 200 * PAGE, 1: 56 * PAGE}),
+        (["anon"], {0: 200 * PAGE, 1: (56 + 1024) * PAGE}),      # [heap] and unnamed anon
+        (["/dev/shm/*"], {0: 4 * PAGE, 1: 12 * PAGE}),
+        (["[heap]", "anon"], {0: 200 * PAGE, 1: (56 + 1024) * PAGE}),  # a mapping counts once
+        (["/nothing/*"], {}),
+    ],
+)
+def test_memory_residency_counts_only_what_the_rule_moves(tmp_path, memory, want):
+    (tmp_path / "5").mkdir()
+    (tmp_path / "5" / "maps").write_text(MAPS)
+    (tmp_path / "5" / "numa_maps").write_text(NUMA_MAPS)
+    assert memory_residency(5, memory, str(tmp_path)) == want
+
+
+def test_snapshot_residency_follows_the_matching_rules_memory(machine):
+    d = machine.add_process(60, "app", numa_maps=NUMA_MAPS)
+    (d / "maps").write_text(MAPS)
+    config = Config.model_validate({"rules": [
+        Rule(name="heap-only", match=Match(comm="app"), nodes="1", memory=["[heap]"]),
+        Rule(name="whole", match=Match(comm="app"), nodes="1"),   # never reached: first match wins
+    ]})
+    (proc,) = sensor(machine).snapshot(config).processes
+    assert proc.residency == {0: 200 * PAGE, 1: 56 * PAGE}
 
 
 @pytest.mark.parametrize(
