@@ -446,37 +446,6 @@ def plain_stat_loop() -> int:
     return n
 
 
-def lean_candidates(self, config, boot_time):
-    """What-if for the report, NOT the product: Sensor._candidates reading stat with
-    os.open/os.read on str paths, building a Path only for processes it keeps."""
-    from numad_py.decide.match import first_match, is_considered
-    from numad_py.sense import processes as P
-    root = str(self.proc_root)
-    for name in os.listdir(root):
-        if not name.isdigit():
-            continue
-        d = f"{root}/{name}"
-        try:
-            fd = os.open(d + "/stat", os.O_RDONLY)
-            try:
-                text = os.read(fd, 4096).decode(errors="replace")
-            finally:
-                os.close(fd)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        stat = P.parse_stat(text)
-        if stat["flags"] & P.PF_KTHREAD or not is_considered(stat["comm"], config.daemon):
-            continue
-        proc = P._LazyProcess(Path(d), stat, start_time=stat["starttime"] / P.CLOCK_TICKS + boot_time,
-                              page_size=self._page_size, user_of=self._user_name)
-        try:
-            if first_match(config.rules, proc, config.daemon) is None:
-                continue
-            yield self._describe(proc)
-        except P._Gone:
-            continue
-
-
 def cpu(fn):
     t0 = time.thread_time()
     w0 = time.perf_counter()
@@ -500,25 +469,16 @@ def bench_scan() -> None:
         out["spawned"] = int(spawner.stdout.readline().split()[1])
         sensor = Sensor()
         sensor.snapshot(config)  # warm: imports, user cache, like a running daemon
-        lean = Sensor()
-        lean._candidates = lean_candidates.__get__(lean)
-        lean.snapshot(config)
         plain_stat_loop()
-        snap_cpu, plain_cpu, snap_wall, plain_wall, lean_cpu = [], [], [], [], []
+        snap_cpu, plain_cpu, snap_wall, plain_wall = [], [], [], []
         for rep in range(max(ARGS.reps, 7)):
-            steps = [("snap", lambda: sensor.snapshot(config)), ("plain", plain_stat_loop),
-                     ("lean", lambda: lean.snapshot(config))]
+            steps = [("snap", lambda: sensor.snapshot(config)), ("plain", plain_stat_loop)]
             for name, fn in steps if rep % 2 == 0 else steps[::-1]:
                 c, w, r = cpu(fn)
-                if name == "lean":
-                    lean_cpu.append(c)
-                    continue
                 (snap_cpu if name == "snap" else plain_cpu).append(c)
                 (snap_wall if name == "snap" else plain_wall).append(w)
                 if name == "plain":
                     out["processes_seen"] = r
-        out["lean_cpu"] = lean_cpu
-        out["ratio_lean_cpu"] = med([a / b for a, b in zip(lean_cpu, plain_cpu)])
         out.update(snap_cpu=snap_cpu, plain_cpu=plain_cpu, snap_wall=snap_wall, plain_wall=plain_wall)
         out["ratio_cpu"] = med([a / b for a, b in zip(snap_cpu, plain_cpu)])
         out["ratio_wall"] = med([a / b for a, b in zip(snap_wall, plain_wall)])
@@ -540,9 +500,6 @@ def bench_scan() -> None:
     row("6", f"one scan of {out['processes_seen']} processes ({out['spawned']} idle): daemon CPU / plain "
         "/proc/*/stat loop", round(r, 3), "<= 1.5", r <= 1.5,
         f"{med(snap_cpu) * 1e3:.1f} ms vs {med(plain_cpu) * 1e3:.1f} ms CPU")
-    row("6c", "  what-if: the same scan reading stat with os.read on str paths (suggested fix)",
-        round(out["ratio_lean_cpu"], 3), "<= 1.5", out["ratio_lean_cpu"] <= 1.5,
-        "prototype in bench/guest_bench.py lean_candidates, not the shipped code")
     d = out["daemon"]
     if "share" in d:
         row("6b", f"daemon CPU share, 10 s interval, {d['window']:.0f} s window", f"{d['share'] * 100:.2f}%", None,

@@ -25,7 +25,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,9 @@ RESULTS = HERE / "results.json"
 C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle")
 BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement")
 DEFAULT_KERNEL = "/var/cache/numad-py-vm/kernel/root/boot/vmlinuz-6.1.0-56-amd64"
+sys.path.insert(0, str(REPO / "tests" / "vm"))
+from guest_runner import Tail, last_lines, run_guest  # noqa: E402  (the shared guest runner)
+
 VM_ARGS = ["--cpus", "4", "-m", "4G", "--numa", "2G,cpus=0-1", "--numa", "2G,cpus=2-3"]
 
 
@@ -104,44 +106,17 @@ def boot(rundir: Path, kernel: str, vng: str, timeout: float) -> bool:
     cmd = [vng, "-v", "-r", kernel, "--disable-kvm", *VM_ARGS, "--rwdir", str(rundir),
            "--exec", f"bash {rundir / 'guest.sh'}"]
     print(f"bench: booting 2-node guest ({' '.join(VM_ARGS)}); results in {rundir}", flush=True)
-    log, pos = rundir / "guest.log", 0
-    t0 = time.monotonic()
-    with open(console, "w") as con:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=con, stderr=subprocess.STDOUT,
-                                cwd=str(REPO), start_new_session=True)
-        while proc.poll() is None:
-            time.sleep(1)
-            pos = tail(log, pos)
-            if time.monotonic() - t0 > timeout:
-                print(f"bench: timed out after {timeout:.0f}s", flush=True)
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                break
-    tail(log, pos)
-    print(f"bench: guest finished in {time.monotonic() - t0:.0f}s", flush=True)
-    if pos == 0 and not log.exists():
+    guest_log = Tail(rundir / "guest.log", "[guest] ")
+    timed_out, seconds = run_guest(cmd, console, [guest_log], timeout, REPO)
+    if timed_out:
+        print(f"bench: timed out after {timeout:.0f}s", flush=True)
+    print(f"bench: guest finished in {seconds:.0f}s", flush=True)
+    if not guest_log.seen:
         print("bench: the guest never started (last console lines):", flush=True)
-        for line in console.read_text(errors="replace").splitlines()[-30:]:
+        for line in last_lines(console, 30):
             print("   " + line, flush=True)
         return False
     return True
-
-
-def tail(path: Path, pos: int) -> int:
-    try:
-        with open(path, errors="replace") as f:
-            f.seek(pos)
-            text = f.read()
-            pos = f.tell()
-    except FileNotFoundError:
-        return pos
-    for line in text.splitlines():
-        print(f"[guest] {line}", flush=True)
-    return pos
 
 
 # Rows written before rows carried their benchmark's name.

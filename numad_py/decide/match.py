@@ -86,6 +86,11 @@ def first_match(rules: Iterable[Rule], proc: ProcessFacts, daemon: DaemonSetting
     """The first rule (in config order) matching ``proc``, or None; global filters apply first."""
     if not is_considered(proc.comm, daemon):
         return None
+    return first_rule(rules, proc)
+
+
+def first_rule(rules: Iterable[Rule], proc: ProcessFacts) -> Rule | None:
+    """The first rule matching ``proc``, for callers that applied the global filters already."""
     for rule in rules:
         if matches(rule.match, proc):
             return rule

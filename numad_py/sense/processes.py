@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config.models import Config
-from ..decide.match import first_match, is_considered
+from ..decide.match import first_rule, is_considered
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
@@ -49,6 +49,16 @@ def _read_small(path: str) -> str:
         return os.read(fd, 4096).decode(errors="replace")
     finally:
         os.close(fd)
+
+
+def _read_text(path: str) -> str:
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def parse_stat(text: str) -> dict[str, int | str]:
@@ -78,7 +88,7 @@ def parse_status_field(text: str, name: str) -> str | None:
 class _LazyProcess:
     """Match facts for one pid, each read from /proc on first use (see decide.match.ProcessFacts)."""
 
-    def __init__(self, proc_dir: Path, stat: dict, *, start_time: float, page_size: int, user_of: Callable):
+    def __init__(self, proc_dir: str, stat: dict, *, start_time: float, page_size: int, user_of: Callable):
         self.dir = proc_dir
         self.pid: int = stat["pid"]
         self.comm: str = stat["comm"]
@@ -88,10 +98,10 @@ class _LazyProcess:
         self._user_of = user_of
         self._cache: dict[str, object] = {}
 
-    def _read(self, name: str, reader: Callable[[Path], object]) -> object:
+    def _read(self, name: str, reader: Callable[[str], object]) -> object:
         if name not in self._cache:
             try:
-                self._cache[name] = reader(self.dir / name)
+                self._cache[name] = reader(f"{self.dir}/{name}")
             except (FileNotFoundError, ProcessLookupError):
                 raise _Gone from None
             except OSError:  # EACCES on another user's exe/environ, or a read error: unknown
@@ -100,7 +110,7 @@ class _LazyProcess:
 
     @property
     def status(self) -> str | None:
-        return self._read("status", Path.read_text)  # type: ignore[return-value]
+        return self._read("status", _read_text)  # type: ignore[return-value]
 
     @property
     def uid(self) -> int | None:
@@ -114,7 +124,7 @@ class _LazyProcess:
 
     @property
     def cgroup(self) -> str | None:
-        text = self._read("cgroup", Path.read_text)
+        text = self._read("cgroup", _read_text)
         return parse_proc_cgroup(text) if text else None  # type: ignore[arg-type]
 
     @property
@@ -123,7 +133,7 @@ class _LazyProcess:
 
     @property
     def cmdline(self) -> tuple[str, ...]:
-        raw = self._read("cmdline", Path.read_bytes)
+        raw = self._read("cmdline", _read_bytes)
         if not raw:
             return ()
         return tuple(arg.decode(errors="replace") for arg in raw.rstrip(b"\0").split(b"\0"))  # type: ignore[union-attr]
@@ -177,7 +187,7 @@ class Sensor:
 
     def _candidates(self, config: Config, boot_time: float):
         # The hot loop of every scan: plain strings and one os.read per
-        # process; Path objects only for processes that pass the first filter.
+        # process, no Path objects, the global filters checked once.
         root = str(self.proc_root)
         for name in os.listdir(root):
             if not name.isdigit():
@@ -197,13 +207,13 @@ class Sensor:
         if stat["flags"] & PF_KTHREAD or not is_considered(stat["comm"], config.daemon):
             return None
         proc = _LazyProcess(
-            self.proc_root / name,
+            f"{root}/{name}",
             stat,
             start_time=stat["starttime"] / CLOCK_TICKS + boot_time,
             page_size=self._page_size,
             user_of=self._user_name,
         )
-        rule = first_match(config.rules, proc, config.daemon)
+        rule = first_rule(config.rules, proc)   # the global filters passed above
         if rule is None:
             return None
         return self._describe(proc, rule.memory)

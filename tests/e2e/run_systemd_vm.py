@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 OUT = HERE / "out"
+sys.path.insert(0, str(REPO / "tests" / "vm"))
+from guest_runner import Tail, last_lines, run_guest  # noqa: E402  (the shared guest runner)
+
 TWO_NODES = ["--cpus", "4", "-m", "2G", "--numa", "1G,cpus=0-1", "--numa", "1G,cpus=2-3"]
 
 
@@ -137,46 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"e2e: booting a 2-node guest with systemd as init; results in {rwdir}", flush=True)
     print("e2e: " + " ".join(shlex.quote(c) for c in cmd), flush=True)
 
-    t0 = time.monotonic()
     console = rwdir / "console.log"
-    log = rwdir / "guest.log"
-    pos = cpos = 0
-    timed_out = False
-
-    def stream() -> None:
-        nonlocal pos, cpos
-        for path, prefix, attr in ((log, "[guest] ", "pos"), (console, "[console] ", "cpos")):
-            if attr == "cpos" and not args.verbose:
-                continue
-            try:
-                with open(path, errors="replace") as f:
-                    f.seek(pos if attr == "pos" else cpos)
-                    chunk = f.read()
-                    if attr == "pos":
-                        pos = f.tell()
-                    else:
-                        cpos = f.tell()
-            except FileNotFoundError:
-                continue
-            for line in chunk.splitlines():
-                print(prefix + line, flush=True)
-
-    with open(console, "w") as con:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=con, stderr=subprocess.STDOUT,
-                                cwd=str(REPO), start_new_session=True)
-        while proc.poll() is None:
-            time.sleep(1)
-            stream()
-            if time.monotonic() - t0 > args.timeout:
-                timed_out = True
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-    stream()
-    seconds = time.monotonic() - t0
+    tails = [Tail(rwdir / "guest.log", "[guest] ")]
+    if args.verbose:
+        tails.append(Tail(console, "[console] "))
+    timed_out, seconds = run_guest(cmd, console, tails, args.timeout, REPO)
 
     problems: list[str] = []
     if timed_out:
@@ -187,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if result is None:
         problems.append("no result.json from the guest (boot failure?)")
         print(f"   last console lines ({console}):", flush=True)
-        for line in console.read_text(errors="replace").splitlines()[-30:]:
+        for line in last_lines(console, 30):
             print("   | " + line, flush=True)
     else:
         for c in result["checks"]:

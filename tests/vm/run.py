@@ -22,13 +22,14 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from guest_runner import Tail, last_lines, run_guest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -164,32 +165,6 @@ def guest_script(name: str, spec: dict, rwdir: Path, python: Path, pytest_args: 
     ])
 
 
-class Tail:
-    """Print what a file grows by, line by line, with a prefix."""
-
-    def __init__(self, path: Path, prefix: str):
-        self.path, self.prefix, self.pos, self.partial = path, prefix, 0, ""
-
-    def poll(self, final: bool = False) -> None:
-        try:
-            with open(self.path, "r", errors="replace") as f:
-                f.seek(self.pos)
-                chunk = f.read()
-                self.pos = f.tell()
-        except FileNotFoundError:
-            return
-        text = self.partial + chunk
-        lines = text.split("\n")
-        self.partial = "" if final else lines.pop()
-        for line in lines:
-            if line or final:
-                print(f"{self.prefix}{line}", flush=True)
-
-    @property
-    def seen(self) -> bool:
-        return self.pos > 0
-
-
 def run_topology(name: str, env: dict, python: Path, rundir: Path, pytest_args: list[str],
                  timeout: float, verbose: bool) -> Outcome:
     spec = TOPOLOGIES[name]
@@ -206,38 +181,16 @@ def run_topology(name: str, env: dict, python: Path, rundir: Path, pytest_args: 
         print("   " + " ".join(shlex.quote(c) for c in cmd), flush=True)
 
     outcome = Outcome(name)
-    t0 = time.monotonic()
     tail = Tail(rwdir / f"{name}.log", f"[{name}] ")
-    ctail = Tail(console, f"[{name} console] ") if verbose else None
-    with open(console, "w") as con:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=con, stderr=subprocess.STDOUT,
-                                cwd=str(REPO), start_new_session=True)
-        timed_out = False
-        while proc.poll() is None:
-            time.sleep(0.5)
-            tail.poll()
-            if ctail:
-                ctail.poll()
-            if time.monotonic() - t0 > timeout:
-                timed_out = True
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-    tail.poll(final=True)
-    if ctail:
-        ctail.poll(final=True)
-    outcome.seconds = time.monotonic() - t0
+    tails = [tail, Tail(console, f"[{name} console] ")] if verbose else [tail]
+    timed_out, outcome.seconds = run_guest(cmd, console, tails, timeout, REPO)
 
     if timed_out:
         outcome.problems.append(f"timed out after {timeout:.0f}s")
     if not tail.seen:
         outcome.problems.append("the guest never started the tests (boot failure?)")
-        lines = console.read_text(errors="replace").splitlines()[-40:]
         print(f"[{name}] --- last console lines ({console}) ---", flush=True)
-        for line in lines:
+        for line in last_lines(console, 40):
             print(f"[{name}]   {line}", flush=True)
 
     rc_file = rwdir / f"{name}.rc"

@@ -1,0 +1,74 @@
+"""Run one virtme-ng guest to the end: stream what it writes, bound its time.
+
+Shared by the three things that boot guests (tests/vm/run.py, the systemd
+end-to-end run, bench/run.py).  vng and its qemu start in their own process
+group so a timeout kills the whole tree, not only the vng wrapper.  Stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+class Tail:
+    """Print what a file grows by, line by line, with a prefix."""
+
+    def __init__(self, path: Path, prefix: str):
+        self.path, self.prefix, self.pos, self.partial = path, prefix, 0, ""
+
+    def poll(self, final: bool = False) -> None:
+        try:
+            with open(self.path, "r", errors="replace") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+                self.pos = f.tell()
+        except FileNotFoundError:
+            return
+        lines = (self.partial + chunk).split("\n")
+        self.partial = "" if final else lines.pop()
+        for line in lines:
+            if line or final:
+                print(f"{self.prefix}{line}", flush=True)
+
+    @property
+    def seen(self) -> bool:
+        return self.pos > 0
+
+
+def run_guest(cmd: list[str], console: Path, tails: list[Tail], timeout: float, cwd: Path) -> tuple[bool, float]:
+    """Run ``cmd`` with its output in ``console``; returns (timed out, seconds)."""
+    t0 = time.monotonic()
+    timed_out = False
+    with open(console, "w") as con:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=con, stderr=subprocess.STDOUT,
+                                cwd=str(cwd), start_new_session=True)
+        while proc.poll() is None:
+            time.sleep(0.5)
+            for tail in tails:
+                tail.poll()
+            if time.monotonic() - t0 > timeout:
+                timed_out = True
+                _kill_group(proc)
+    for tail in tails:
+        tail.poll(final=True)
+    return timed_out, time.monotonic() - t0
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-count:]
+    except FileNotFoundError:
+        return []
