@@ -48,7 +48,7 @@ def unit_of(cgroup: str | None) -> str | None:
 
 def is_considered(comm: str, daemon: DaemonSettings) -> bool:
     """Global filters on the comm name: exclude wins; an empty include admits everyone."""
-    if any(_regex(p).fullmatch(comm) for p in daemon.exclude):
+    if daemon.exclude and any(_regex(p).fullmatch(comm) for p in daemon.exclude):  # once per process: keep it cheap
         return False
     return not daemon.include or any(_regex(p).fullmatch(comm) for p in daemon.include)
 
