@@ -18,7 +18,9 @@
  *   NUMAD_SHIM_ROOT       pid: only this process places its children; every
  *                         other process loading the shim (descendants after
  *                         exec, children after fork) passes through - they
- *                         already inherit their node from the kernel.
+ *                         already inherit their node from the kernel.  The
+ *                         root's fork()ed children drop the shim from their
+ *                         LD_PRELOAD, so what they exec does not load it.
  *                         Unset/empty: every process under the shim places.
  *   NUMAD_SHIM_TABLE      node table path (default /run/numad-py/node-table)
  *   NUMAD_SHIM_CHILD_BYTES least-loaded: bytes debited locally from a node per
@@ -101,6 +103,8 @@ static int g_has_cpus[MAX_CFG_NODES];
 static long long g_child_bytes = 64LL << 20;
 static char g_table_path[512] = DEFAULT_TABLE;
 static int g_vfork_ok = 1;
+static char g_self_path[512];     /* root only: this library as LD_PRELOAD names it */
+static char g_preload_rest[4096]; /* a forked child's LD_PRELOAD without us (child-private) */
 
 /* ---- mutable state: atomics only ----
  * Everything written on every fork lives in one MAP_SHARED anonymous page
@@ -449,6 +453,60 @@ static void *late(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
+/* In a child forked by the root: drop this library from the child's own
+ * LD_PRELOAD, so the programs it execs (execv*, which use environ) do not
+ * load it.  They would only pass through: they inherit their node from the
+ * kernel, and the dormant shim would cost every exec a library load (the
+ * fork+exec figure of bench/bench_fork.py).  The root's own environ is left
+ * alone, so a root that execs itself (sh -c exec ...) keeps the shim.  Edits
+ * the child's private copy of environ in place: no malloc, no locks. */
+static void drop_self_from_preload(void)
+{
+    size_t self_len = strlen(g_self_path);
+    if (!self_len || !environ)
+        return;
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
+            continue;
+        const char *v = *e + 11;
+        char *out = g_preload_rest + 11;
+        size_t room = sizeof(g_preload_rest) - 12, n = 0;
+        int found = 0;
+        memcpy(g_preload_rest, "LD_PRELOAD=", 11);
+        while (*v) {
+            while (*v == ' ' || *v == ':')
+                v++;
+            const char *t = v;
+            while (*v && *v != ' ' && *v != ':')
+                v++;
+            size_t len = (size_t)(v - t);
+            if (len == self_len && memcmp(t, g_self_path, len) == 0) {
+                found = 1;
+                continue;
+            }
+            if (!len)
+                break;
+            if (n + len + 1 > room)
+                return;                   /* too long to rewrite: leave it as it is */
+            if (n)
+                out[n++] = ' ';
+            memcpy(out + n, t, len);
+            n += len;
+        }
+        if (!found)
+            return;
+        out[n] = '\0';
+        if (n) {
+            *e = g_preload_rest;
+            return;
+        }
+        do                                /* nothing else preloaded: remove the entry */
+            e[0] = e[1];
+        while (*e++);
+        return;
+    }
+}
+
 static pid_t do_fork(fork_fn real)
 {
     int saved_errno = errno;
@@ -458,9 +516,13 @@ static pid_t do_fork(fork_fn real)
     pid_t pid = real();
     if (pid == 0) {
         /* child: async-signal-safe only, and no memory writes of ours
-         * (each would be a copy-on-write fault) */
+         * (each would be a copy-on-write fault) but one: in the root's
+         * children, the LD_PRELOAD edit that spares every later exec a
+         * library load */
         if (pl.placed && g_pin)
             pin_child(pl.slot);
+        if (g_self_path[0])
+            drop_self_from_preload();
         return 0;
     }
     int e = errno;
@@ -827,6 +889,10 @@ static void configure_env(const char *strategy)
         g_root_pid = atol(v);
         if (g_root_pid != (long)getpid())
             return;           /* a descendant: passes through, needs no more setup */
+        Dl_info self;
+        if (dladdr((void *)drop_self_from_preload, &self) && self.dli_fname &&
+            strlen(self.dli_fname) < sizeof(g_self_path))
+            strcpy(g_self_path, self.dli_fname);
         /* Our own page, wiped (zero) in forked children: no write needed there. */
         void *flag = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (flag != MAP_FAILED) {

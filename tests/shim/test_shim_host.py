@@ -163,6 +163,24 @@ def test_root_only_places_its_children(tmp_path):
     assert s["placed"] == 0 and s["passthrough"] >= 6
 
 
+def test_root_children_exec_without_the_shim_and_root_keeps_it():
+    """Under `numad-py exec`, what the root's forked children exec does not load the
+    (there dormant) shim; other preloaded libraries stay; the root's own env is untouched."""
+    lib = str(shim_path())
+    env = dict(os.environ, LD_PRELOAD="libm.so.6")
+    wrap = [PY, "-m", "numad_py.cli", "exec", "--node", str(NODE0), "--"]
+    (rec,) = run_workload(["preload", "--lib", lib], env, wrap=wrap)
+    assert rec["fork_exec"] == {"mapped": False, "preload": "libm.so.6"}
+    assert rec["own_preload"].split() == [lib, "libm.so.6"]
+
+
+def test_without_a_root_exec_descendants_keep_the_shim():
+    # Every process under the shim places (a unit's LD_PRELOAD): descendants need it.
+    lib = str(shim_path())
+    (rec,) = run_workload(["preload", "--lib", lib], shim_env("fixed", {NODE0}))
+    assert rec["fork_exec"] == {"mapped": True, "preload": lib}
+
+
 def test_bad_config_falls_back_and_counts(tmp_path):
     for nodes, extra in ((NODE0, {"NUMAD_SHIM_NODES": "zz"}), (NODE0, {"NUMAD_SHIM_NODES": "999"}),
                          (NODE0, {"NUMAD_SHIM_MODE": "sideways"})):

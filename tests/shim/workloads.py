@@ -9,6 +9,7 @@ process from outside, waits until its stdin reaches EOF.
   spawn   --how posix_spawn|subprocess|fork|system|popen --size-mib 16
   basic                                      every fork flavour, report policies
   threads --threads 8 --forks 1000           concurrent forks from 8 threads
+  preload --lib PATH                         what a forked+exec'd program inherits: LD_PRELOAD, the shim mapped?
 """
 
 from __future__ import annotations
@@ -182,6 +183,29 @@ def cmd_threads(args) -> int:
     return 0 if not errors else 1
 
 
+def cmd_preload(args) -> int:
+    lib = os.path.realpath(args.lib)
+    probe = ("import json, os, sys; "
+             "print(json.dumps({'mapped': any(l.rstrip().endswith(sys.argv[1]) for l in open('/proc/self/maps')), "
+             "'preload': os.environ.get('LD_PRELOAD', '')}))")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(w, 1)
+        os.execv(sys.executable, [sys.executable, "-c", probe, lib])   # execv: the C environ
+    os.close(w)
+    out = b""
+    while chunk := os.read(r, 4096):
+        out += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    own = (libc.getenv(b"LD_PRELOAD") or b"").decode()
+    say(kind="preload", fork_exec=json.loads(out), own_preload=own)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -200,9 +224,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--forks", type=int, default=1000)
     p.add_argument("--expect-nodes", type=int, nargs="*")
+    p = sub.add_parser("preload")
+    p.add_argument("--lib", required=True)
     args = ap.parse_args()
     return {"alloc": cmd_alloc, "seed": cmd_seed, "spawn": cmd_spawn, "basic": cmd_basic,
-            "threads": cmd_threads}[args.cmd](args)
+            "threads": cmd_threads, "preload": cmd_preload}[args.cmd](args)
 
 
 if __name__ == "__main__":
