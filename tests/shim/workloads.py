@@ -48,6 +48,17 @@ def anon(size: int) -> tuple[mmap.mmap, int]:
     return m, ctypes.addressof(ctypes.c_char.from_buffer(m))
 
 
+def read_child(r: int, w: int, pid: int) -> bytes:
+    """All a child writes to the pipe (r, w), then reap it."""
+    os.close(w)
+    out = b""
+    while chunk := os.read(r, 4096):
+        out += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return out
+
+
 def wait_stdin_eof() -> None:
     while os.read(0, 4096):
         pass
@@ -135,13 +146,7 @@ def cmd_basic(args) -> int:
         probe, capture_output=True, text=True, check=True, preexec_fn=lambda: None).stdout)
     r, w = os.pipe()
     pid = os.posix_spawn(sys.executable, probe, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)])
-    os.close(w)
-    out = b""
-    while chunk := os.read(r, 4096):
-        out += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    results["posix_spawn"] = json.loads(out)
+    results["posix_spawn"] = json.loads(read_child(r, w, pid))
     with os.popen(shlex.join(probe)) as f:
         results["popen"] = json.loads(f.read())
     results["system_status"] = os.waitstatus_to_exitcode(os.system("exit 3"))
@@ -193,12 +198,7 @@ def cmd_preload(args) -> int:
     if pid == 0:
         os.dup2(w, 1)
         os.execv(sys.executable, [sys.executable, "-c", probe, lib])   # execv: the C environ
-    os.close(w)
-    out = b""
-    while chunk := os.read(r, 4096):
-        out += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
+    out = read_child(r, w, pid)
     libc = ctypes.CDLL(None)
     libc.getenv.restype = ctypes.c_char_p
     own = (libc.getenv(b"LD_PRELOAD") or b"").decode()
