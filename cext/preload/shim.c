@@ -5,7 +5,9 @@
  * exists, so copy-on-write copies, the child's page tables and its fresh
  * allocations land on the child's node instead of the parent's.
  *
- * Interposed: fork, _Fork, vfork, posix_spawn, posix_spawnp, system, popen.
+ * Interposed: fork, _Fork, vfork, posix_spawn, posix_spawnp, system, popen,
+ * and the exec family (only to keep the shim out of what the root's
+ * children exec).
  * CPython 3.11: os.fork -> fork(); subprocess -> _posixsubprocess -> vfork()
  * (fork() when preexec_fn etc. rule vfork out) or os.posix_spawn ->
  * posix_spawn().  os.system -> system().
@@ -20,7 +22,7 @@
  *                         exec, children after fork) passes through - they
  *                         already inherit their node from the kernel.  The
  *                         root's fork()ed children drop the shim from their
- *                         LD_PRELOAD, so what they exec does not load it.
+ *                         LD_PRELOAD when they exec (see "exec" below).
  *                         Unset/empty: every process under the shim places.
  *   NUMAD_SHIM_TABLE      node table path (default /run/numad-py/node-table)
  *   NUMAD_SHIM_CHILD_BYTES least-loaded: bytes debited locally from a node per
@@ -52,6 +54,7 @@
 #include <fcntl.h>
 #include <regex.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,11 +136,15 @@ typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t 
                         const posix_spawnattr_t *, char *const[], char *const[]);
 typedef int (*system_fn)(const char *);
 typedef FILE *(*popen_fn)(const char *, const char *);
+typedef int (*execv_fn)(const char *, char *const[]);
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 
 static fork_fn real_fork, real__Fork;
 static spawn_fn real_posix_spawn, real_posix_spawnp;
 static system_fn real_system;
 static popen_fn real_popen;
+static execv_fn real_execv, real_execvp;
+static execve_fn real_execve, real_execvpe;
 HIDDEN void *numad_real_vfork;
 
 /* ------------------------------------------------------------------------ */
@@ -453,13 +460,9 @@ static void *late(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
-/* In a child forked by the root: drop this library from the child's own
- * LD_PRELOAD, so the programs it execs (execv*, which use environ) do not
- * load it.  They would only pass through: they inherit their node from the
- * kernel, and the dormant shim would cost every exec a library load (the
- * fork+exec figure of bench/bench_fork.py).  The root's own environ is left
- * alone, so a root that execs itself (sh -c exec ...) keeps the shim.  Edits
- * the child's private copy of environ in place: no malloc, no locks. */
+/* Drop this library from the calling process's LD_PRELOAD (other libraries
+ * stay).  Edits environ in place, no malloc, no locks: called right before
+ * an exec, when the old image is about to go anyway. */
 static void drop_self_from_preload(void)
 {
     size_t self_len = strlen(g_self_path);
@@ -516,13 +519,9 @@ static pid_t do_fork(fork_fn real)
     pid_t pid = real();
     if (pid == 0) {
         /* child: async-signal-safe only, and no memory writes of ours
-         * (each would be a copy-on-write fault) but one: in the root's
-         * children, the LD_PRELOAD edit that spares every later exec a
-         * library load */
+         * (each would be a copy-on-write fault) */
         if (pl.placed && g_pin)
             pin_child(pl.slot);
-        if (g_self_path[0])
-            drop_self_from_preload();
         return 0;
     }
     int e = errno;
@@ -619,6 +618,115 @@ VISIBLE FILE *popen(const char *command, const char *type)
     place_end(&pl);
     set_errno(e);
     return f;
+}
+
+/* ---- exec: the root's forked children exec without the shim ----
+ *
+ * What a child of the root execs would load the shim only to pass through:
+ * it inherits its node from the kernel.  So a fork()ed child of the root
+ * drops the shim from LD_PRELOAD right before exec, when the write costs
+ * nothing (the address space is about to be replaced); doing it at fork
+ * would cost every child that never execs a copy-on-write fault.  Only
+ * when the exec uses environ (execv, execvp, execl, execlp, or execve/
+ * execvpe/execle given environ itself): an explicit envp is the caller's.
+ * Not in the root (a root that execs itself, as `sh -c` does, keeps the
+ * shim) and not in a vfork child, which shares the root's memory and so
+ * reads the root's flag as 1.  Without the MADV_WIPEONFORK flag the two
+ * cannot be told apart cheaply: nothing is dropped. */
+static inline int root_child_here(void)
+{
+    return g_self_path[0] && g_root_flag && !*g_root_flag;
+}
+
+static void before_exec(char *const envp[])
+{
+    if (envp == environ && root_child_here())
+        drop_self_from_preload();
+}
+
+static int do_execv(const char *path, char *const argv[])
+{
+    if (!real_execv)
+        real_execv = (execv_fn)late("execv");
+    before_exec(environ);
+    return real_execv(path, argv);
+}
+
+static int do_execvp(const char *file, char *const argv[])
+{
+    if (!real_execvp)
+        real_execvp = (execv_fn)late("execvp");
+    before_exec(environ);
+    return real_execvp(file, argv);
+}
+
+static int do_execve(const char *path, char *const argv[], char *const envp[])
+{
+    if (!real_execve)
+        real_execve = (execve_fn)late("execve");
+    before_exec(envp);
+    return real_execve(path, argv, envp);
+}
+
+VISIBLE int execv(const char *path, char *const argv[]) { return do_execv(path, argv); }
+VISIBLE int execvp(const char *file, char *const argv[]) { return do_execvp(file, argv); }
+VISIBLE int execve(const char *path, char *const argv[], char *const envp[]) { return do_execve(path, argv, envp); }
+
+VISIBLE int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    if (!real_execvpe)
+        real_execvpe = (execve_fn)late("execvpe");
+    before_exec(envp);
+    return real_execvpe(file, argv, envp);
+}
+
+/* The list forms collect argv on the stack, as glibc does; n counts arg
+ * itself (declared non-null), argv[n] is the terminating NULL. */
+static size_t count_args(va_list ap)
+{
+    size_t n = 1;
+    while (va_arg(ap, const char *))
+        n++;
+    return n;
+}
+
+/* Fills argv[0..n] from the list; execle's envp follows the NULL. */
+static char *const *fill_args(char **argv, const char *arg, size_t n, va_list ap, int with_envp)
+{
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i <= n; i++)
+        argv[i] = va_arg(ap, char *);
+    return with_envp ? va_arg(ap, char *const *) : NULL;
+}
+
+#define LIST_TO_ARGV(arg, argv, envp, with_envp)          \
+    va_list ap;                                           \
+    va_start(ap, arg);                                    \
+    size_t n_ = count_args(ap);                           \
+    va_end(ap);                                           \
+    char *argv[n_ + 1];                                   \
+    va_start(ap, arg);                                    \
+    char *const *envp = fill_args(argv, arg, n_, ap, with_envp); \
+    va_end(ap)
+
+VISIBLE int execl(const char *path, const char *arg, ...)
+{
+    LIST_TO_ARGV(arg, argv, envp, 0);
+    (void)envp;
+    return do_execv(path, argv);
+}
+
+VISIBLE int execlp(const char *file, const char *arg, ...)
+{
+    LIST_TO_ARGV(arg, argv, envp, 0);
+    (void)envp;
+    return do_execvp(file, argv);
+}
+
+VISIBLE int execle(const char *path, const char *arg, ...)
+{
+    LIST_TO_ARGV(arg, argv, envp, 1);
+    return do_execve(path, argv, envp);
 }
 
 /* ---- vfork: see vfork.c for the assembly entry point ---- */
@@ -1198,6 +1306,10 @@ __attribute__((constructor)) static void numad_shim_init(void)
     real_system = (system_fn)dlsym(RTLD_NEXT, "system");
     real_popen = (popen_fn)dlsym(RTLD_NEXT, "popen");
     numad_real_vfork = dlsym(RTLD_NEXT, "vfork");
+    real_execv = (execv_fn)dlsym(RTLD_NEXT, "execv");
+    real_execvp = (execv_fn)dlsym(RTLD_NEXT, "execvp");
+    real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
+    real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
     configure();
     errno = saved_errno;
 }

@@ -98,6 +98,46 @@ int main(int argc, char **argv) {
 """
 
 
+# Forks one child per exec form; each child execs `env`, which prints the
+# environment it got.  With "self" the root then execs `env` itself.
+EXEC_FORMS_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+extern char **environ;
+static void child(const char *form) {
+    char *argv[] = {"env", NULL};
+    char *own[] = {"OWN=1", "LD_PRELOAD=kept-as-given", NULL};
+    printf("== %s\n", form); fflush(stdout);
+    if (!strcmp(form, "execl")) execl("/usr/bin/env", "env", (char *)0);
+    if (!strcmp(form, "execlp")) execlp("env", "env", (char *)0);
+    if (!strcmp(form, "execle")) execle("/usr/bin/env", "env", (char *)0, environ);
+    if (!strcmp(form, "execv")) execv("/usr/bin/env", argv);
+    if (!strcmp(form, "execvp")) execvp("env", argv);
+    if (!strcmp(form, "execve")) execve("/usr/bin/env", argv, environ);
+    if (!strcmp(form, "execvpe")) execvpe("env", argv, environ);
+    if (!strcmp(form, "own-envp")) execve("/usr/bin/env", argv, own);
+    _exit(99);
+}
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "self")) {
+            printf("== self\n"); fflush(stdout);
+            execl("/usr/bin/env", "env", (char *)0);
+            return 98;
+        }
+        pid_t p = fork();
+        if (p == 0) child(argv[i]);
+        int st; waitpid(p, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) return 1;
+    }
+    return 0;
+}
+"""
+
+
 def build_c(out_dir: Path, name: str, source: str) -> Path:
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:

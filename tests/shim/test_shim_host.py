@@ -18,7 +18,7 @@ from numad_py.shim import (
 from numad_py.topology import read_topology
 
 from shim_helpers import (
-    PY, SECCOMP_C, VFORK_C, Running, build_c, run_workload, shim_env,
+    EXEC_FORMS_C, PY, SECCOMP_C, VFORK_C, Running, build_c, run_workload, shim_env,
 )
 
 NODE0 = min(read_topology().memory_nodes)
@@ -172,6 +172,24 @@ def test_root_children_exec_without_the_shim_and_root_keeps_it():
     (rec,) = run_workload(["preload", "--lib", lib], env, wrap=wrap)
     assert rec["fork_exec"] == {"mapped": False, "preload": "libm.so.6"}
     assert rec["own_preload"].split() == [lib, "libm.so.6"]
+
+
+def test_every_exec_form_of_a_root_child_drops_the_shim(tmp_path):
+    exe = build_c(tmp_path, "forms", EXEC_FORMS_C)
+    lib = str(shim_path())
+    forms = ["execl", "execlp", "execle", "execv", "execvp", "execve", "execvpe", "own-envp", "self"]
+    env = dict(os.environ, LD_PRELOAD="libm.so.6")
+    out = subprocess.run([PY, "-m", "numad_py.cli", "exec", "--node", str(NODE0), "--", str(exe), *forms],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    seen = {}
+    for block in out.stdout.split("== ")[1:]:
+        form, _, rest = block.partition("\n")
+        seen[form] = [line for line in rest.splitlines() if line.startswith("LD_PRELOAD=")]
+    for form in forms[:7]:
+        assert seen[form] == ["LD_PRELOAD=libm.so.6"], (form, seen[form])
+    assert seen["own-envp"] == ["LD_PRELOAD=kept-as-given"]      # an explicit envp is the caller's
+    assert seen["self"] == [f"LD_PRELOAD={lib} libm.so.6"]        # the root keeps the shim
 
 
 def test_without_a_root_exec_descendants_keep_the_shim():
