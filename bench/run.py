@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--forks", "100", "--fork-reps", "3", "--chase-mib", "64", "--chase-steps", "300000",
                        "--placement-reps", "1"]
     if args.reps:
-        guest_args += ["--reps", str(args.reps)]
+        guest_args += ["--reps", str(args.reps), "--fork-reps", str(args.reps)]
 
     kernel, vng = vm_env()
     python = venv_python()
