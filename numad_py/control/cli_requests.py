@@ -146,11 +146,13 @@ def migrate_via_daemon(args) -> int:
             show_progress=not getattr(args, "no_progress", False))
     except (DaemonError, DaemonUnavailable) as exc:
         return _fail("migrate", exc)
-    if getattr(args, "json", False):
-        print(json.dumps(outcome, indent=2, sort_keys=True))
-    else:
-        print(migrate_summary(outcome))
+    _print_result(args, outcome, migrate_summary)
     return EXIT_OK if outcome.get("status") in ("done", "dry-run") else EXIT_FAILED
+
+
+def _print_result(args, result: dict, summary) -> None:
+    """The result object with --json, else its one-line summary."""
+    print(json.dumps(result, indent=2, sort_keys=True) if getattr(args, "json", False) else summary(result))
 
 
 def migrate_summary(outcome: dict) -> str:
@@ -181,10 +183,7 @@ def drain_main(args) -> int:
             show_progress=not getattr(args, "no_progress", False))
     except (DaemonError, DaemonUnavailable) as exc:
         return _fail("drain", exc)
-    if getattr(args, "json", False):
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        print(drain_summary(result))
+    _print_result(args, result, drain_summary)
     return EXIT_OK if result.get("status") == "done" else EXIT_FAILED
 
 
