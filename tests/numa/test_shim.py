@@ -43,7 +43,7 @@ def run_seed(env: dict, children: int, program: Path | None = None) -> tuple[dic
                    "--fresh-mib", "8"], env, program=program)
     try:
         recs = run.read_until(lambda r: sum(x["kind"] == "child" for x in r) == children
-                              and any(x["kind"] == "parent" for x in r), timeout=600)
+                              and any(x["kind"] == "parent" for x in r), timeout=300)
         parent = next(r for r in recs if r["kind"] == "parent")
         kids = sorted((r for r in recs if r["kind"] == "child"), key=lambda r: r["index"])
         measures = {"parent": range_residency(parent["pid"], parent["addr"], parent["addr"] + parent["size"])}

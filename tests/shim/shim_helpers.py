@@ -196,6 +196,13 @@ def run_workload(args: list[str], env: dict, *, timeout: float = 300, wrap: list
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
+def process_table() -> str:
+    """Every process with its state and where it sleeps: what a hung test was waiting for."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,stat,wchan:24,pcpu,rss,psr,etime,args"],
+                         capture_output=True, text=True)
+    return out.stdout + out.stderr
+
+
 class Running:
     """A workload that waits on stdin: read its records, inspect it, then release it."""
 
@@ -203,22 +210,30 @@ class Running:
         head = [str(program)] if program is not None else [PY, str(WORKLOADS)]
         self.proc = subprocess.Popen([*wrap, *head, *args], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._pending = b""
 
     def read_until(self, pred, timeout: float = 300) -> list[dict]:
+        # Raw reads on the pipe's fd with our own line buffer: select() on a
+        # buffered file object misses lines already pulled into its buffer
+        # (two children writing at once), and the wait would run to the timeout.
         import select
         import time
         records = []
         deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
         while True:
+            while b"\n" in self._pending:
+                line, self._pending = self._pending.split(b"\n", 1)
+                records.append(json.loads(line))
+                if pred(records):
+                    return records
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise TimeoutError(f"workload gave {records}")
-            line = self.proc.stdout.readline()
-            if not line:
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"workload gave {records}\n{process_table()}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 raise RuntimeError(f"workload ended early ({self.proc.wait()}): {records}")
-            records.append(json.loads(line))
-            if pred(records):
-                return records
+            self._pending += chunk
 
     def finish(self, timeout: float = 120) -> int:
         self.proc.stdin.close()

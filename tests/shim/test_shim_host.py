@@ -18,7 +18,7 @@ from numad_py.shim import (
 from numad_py.topology import read_topology
 
 from shim_helpers import (
-    EXEC_FORMS_C, PY, SECCOMP_C, VFORK_C, Running, build_c, run_workload, shim_env,
+    EXEC_FORMS_C, PY, SECCOMP_C, VFORK_C, Running, build_c, named_program, run_workload, shim_env,
 )
 
 NODE0 = min(read_topology().memory_nodes)
@@ -161,6 +161,19 @@ def test_root_only_places_its_children(tmp_path):
     assert rec["children"]["os.fork"] == {"mode": "default", "nodes": []}
     s = read_stats(stats)
     assert s["placed"] == 0 and s["passthrough"] >= 6
+
+
+def test_running_reads_lines_that_arrive_together(tmp_path):
+    # Two records in one write: a reader that select()s on a buffered file
+    # object would wait for the second one until its timeout.
+    body = ("import os, sys\n"
+            "os.write(1, b'{\"kind\": \"a\"}\\n{\"kind\": \"b\"}\\n')\n"
+            "sys.stdin.read()\n")
+    run = Running([], dict(os.environ), program=named_program(tmp_path, "twolines", body))
+    try:
+        assert [r["kind"] for r in run.read_until(lambda r: len(r) == 2, timeout=10)] == ["a", "b"]
+    finally:
+        assert run.finish() == 0
 
 
 def test_root_children_exec_without_the_shim_and_root_keeps_it():
