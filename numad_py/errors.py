@@ -84,9 +84,27 @@ def raise_for_errno(err: int, *, op: str, pid: int | None = None, detail: str = 
         raise Unsupported(f"{op} is unsupported on this kernel", errno=err)
     if err in (_errno.ENOMEM, _errno.EAGAIN, _errno.EBUSY, _errno.EINTR):
         raise RetryLater(text, errno=err)
+    if err == _errno.EINVAL and pid and op in ("move_pages", "migrate_pages") and _address_space_released(pid):
+        # The kernel found the task but no mm: it is exiting (or a zombie).
+        raise ProcessGone(f"process{target} is exiting ({op})", errno=err)
     if err in (_errno.EINVAL, _errno.E2BIG, _errno.EFAULT):
         raise InvalidArgument(text, errno=err)
     raise NumaError(text, errno=err)
+
+
+def _address_space_released(pid: int) -> bool:
+    """True for a user process that is gone or has already dropped its memory on exit."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            flags = int(f.read().rpartition(b")")[2].split()[6])
+        if flags & 0x00200000:   # PF_KTHREAD: never had user memory; EINVAL is the answer
+            return False
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            return not f.read(1)
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def classify(exc: BaseException) -> str:

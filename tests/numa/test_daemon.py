@@ -224,8 +224,10 @@ def test_process_exiting_mid_migration_is_reported_and_daemon_goes_on(workload, 
     deadline = time.monotonic() + 60
     while share_on(victim.pid, victim.region()[0], 1) < 0.05 and time.monotonic() < deadline:
         time.sleep(0.1)
+    alive = victim.proc.poll() is None
     victim.proc.kill()
-    victim.proc.wait()
+    rc = victim.proc.wait()
+    assert alive, f"the workload died on its own (exit {rc}) during the migration:\n{d.log()}"
     d.wait_log(rf"migrate pid={victim.pid} .* status=gone", timeout=60)
     # Still working: a new workload matched by another rule is placed.  The
     # workload is ready before the rule exists, so first sight sees its memory.
