@@ -5,8 +5,8 @@ comm, start time, RSS and threads; ``status`` (uid), ``cgroup``, ``exe``
 and ``cmdline`` are read lazily, only when a rule's criteria get that far
 for that process.  Residency (of the memory the matching rule moves),
 affinity and cpuset mems are read for candidates (processes some rule
-matches) only, and only candidates are in the snapshot.  A process that vanishes mid-scan is skipped silently; a
-field we may not read becomes None.
+matches) only, and only candidates are in the snapshot.  A process that
+vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
 Paths are injectable (``proc_root``, ``sys_root``, ``cgroup_root``) so
 tests build a fake tree.  /proc is read directly rather than through
