@@ -7,7 +7,7 @@ into Python.  ``numad-py shim-path`` finds it next to the package.
 
 from glob import glob
 
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, setup
 
 preload_sources = sorted(glob("cext/preload/*.c"))
 ext_modules = []
@@ -23,23 +23,8 @@ if preload_sources:
         )
     )
 
+# Metadata lives in pyproject.toml (PEP 621); only the compiled parts are here.
 setup(
-    name="numad-py",
-    version="0.1.0",
-    description="NUMA placement daemon: policy rules, fork-time placement, rate-limited migration",
-    packages=find_packages(include=["numad_py", "numad_py.*"]),
-    python_requires=">=3.11",
-    setup_requires=["cffi>=1.15"],
     cffi_modules=["cext/numa_build.py:ffi"],
     ext_modules=ext_modules,
-    install_requires=[
-        "cffi>=1.15",
-        "pydantic>=2.5",
-        "psutil>=5.9",
-        "python-daemon>=3.0",
-        "prometheus-client>=0.17",
-    ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
-    entry_points={"console_scripts": ["numad-py = numad_py.cli:main"]},
-    package_data={"numad_py": ["py.typed"]},
 )

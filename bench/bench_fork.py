@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from numad_py.shim import build_env, shim_path  # noqa: E402
-from numad_py.topology import read_topology  # noqa: E402
+from numad_py.shim import build_env, shim_path
+from numad_py.topology import read_topology
 
 DRIVER_C = r"""
 #define _GNU_SOURCE

@@ -65,8 +65,9 @@ ffi.set_source(
     #define MPOL_PREFERRED_MANY 5
     #endif
     """,
-    sources=[str(HERE / "numa_syscalls.c")],
-    include_dirs=[str(HERE)],
+    # Relative to setup.py: setuptools refuses absolute source paths in its manifest.
+    sources=["cext/numa_syscalls.c"],
+    include_dirs=["cext"],
     libraries=["numa"],
     extra_compile_args=["-O2", "-Wall"],
 )

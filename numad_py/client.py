@@ -25,7 +25,7 @@ import errno
 import os
 import socket
 import uuid
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .control import protocol as P
 from .errors import InvalidArgument, NumaError

@@ -31,7 +31,8 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -62,9 +63,9 @@ MIGRATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 #: One sense→decide→act tick: 1 ms … 1 min.
 SCAN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-StateProvider = Callable[[], Optional[Mapping[str, Any]]]
-ShimFallbacks = Callable[[], Optional[int]]
-NodeSpec = Union[str, int, Iterable[int]]
+StateProvider = Callable[[], Mapping[str, Any] | None]
+ShimFallbacks = Callable[[], int | None]
+NodeSpec = str | int | Iterable[int]
 
 
 def _node_label(nodes: NodeSpec) -> str:
@@ -92,12 +93,12 @@ class Metrics:
 
     def __init__(
         self,
-        registry: Optional[CollectorRegistry] = None,
+        registry: CollectorRegistry | None = None,
         *,
         version: str = __version__,
-        sys_root: Union[str, Path, None] = "/sys",
-        state_provider: Optional[StateProvider] = None,
-        shim_fallbacks: Optional[ShimFallbacks] = None,
+        sys_root: str | Path | None = "/sys",
+        state_provider: StateProvider | None = None,
+        shim_fallbacks: ShimFallbacks | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -261,9 +262,9 @@ class NumadCollector(Collector):
 
     SOURCES = ("topology", "state", "shim")
 
-    def __init__(self, *, sys_root: Union[str, Path, None] = "/sys",
-                 state_provider: Optional[StateProvider] = None,
-                 shim_fallbacks: Optional[ShimFallbacks] = None) -> None:
+    def __init__(self, *, sys_root: str | Path | None = "/sys",
+                 state_provider: StateProvider | None = None,
+                 shim_fallbacks: ShimFallbacks | None = None) -> None:
         self.sys_root = sys_root
         self.state_provider = state_provider
         self.shim_fallbacks = shim_fallbacks
@@ -354,7 +355,7 @@ class NumadCollector(Collector):
 # ---- HTTP endpoint ----------------------------------------------------------------------------
 
 
-def parse_listen(listen: str) -> Optional[tuple[str, int]]:
+def parse_listen(listen: str) -> tuple[str, int] | None:
     """``"127.0.0.1:9816"`` -> ``("127.0.0.1", 9816)``; ``""`` -> ``None`` (disabled).
 
     Accepted: ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` and ``PORT`` (both bind
@@ -420,7 +421,7 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def start_http_server(listen: str, registry: Union[CollectorRegistry, Metrics]) -> Optional[MetricsServer]:
+def start_http_server(listen: str, registry: CollectorRegistry | Metrics) -> MetricsServer | None:
     """Serve ``registry`` (or a :class:`Metrics`' registry) on ``listen`` in a daemon thread.
 
     ``""`` disables the endpoint and returns ``None``.  A malformed address raises

@@ -6,7 +6,7 @@ passes in, so this module is usable from the decision core.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 MAX_NODE = 1023  # the kernel's MAX_NUMNODES on x86_64 distro kernels (CONFIG_NODES_SHIFT=10)
 

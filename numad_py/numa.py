@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ._numa import ffi, lib
 from .errors import (
@@ -49,7 +49,7 @@ class Mode(enum.IntEnum):
     WEIGHTED_INTERLEAVE = lib.MPOL_WEIGHTED_INTERLEAVE
 
     @classmethod
-    def parse(cls, text: str) -> "Mode":
+    def parse(cls, text: str) -> Mode:
         try:
             return cls[text.replace("-", "_").upper()]
         except KeyError:
@@ -254,7 +254,7 @@ class MigrationResult:
     def on_target(self) -> int:
         return self.moved + self.already
 
-    def add(self, other: "MigrationResult") -> None:
+    def add(self, other: MigrationResult) -> None:
         self.pages_requested += other.pages_requested
         self.moved += other.moved
         self.already += other.already

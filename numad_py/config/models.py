@@ -14,7 +14,8 @@ without it only the syntax is checked.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Iterable, Literal
+from typing import Annotated, Literal
+from collections.abc import Iterable
 
 from pydantic import (
     BaseModel,
@@ -242,7 +243,7 @@ class Rule(_Model):
         return value
 
     @model_validator(mode="after")
-    def _coherent(self) -> "Rule":
+    def _coherent(self) -> Rule:
         if self.match.is_empty():
             raise ValueError("match needs at least one of comm, exe, cmdline, user, cgroup, unit, min_rss")
         if not self.once and self.every is None:
@@ -261,7 +262,7 @@ class Rule(_Model):
         """Position among the ``[[rule]]`` tables of its own file, from 0."""
         return self._index
 
-    def located(self, source: str, index: int) -> "Rule":
+    def located(self, source: str, index: int) -> Rule:
         """A copy that knows where it was written (for messages)."""
         copy = self.model_copy()
         copy._source, copy._index = source, index

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -104,9 +104,9 @@ def _selectors(value: str | list[str] | None, *, what: str) -> tuple[str, ...]:
 class MigrateRequest(_Request):
     op: Literal["migrate"]
     pid: Pid
-    to: Union[Node, list[Node], Text]
-    range: Union[Text, list[Text], None] = None
-    mapping: Union[Text, list[Text], None] = None
+    to: Node | list[Node] | Text
+    range: Text | list[Text] | None = None
+    mapping: Text | list[Text] | None = None
     move_all: bool = False
     progress: bool = True
 
@@ -143,7 +143,7 @@ class MigrateRequest(_Request):
 class DrainRequest(_Request):
     op: Literal["drain"]
     node: Node
-    to: Union[Node, list[Node], Text, None] = None
+    to: Node | list[Node] | Text | None = None
     move_all: bool = False
     progress: bool = True
 
@@ -156,7 +156,7 @@ class DrainRequest(_Request):
 class QueryRequest(_Request):
     op: Literal["query"]
     pid: Pid
-    range: Union[Text, None] = None
+    range: Text | None = None
 
     @field_validator("range")
     @classmethod
@@ -190,8 +190,8 @@ MODELS: dict[str, type[_Request]] = {
     "status": StatusRequest, "plan": PlanRequest, "reload": ReloadRequest,
     "cancel": CancelRequest,
 }
-Request = Union[MigrateRequest, DrainRequest, QueryRequest, StatusRequest, PlanRequest,
-                ReloadRequest, CancelRequest]
+Request = (MigrateRequest | DrainRequest | QueryRequest | StatusRequest | PlanRequest
+           | ReloadRequest | CancelRequest)
 
 
 # --- parsing -------------------------------------------------------------------

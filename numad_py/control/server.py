@@ -40,7 +40,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
 from ..nodes import NodeListError, format_nodes, parse_nodes
@@ -215,13 +216,13 @@ class Job:
     id: str
     op: str
     peer: Peer
-    conn: "_Connection"
+    conn: _Connection
     cancel: threading.Event = field(default_factory=threading.Event)
     cancelled_by: str = ""
 
 
 class _Connection:
-    def __init__(self, server: "ControlServer", sock: socket.socket, peer: Peer, admin: bool):
+    def __init__(self, server: ControlServer, sock: socket.socket, peer: Peer, admin: bool):
         self.server = server
         self.sock = sock
         self.peer = peer
@@ -401,7 +402,7 @@ class ControlServer:
         self.refused_connections = 0
 
     @classmethod
-    def from_daemon(cls, daemon, **overrides) -> "ControlServer":
+    def from_daemon(cls, daemon, **overrides) -> ControlServer:
         """Wire the server to a running :class:`numad_py.daemon.service.Daemon`."""
         c = daemon.config.control
         options = dict(
@@ -417,7 +418,7 @@ class ControlServer:
 
     # --- lifecycle -------------------------------------------------------------
 
-    def start(self) -> "ControlServer":
+    def start(self) -> ControlServer:
         self._listener = self._bind()
         self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
                                                name="numad-ctl-accept")
@@ -674,7 +675,7 @@ class ControlServer:
             if owner_check is not None:
                 base_cancelled = cancelled
 
-                def cancelled() -> bool:   # noqa: F811 - the owner must not change mid-request
+                def cancelled() -> bool:
                     if base_cancelled():
                         return True
                     try:

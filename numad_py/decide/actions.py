@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Mapping
+from typing import Literal
+from collections.abc import Iterator, Mapping
 
 from ..nodes import format_nodes
 from .snapshot import Identity

@@ -16,7 +16,7 @@ move the wrong things, so small gains are not worth a migration.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 from .snapshot import NodeInfo, ProcessInfo, Snapshot
 

@@ -29,7 +29,7 @@ class TokenBucket:
     updated: float
 
     @classmethod
-    def full(cls, rate: float, now: float, *, burst: float | None = None) -> "TokenBucket":
+    def full(cls, rate: float, now: float, *, burst: float | None = None) -> TokenBucket:
         """A full bucket; the burst defaults to one second's worth."""
         if rate < 0:
             raise ValueError(f"budget rate cannot be negative, got {rate}")

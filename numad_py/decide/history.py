@@ -8,7 +8,7 @@ longer match any rule are dropped, so it stays bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .actions import Action, Plan
 from .snapshot import Identity

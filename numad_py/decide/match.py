@@ -10,7 +10,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from functools import lru_cache
-from typing import Iterable, Protocol
+from typing import Protocol
+from collections.abc import Iterable
 
 from ..config.models import DaemonSettings, Match, Rule
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from collections.abc import Mapping
 
 Identity = tuple[int, float]  # (pid, start_time): catches pid reuse
 

@@ -22,7 +22,7 @@ import os
 import pwd
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..config.models import Config
 from ..decide.match import first_rule, is_considered

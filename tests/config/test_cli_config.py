@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from numad_py.cli_config import check_config_main, plan_main
+from numad_py.cli.config_cmds import check_config_main, plan_main
 
 SHIPPED = Path(__file__).resolve().parents[2] / "etc/numad-py/numad-py.toml"
 

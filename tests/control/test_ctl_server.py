@@ -19,8 +19,9 @@ import pytest
 
 from numad_py.act.executor import Outcome
 from numad_py.client import BadRequest, Client, DaemonUnavailable, Forbidden, Gone, NotFound
-from numad_py.control import cli_requests, server as server_mod
-from numad_py import cli
+from numad_py.control import server as server_mod
+from numad_py.cli import requests as cli_requests
+from numad_py.cli import commands as cli
 from numad_py.control import protocol as P
 from numad_py.control.auth import Peer
 from numad_py.control.server import ControlServer

@@ -63,7 +63,7 @@ def ensure_lib_modules() -> None:
         print("e2e: created an empty /lib/modules on the host (vng --systemd needs it to exist)", flush=True)
     except OSError as exc:
         raise SystemExit(f"e2e: /lib/modules is missing on the host and cannot be created ({exc}); "
-                         "vng --systemd needs it: `sudo mkdir /lib/modules`")
+                         "vng --systemd needs it: `sudo mkdir /lib/modules`") from None
 
 
 def vng_command(env: dict, rwdir: Path, python: Path) -> list[str]:

@@ -20,7 +20,7 @@ import pytest
 from conftest import numa_maps_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-import prom  # noqa: E402  (tests/e2e/prom.py)
+import prom
 
 pytestmark = pytest.mark.topology("two")
 

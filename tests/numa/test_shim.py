@@ -16,12 +16,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shim"))
 
-from shim_helpers import (  # noqa: E402
+from shim_helpers import (
     SECCOMP_C, Running, build_c, named_program, rules_env, run_workload, shim_env,
 )
 
-from numad_py.numa import range_residency  # noqa: E402
-from numad_py.shim import read_stats  # noqa: E402
+from numad_py.numa import range_residency
+from numad_py.shim import read_stats
 
 pytestmark = [
     pytest.mark.numa,

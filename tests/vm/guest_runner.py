@@ -22,7 +22,7 @@ class Tail:
 
     def poll(self, final: bool = False) -> None:
         try:
-            with open(self.path, "r", errors="replace") as f:
+            with open(self.path, errors="replace") as f:
                 f.seek(self.pos)
                 chunk = f.read()
                 self.pos = f.tell()
@@ -45,7 +45,7 @@ def run_guest(cmd: list[str], console: Path, tails: list[Tail], timeout: float, 
     timed_out = False
     with open(console, "w") as con:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=con, stderr=subprocess.STDOUT,
-                                cwd=str(cwd), start_new_session=True)
+                                cwd=str(cwd), start_new_session=True, env=vng_env(cmd[0]))
         while proc.poll() is None:
             time.sleep(0.5)
             for tail in tails:
@@ -56,6 +56,15 @@ def run_guest(cmd: list[str], console: Path, tails: list[Tail], timeout: float, 
     for tail in tails:
         tail.poll(final=True)
     return timed_out, time.monotonic() - t0
+
+
+def vng_env(vng: str) -> dict[str, str]:
+    """vng 1.42 starts ``virtme-run`` through the shell: its venv's bin/ must be on PATH."""
+    env = dict(os.environ)
+    bin_dir = str(Path(vng).resolve().parent) if os.sep in vng else ""
+    if bin_dir and bin_dir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    return env
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -12,8 +12,10 @@
 set -euo pipefail
 
 VNG_VERSION=1.42
+# python3-dev: the cffi module's headers; busybox-static, file: virtme-ng's guest init;
 # prometheus: promtool and the real-scrape test; systemd: systemd-analyze for the unit tests.
-PACKAGES=(qemu-system-x86 kmod numactl libnuma-dev busybox-static gcc libc6-dev python3-venv prometheus systemd)
+PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libnuma-dev numactl
+          qemu-system-x86 kmod busybox-static file prometheus systemd)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -54,7 +56,7 @@ install_packages() {
     if [[ ${#missing[@]} -gt 0 ]]; then
         apt_update
         say "installing ${missing[*]}"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     fi
 }
 

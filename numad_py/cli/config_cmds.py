@@ -6,11 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from .decide.planner import plan
-from .nodes import format_nodes
-from .sense.processes import take_snapshot
-from .topology import NODE_DIR, online_nodes
+from ..config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from ..decide.planner import plan
+from ..nodes import format_nodes
+from ..sense.processes import take_snapshot
+from ..topology import NODE_DIR, online_nodes
 
 
 def _online_nodes(sys_root: str = "/sys") -> frozenset[int] | None:

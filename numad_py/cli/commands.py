@@ -10,11 +10,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from .errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
-from .units import format_size
-from .nodes import NodeListError, format_nodes, parse_nodes
+from ..errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
+from ..units import format_size
+from ..nodes import NodeListError, format_nodes, parse_nodes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "/etc/numad-py/numad-py.toml"
@@ -38,7 +38,7 @@ def _pid(text: str) -> int:
 
 
 def _node_list(text: str) -> frozenset[int]:
-    from .topology import online_nodes
+    from ..topology import online_nodes
     try:
         return parse_nodes(text, all_nodes=online_nodes())
     except NodeListError as exc:
@@ -48,7 +48,7 @@ def _node_list(text: str) -> frozenset[int]:
 # --- topology --------------------------------------------------------------
 
 def cmd_topology(args) -> int:
-    from .topology import read_topology
+    from ..topology import read_topology
     topo = read_topology()
 
     def text() -> str:
@@ -70,8 +70,8 @@ def cmd_topology(args) -> int:
 # --- show ------------------------------------------------------------------
 
 def cmd_show(args) -> int:
-    from .numa import range_residency
-    from .sense.maps import parse_range, process_residency, read_maps, read_numa_maps
+    from ..numa import range_residency
+    from ..sense.maps import parse_range, process_residency, read_maps, read_numa_maps
 
     pid = _pid(args.pid)
     if args.range:
@@ -112,11 +112,11 @@ def _residency_text(title: str, nodes: dict[int, int], other: dict[str, int]) ->
 # --- migrate ---------------------------------------------------------------
 
 def cmd_migrate(args) -> int:
-    from .numa import migrate_ranges
-    from .sense.maps import parse_range, read_maps, select_mappings
+    from ..numa import migrate_ranges
+    from ..sense.maps import parse_range, read_maps, select_mappings
 
     if args.via_daemon:
-        from .control.cli_requests import migrate_via_daemon
+        from .requests import migrate_via_daemon
         return migrate_via_daemon(args)
     pid = _pid(args.pid)
     target = _node_list(args.to)
@@ -149,9 +149,9 @@ def cmd_migrate(args) -> int:
 # --- daemon ----------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    from .daemon.logsetup import setup_logging
-    from .daemon.service import Daemon
-    from .config import ConfigError
+    from ..daemon.logsetup import setup_logging
+    from ..daemon.service import Daemon
+    from ..config import ConfigError
 
     setup_logging(args.verbose)
     try:
@@ -170,7 +170,7 @@ def _detached(daemon, args) -> int:
     """Outside systemd: detach with python-daemon and write a pid file."""
     import daemon as pydaemon
     from daemon.pidfile import TimeoutPIDLockFile
-    from .daemon.logsetup import setup_logging
+    from ..daemon.logsetup import setup_logging
 
     pidfile = TimeoutPIDLockFile(args.pidfile, acquire_timeout=1) if args.pidfile else None
     log_path = daemon.runtime_dir / "numad-py.log"
@@ -184,23 +184,23 @@ def _detached(daemon, args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    from .cli_config import check_config_main
+    from .config_cmds import check_config_main
     return check_config_main(args.config or args.config_path)
 
 
 def cmd_plan(args) -> int:
-    from .cli_config import plan_main
+    from .config_cmds import plan_main
     return plan_main(args.config, args.json)
 
 
 def cmd_drain(args) -> int:
-    from .control.cli_requests import drain_main
+    from .requests import drain_main
     return drain_main(args)
 
 
 def cmd_status(args) -> int:
-    from .control.cli_requests import socket_path_for, status_via_socket
-    from .daemon.client_status import read_status
+    from .requests import socket_path_for, status_via_socket
+    from .status_file import read_status
 
     # The live answer from the control socket; the status file if no daemon answers there.
     data = status_via_socket(socket_path_for(args)) or read_status(args.runtime_dir)
@@ -224,7 +224,7 @@ def cmd_status(args) -> int:
 # --- fork-time placement ---------------------------------------------------
 
 def cmd_exec(args) -> int:
-    from .shim import exec_main
+    from ..shim import exec_main
     command = args.command_argv[1:] if args.command_argv[:1] == ["--"] else args.command_argv
     return exec_main(
         command,
@@ -236,7 +236,7 @@ def cmd_exec(args) -> int:
 
 
 def cmd_shim_path(args) -> int:
-    from .shim import shim_path
+    from ..shim import shim_path
     print(shim_path())
     return EXIT_OK
 
@@ -366,6 +366,3 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_FAILED
 
-
-if __name__ == "__main__":
-    sys.exit(main())

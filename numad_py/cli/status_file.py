@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import NumaError
-from .runtime import runtime_dir_candidates
+from ..daemon.runtime import runtime_dir_candidates
 
 DEFAULT_RUNTIME_DIR = "/run/numad-py"
 

@@ -1,0 +1,175 @@
+"""The ONE reader of /proc: raw reads behind one OSError -> exception map.
+
+Every module that reads a process's files goes through here, so a process
+that vanishes mid-read is always :class:`ProcessGone` and a file we may not
+read is always :class:`PermissionDenied` (psutil's habit: one decorator, one
+meaning).  The root is injectable (``root=``) so tests can point at a fake tree.
+
+A process is ``(pid, start_time)``; :func:`start_time` uses psutil's formula
+(boot time + starttime / CLK_TCK), so ``psutil.Process(pid).create_time()``
+and every snapshot agree on the same float.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from collections.abc import Iterator
+
+from .errors import CAPABILITY_FOR, NumaError, PermissionDenied, ProcessGone
+
+PROC = "/proc"
+PF_KTHREAD = 0x00200000  # task flag of kernel threads: no user memory, never candidates
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_GONE = (errno.ENOENT, errno.ESRCH)
+_DENIED = (errno.EACCES, errno.EPERM)
+
+
+@contextmanager
+def mapped(pid: int, what: str) -> Iterator[None]:
+    """Turn an OSError reading ``/proc/PID/what`` into the exception it means."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _GONE:
+            raise ProcessGone(f"process {pid} is gone", errno=errno.ESRCH) from None
+        if exc.errno in _DENIED:
+            raise PermissionDenied(f"reading /proc/{pid}/{what}",
+                                   capability=CAPABILITY_FOR["read_maps"], errno=exc.errno) from None
+        raise NumaError(f"reading /proc/{pid}/{what}: {exc.strerror}", errno=exc.errno) from None
+
+
+def read_bytes(pid: int | str, name: str, *, root: str = PROC, limit: int | None = None) -> bytes:
+    """The whole file (or its first ``limit`` bytes, in one read(2))."""
+    path = f"{root}/{pid}/{name}"
+    with mapped(int(pid) if str(pid).isdigit() else 0, name):
+        if limit is not None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return os.read(fd, limit)
+            finally:
+                os.close(fd)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def read_text(pid: int | str, name: str, *, root: str = PROC, limit: int | None = None) -> str:
+    return read_bytes(pid, name, root=root, limit=limit).decode(errors="replace")
+
+
+def readlink(pid: int, name: str, *, root: str = PROC) -> str:
+    with mapped(pid, name):
+        return os.readlink(f"{root}/{pid}/{name}")
+
+
+def pids(*, root: str = PROC) -> list[int]:
+    """Every numeric entry of ``root`` (processes, not threads)."""
+    return [int(name) for name in os.listdir(root) if name.isdigit()]
+
+
+def tasks(pid: int, *, root: str = PROC) -> list[int]:
+    with mapped(pid, "task"):
+        return [int(t) for t in os.listdir(f"{root}/{pid}/task")]
+
+
+# --- parsers (pure) -----------------------------------------------------------
+
+def parse_stat(text: str) -> dict[str, int | str]:
+    """The fields numad-py uses from /proc/PID/stat; comm may hold spaces and parentheses."""
+    head, _, rest = text.rpartition(")")
+    pid_text, _, comm = head.partition(" (")
+    fields = rest.split()
+    # fields[0] is field 3 (state) of proc(5); field N is fields[N - 3].
+    return {
+        "pid": int(pid_text),
+        "comm": comm,
+        "state": fields[0],
+        "flags": int(fields[6]),
+        "threads": int(fields[17]),
+        "starttime": int(fields[19]),
+        "rss_pages": int(fields[21]),
+    }
+
+
+def parse_status_field(text: str, name: str) -> str | None:
+    prefix = name + ":"
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    return None
+
+
+def parse_boot_time(proc_stat: str) -> float:
+    for line in proc_stat.splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise NumaError("no btime line in /proc/stat")
+
+
+@lru_cache(maxsize=4)
+def boot_time(root: str = PROC) -> float:
+    with open(f"{root}/stat") as f:
+        return parse_boot_time(f.read())
+
+
+def start_time_from_ticks(ticks: int, *, root: str = PROC) -> float:
+    return boot_time(root) + ticks / CLOCK_TICKS
+
+
+def start_time(pid: int, *, root: str = PROC) -> float:
+    """Seconds since the epoch, as psutil's ``create_time()``; ProcessGone for a zombie."""
+    stat = parse_stat(read_text(pid, "stat", root=root, limit=4096))
+    if stat["state"] in ("Z", "X"):  # a zombie's memory is gone: nothing to act on
+        raise ProcessGone(f"process {pid} is gone (zombie)", errno=errno.ESRCH)
+    return start_time_from_ticks(int(stat["starttime"]), root=root)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One consistent view of a process: who it is and who it runs as.
+
+    Read as stat, status, stat: if the start time changed in between, the pid
+    was reused and the view is refused (ProcessGone), so an authorization check
+    never joins one process's identity with another's owner.
+    """
+
+    pid: int
+    start_time: float
+    comm: str
+    uids: tuple[int, int, int]      # real, effective, saved
+    dumpable: bool                  # False after a setuid exec (non-dumpable)
+
+    @property
+    def real_and_effective(self) -> tuple[int, int]:
+        return self.uids[0], self.uids[1]
+
+
+def credentials(pid: int, *, root: str = PROC) -> Credentials:
+    before = parse_stat(read_text(pid, "stat", root=root, limit=4096))
+    if before["state"] in ("Z", "X"):
+        raise ProcessGone(f"process {pid} is gone (zombie)", errno=errno.ESRCH)
+    status = read_text(pid, "status", root=root)
+    after = parse_stat(read_text(pid, "stat", root=root, limit=4096))
+    if after["starttime"] != before["starttime"]:
+        raise ProcessGone(f"process {pid} was replaced while being read", errno=errno.ESRCH)
+    uid_line = parse_status_field(status, "Uid")
+    if uid_line is None:
+        raise NumaError(f"/proc/{pid}/status has no Uid line")
+    real, effective, saved = (int(u) for u in uid_line.split()[:3])
+    return Credentials(
+        pid=pid,
+        start_time=start_time_from_ticks(int(after["starttime"]), root=root),
+        comm=str(after["comm"]),
+        uids=(real, effective, saved),
+        dumpable=_dumpable(pid, effective, root),
+    )
+
+
+def _dumpable(pid: int, effective_uid: int, root: str) -> bool:
+    """/proc/PID is owned by the effective uid, or by root once the process is
+    non-dumpable (a setuid exec; proc(5)): that owner is the flag."""
+    with mapped(pid, ""):
+        return os.stat(f"{root}/{pid}").st_uid == effective_uid
