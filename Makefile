@@ -45,9 +45,13 @@ test-vm: venv
 	@bash tests/vm/setup.sh
 	$(VPY) tests/vm/run.py $(VM_ARGS)
 
-# The daemon in the foreground on the shipped policy (Ctrl-C stops it).
+# The daemon in the foreground on the shipped policy (Ctrl-C stops it).  As root, numad-py is
+# linked into /usr/local/bin and etc/numad-py/ copied to /etc/numad-py/ where files are missing,
+# so `numad-py status`, `plan` and `check-config` find the same daemon and policy.
 run: venv
-	$(VENV)/bin/numad-py run --config etc/numad-py/numad-py.toml
+	@bash scripts/dev-setup.sh
+	@if [ "$$(id -u)" = 0 ]; then exec $(VENV)/bin/numad-py run; \
+	else exec $(VENV)/bin/numad-py run --config etc/numad-py/numad-py.toml; fi
 
 # Ratio benchmarks on the 2-node VM: prints one table, writes bench/results.json.
 bench: venv

@@ -17,6 +17,7 @@ from ..units import format_size
 from ..nodes import NodeListError, format_nodes, parse_nodes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_RUNNING = 3  # status: no daemon runs (systemctl status's code)
 DEFAULT_CONFIG = "/etc/numad-py/numad-py.toml"
 
 
@@ -30,7 +31,7 @@ def _emit(args, data, text: Callable[[], str]) -> None:
 
 def _pid(text: str) -> int:
     """A pid that names a live process right now (it may still exit later)."""
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:  # int() takes "١٢" too
         raise UsageError(f"bad pid {text!r}: expected a positive integer")
     if not os.path.exists(f"/proc/{int(text)}"):
         raise UsageError(f"no process with pid {int(text)}")
@@ -43,6 +44,28 @@ def _node_list(text: str) -> frozenset[int]:
         return parse_nodes(text, all_nodes=online_nodes())
     except NodeListError as exc:
         raise UsageError(f"bad node list: {exc}") from None
+
+
+def _target_nodes(text: str) -> frozenset[int]:
+    """A node list whose nodes exist and have memory: checked before any pid or privilege."""
+    from ..topology import read_topology
+    nodes = _node_list(text)
+    topo = read_topology()
+    if not nodes:
+        raise UsageError("empty node list")
+    if nodes - topo.node_ids:
+        raise UsageError(f"node {format_nodes(nodes - topo.node_ids)} does not exist "
+                         f"(online nodes: {format_nodes(topo.node_ids)})")
+    if nodes - topo.memory_nodes:
+        raise UsageError(f"node {format_nodes(nodes - topo.memory_nodes)} has no memory")
+    return nodes
+
+
+def _non_empty(option: str, value: str | None) -> str | None:
+    """An option given as '' is a mistake, not "everything"."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{option} is empty")
+    return value
 
 
 # --- topology --------------------------------------------------------------
@@ -73,8 +96,9 @@ def cmd_show(args) -> int:
     from ..numa import range_residency
     from ..sense.maps import parse_range, process_residency, read_maps, read_numa_maps
 
+    _non_empty("--range", args.range)
     pid = _pid(args.pid)
-    if args.range:
+    if args.range is not None:
         start, end = parse_range(args.range)
         res = range_residency(pid, start, end)
         data = {"pid": pid, "range": args.range, "nodes": res["nodes"], "other": res["other"]}
@@ -115,12 +139,14 @@ def cmd_migrate(args) -> int:
     from ..numa import migrate_ranges
     from ..sense.maps import parse_range, read_maps, select_mappings
 
+    _non_empty("--range", args.range)
+    _non_empty("--mapping", args.mapping)
+    target = _target_nodes(args.to)
     if args.via_daemon:
         from .requests import migrate_via_daemon
         return migrate_via_daemon(args)
     pid = _pid(args.pid)
-    target = _node_list(args.to)
-    if args.range:
+    if args.range is not None:
         start, end = parse_range(args.range)
         if not any(m.start < end and start < m.end for m in read_maps(pid)):
             raise UsageError(f"range {args.range} is not mapped in pid {pid} (see /proc/{pid}/maps)")
@@ -200,14 +226,29 @@ def cmd_drain(args) -> int:
 
 def cmd_status(args) -> int:
     from .requests import socket_path_for, status_via_socket
-    from .status_file import read_status
+    from .status_file import daemon_state, read_status
 
-    # The live answer from the control socket; the status file if no daemon answers there.
-    data = status_via_socket(socket_path_for(args)) or read_status(args.runtime_dir)
+    # systemctl's convention: 0 running, 3 not running.
+    socket_path = socket_path_for(args)
+    data = status_via_socket(socket_path)
+    note = ""
+    if data is None:
+        data = read_status(args.runtime_dir)
+        state = daemon_state(data)
+        if state != "running":
+            if args.json:
+                print(json.dumps({"running": False, "reason": state, "last_status": data}, indent=2))
+            else:
+                print(f"numad-py is not running: {state}")
+            return EXIT_NOT_RUNNING
+        note = f"(control socket {socket_path} does not answer; from {data['_path']})"
+    data["running"] = True
 
     def text() -> str:
-        lines = [f"numad-py pid {data['pid']}: {data['ticks']} tick(s), config {data['config']}"
+        lines = [f"numad-py pid {data['pid']}: running, {data['ticks']} tick(s), config {data['config']}"
                  + (" (dry-run)" if data.get("dry_run") else "")]
+        if note:
+            lines.append(note)
         lines.append("rules: " + (", ".join(data["rules"]) or "none"))
         for rule, count in sorted(data["managed"].items()):
             lines.append(f"  {rule}: {count} process(es)")

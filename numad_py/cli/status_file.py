@@ -1,24 +1,51 @@
-"""Read the running daemon's status (status.json in its runtime dir)."""
+"""The daemon's status.json, read when its control socket does not answer.
+
+The file outlives a daemon that was killed, so it is never taken as proof
+that a daemon runs: its ``pid`` and ``pid_start_time`` must name a live process.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from ..errors import NumaError
+from .. import procfs
 from ..daemon.runtime import runtime_dir_candidates
+from ..errors import NumaError
 
 DEFAULT_RUNTIME_DIR = "/run/numad-py"
 
 
-def read_status(runtime_dir: str | None = None) -> dict:
+def read_status(runtime_dir: str | None = None) -> dict[str, Any]:
+    """The newest status file, with ``_path`` set; ``{}`` when there is none."""
     places = [Path(runtime_dir)] if runtime_dir else list(runtime_dir_candidates(DEFAULT_RUNTIME_DIR))
     for place in places:
         path = place / "status.json"
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             continue
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise NumaError(f"cannot read {path}: {exc}") from None
-    raise NumaError("no running numad-py found (looked in " + ", ".join(str(p) for p in places) + ")")
+        if isinstance(data, dict):
+            data["_path"] = str(path)
+            return data
+    return {"_looked_in": [str(p) for p in places]}
+
+
+def daemon_state(data: dict[str, Any]) -> str:
+    """``"running"``, or why not, in words."""
+    if "_path" not in data:
+        return "no control socket answers and no status file in " + ", ".join(data.get("_looked_in", []))
+    pid = data.get("pid")
+    started = data.get("pid_start_time")
+    if not isinstance(pid, int) or pid <= 0:
+        return f"{data['_path']} names no daemon pid"
+    try:
+        now = procfs.start_time(pid)
+    except NumaError:
+        return f"pid {pid} from {data['_path']} has exited (the file is left from a daemon that stopped)"
+    if isinstance(started, (int, float)) and abs(now - started) > 0.05:
+        return f"pid {pid} from {data['_path']} now belongs to another process (the daemon exited)"
+    return "running"

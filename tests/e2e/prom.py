@@ -22,6 +22,11 @@ from pathlib import Path
 BINARY = os.environ.get("NUMAD_PROMETHEUS", "/usr/bin/prometheus")
 
 
+# Loopback only: never through an http(s)_proxy from the environment (a CI machine's
+# proxy cannot reach this host's 127.0.0.1, and the error would look like "not ready").
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,18 +62,21 @@ class Prometheus:
             stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.dir),
         )
         deadline = time.monotonic() + start_timeout
+        last_error = "no answer yet"
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"prometheus exited {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
+                with _LOCAL.open(self.url + "/-/ready", timeout=5) as r:
                     if r.status == 200:
                         break
-            except OSError:
-                pass
+                    last_error = f"HTTP {r.status}"
+            except OSError as exc:  # refused while starting; anything else is reported below
+                last_error = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
                 self.stop()
-                raise TimeoutError(f"prometheus not ready in {start_timeout}s:\n{self.log()}")
+                raise TimeoutError(f"prometheus not ready in {start_timeout}s at {self.url}/-/ready "
+                                   f"(last probe: {last_error}):\n{self.log()}")
             time.sleep(0.5)
 
     def log(self) -> str:
@@ -77,7 +85,7 @@ class Prometheus:
     def query(self, expr: str) -> list[dict]:
         """Instant query; returns data.result (``[{"metric": {...}, "value": [t, "v"]}]``)."""
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with _LOCAL.open(url, timeout=10) as r:
             body = json.load(r)
         if body.get("status") != "success":
             raise RuntimeError(f"query {expr!r} failed: {body}")
@@ -89,7 +97,7 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
     def targets_up(self) -> list[dict]:
-        with urllib.request.urlopen(self.url + "/api/v1/targets", timeout=10) as r:
+        with _LOCAL.open(self.url + "/api/v1/targets", timeout=10) as r:
             return json.load(r)["data"]["activeTargets"]
 
     def wait_value(self, expr: str, at_least: float, timeout: float) -> float:
