@@ -106,15 +106,13 @@ def cmd_show(args) -> int:
         return EXIT_OK
     if args.maps:
         per_start = dict(read_numa_maps(pid))
-        rows = [
-            {"start": f"{m.start:x}", "end": f"{m.end:x}", "mapping": m.label(),
-             "nodes": per_start.get(m.start, {})}
-            for m in read_maps(pid)
-        ]
-        _emit(args, {"pid": pid, "mappings": rows}, lambda: "\n".join(
-            f"{r['start']}-{r['end']} {r['mapping']}: "
-            + (", ".join(f"N{n}={format_size(b)}" for n, b in sorted(r["nodes"].items())) or "nothing resident")
-            for r in rows))
+        rows = [(m, per_start.get(m.start, {})) for m in read_maps(pid)]
+        data = {"pid": pid, "mappings": [{"start": f"{m.start:x}", "end": f"{m.end:x}", "mapping": m.label(),
+                                          "nodes": nodes} for m, nodes in rows]}
+        _emit(args, data, lambda: "\n".join(
+            f"{m.start:x}-{m.end:x} {m.label()}: "
+            + (", ".join(f"N{n}={format_size(b)}" for n, b in sorted(nodes.items())) or "nothing resident")
+            for m, nodes in rows))
         return EXIT_OK
     nodes = process_residency(pid)
     _emit(args, {"pid": pid, "nodes": nodes, "total": sum(nodes.values())},
