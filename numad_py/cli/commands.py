@@ -274,6 +274,11 @@ def cmd_exec(args) -> int:
     )
 
 
+def cmd_advise(args) -> int:
+    from .advise_cmd import advise_main
+    return advise_main(args.cpus, args.memory, args.json)
+
+
 def cmd_shim_path(args) -> int:
     from ..shim import shim_path
     print(shim_path())
@@ -351,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", metavar="PATH", help="node table the daemon publishes (for --least-loaded)")
     p.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
     p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("advise", help="where a new workload of N CPUs (and SIZE memory) fits best now")
+    p.add_argument("--cpus", required=True, metavar="N")
+    p.add_argument("--memory", metavar="SIZE", help='e.g. 512MiB, 2GiB, or bytes')
+    p.add_argument("--json", action="store_true", help="the node set with the reasons")
+    p.set_defaults(func=cmd_advise)
 
     p = sub.add_parser("shim-path", help="path of the LD_PRELOAD shim")
     p.set_defaults(func=cmd_shim_path)
