@@ -22,7 +22,7 @@ RULES = "/etc/numad-py/rules.d/"
 WITH_VALUE: dict[str, str | None] = {
     "w": None,
     "l": None,
-    "i": f"the scan interval is [daemon] scan_interval in /etc/numad-py/numad-py.toml "
+    "i": "the scan interval is [daemon] scan_interval in /etc/numad-py/numad-py.toml "
          "(numad-py runs as its own service; reload it with `systemctl reload numad-py`)",
     "u": "numad-py places by rules, not by a target utilization; see `nodes = \"auto\"` in " + RULES,
     "p": f"processes are selected by rules (match.comm, exe, cgroup, ...) in {RULES}, not by pid lists",
