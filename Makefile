@@ -1,6 +1,7 @@
 # numad-py: one command per job on a fresh Debian 12 machine (root).
 #   make run        the daemon in the foreground on etc/numad-py/
-#   make test       host tests, then tests/numa inside 2-, 4- and 3-node (memory-only) VMs
+#   make test       gates (ruff, mypy, import contracts), host tests, then tests/numa inside VMs
+#   make lint       the gates only
 #   make test-host  host tests only (tests/, without tests/numa)
 #   make test-vm    VM suite only; VM_ARGS="--topology two -k thp" to iterate
 # Everything a fresh machine lacks (libnuma-dev, qemu, numactl, virtme-ng, a
@@ -13,7 +14,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 VM_ARGS ?=
 
-.PHONY: venv sysdeps test test-host test-vm run bench install
+.PHONY: venv sysdeps lint test test-host test-vm test-reliability run bench install
 
 sysdeps:
 	@bash tests/vm/setup.sh --packages
@@ -22,14 +23,21 @@ sysdeps:
 $(STAMP): setup.py pyproject.toml $(wildcard cext/*.c cext/*.h cext/*.py cext/preload/*.c cext/preload/*.h)
 	@bash tests/vm/setup.sh --packages
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
 	@touch $@
 
 venv: $(STAMP)
 
-# Host tests and the VM suite both run; either failing fails the target.
+# Claims stay true: lint, types and the import contracts (decide/ is pure, imports flow down).
+lint: venv
+	$(VENV)/bin/ruff check numad_py tests bench cext
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# Gates, host tests and the VM suite all run; any failing fails the target.
 test: venv
 	@rc=0; \
+	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory test-host || rc=1; \
 	$(MAKE) --no-print-directory test-vm || rc=1; \
 	exit $$rc
@@ -40,6 +48,12 @@ test-host: venv
 	@set +e; $(VPY) -m pytest tests --ignore=tests/numa -p no:cacheprovider -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "host: no host tests collected (pytest exit 5)"; rc=0; fi; \
 	exit $$rc
+
+# The adversarial suite alone: fuzzing, faults, limits (host), then its kernel part in the VM.
+test-reliability: venv
+	$(VPY) -m pytest tests/reliability -p no:cacheprovider -q
+	@bash tests/vm/setup.sh
+	$(VPY) tests/vm/run.py --topology two -- tests/numa -k reliability
 
 test-vm: venv
 	@bash tests/vm/setup.sh
@@ -60,4 +74,4 @@ bench: venv
 
 # Package into /opt/numad-py, unit into /etc/systemd/system, defaults into /etc/numad-py.
 install:
-	bash scripts/install.sh
+	bash scripts/install.sh $(if $(filter 1,$(NUMAD_COMPAT)),--numad-compat)

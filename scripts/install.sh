@@ -3,7 +3,7 @@
 # `make install` runs this.  Idempotent: run it again to upgrade; files under
 # /etc/numad-py that already exist are never overwritten.
 #
-#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--python PY] [--no-python] [--dry-run]
+#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--python PY] [--no-python] [--numad-compat] [--dry-run]
 #
 # What goes where (PREFIX=/opt/numad-py by default):
 #   PREFIX/                            a venv made with PY (default python3), `pip install .` into it.
@@ -17,6 +17,9 @@
 #                                      keeps /usr/local/bin/numad-py valid.
 #   /etc/numad-py/numad-py.toml, rules.d/*.toml   copied only if missing (0644, dirs 0755: the
 #                                      daemon's dynamic user must read them).
+#   /usr/local/bin/numad              with --numad-compat only: symlink to PREFIX/bin/numad-py-numad,
+#                                      numad's command line (libvirt's `numad -w`).  Refused when
+#                                      another numad is on PATH: it is never replaced silently.
 # Then `systemctl daemon-reload` if systemd runs (and --destdir is not set).  It does not enable or
 # start the service: `systemctl enable --now numad-py`.
 #
@@ -33,6 +36,7 @@ prefix=/opt/numad-py
 destdir="${DESTDIR:-}"
 python=python3
 do_python=1
+numad_compat=0
 dry=0
 bindir=/usr/local/bin
 unitdir=/etc/systemd/system
@@ -48,6 +52,7 @@ while [[ $# -gt 0 ]]; do
         --python) python="$2"; shift 2 ;;
         --python=*) python="${1#*=}"; shift ;;
         --no-python) do_python=0; shift ;;
+        --numad-compat) numad_compat=1; shift ;;
         --dry-run|-n) dry=1; shift ;;
         -h|--help) usage 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage 2 >&2 ;;
@@ -113,6 +118,19 @@ if [[ $do_python -eq 1 ]]; then
     fi
 else
     say "skipped the Python package (--no-python)"
+fi
+
+# --- numad's command line, on request -----------------------------------------
+if [[ $numad_compat -eq 1 ]]; then
+    link="$destdir$bindir/numad"
+    real="$(command -v numad 2>/dev/null || true)"
+    if [[ -n "$real" && "$(readlink -f "$real")" != "$(readlink -f "$destdir$prefix/bin/numad-py-numad" 2>/dev/null)" ]]; then
+        echo "install: refusing --numad-compat: $real is another numad (remove it, or keep it and skip this)" >&2
+        exit 1
+    fi
+    run mkdir -p "$destdir$bindir"
+    run ln -sfn "$prefix/bin/numad-py-numad" "$link"
+    say "linked     $link -> $prefix/bin/numad-py-numad (numad's command line)"
 fi
 
 # --- the unit ----------------------------------------------------------------
