@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from ..nodes import NodeListError, format_nodes, parse_nodes
-from ..sense.maps import parse_range
+from ..selectors import NAMED_MAPPINGS, check_selector
 from ..units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -37,8 +37,6 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 AUTO = "auto"
 ALL = "all"
-# Mapping names a selector may use verbatim; others ([vdso], [vvar]) cannot move.
-NAMED_MAPPINGS = ("[heap]", "[stack]", "anon")
 _OCTAL_MODE = re.compile(r"^0?[0-7]{3}$")
 
 
@@ -232,7 +230,7 @@ class Rule(_Model):
         if not value:
             raise ValueError("empty list: say \"all\" or name at least one mapping")
         for selector in value:
-            _check_selector(selector)
+            check_selector(selector)   # InvalidArgument is a ValueError with the reason
         return value
 
     @field_validator("every")
@@ -274,17 +272,6 @@ class Rule(_Model):
 
     def is_auto_enabled(self, daemon: DaemonSettings) -> bool:
         return self.nodes == AUTO and (self.auto or daemon.auto)
-
-
-def _check_selector(selector: str) -> None:
-    if selector in NAMED_MAPPINGS or selector.startswith("/"):
-        return
-    if "-" not in selector:
-        raise ValueError(
-            f"unknown memory selector {selector!r}: expected \"[heap]\", \"[stack]\", \"anon\", "
-            "an absolute path or glob (\"/dev/shm/*\"), or a range \"0x1000-0x2000\""
-        )
-    parse_range(selector)  # raises InvalidArgument, a ValueError with the reason
 
 
 class ConfigFile(_Model):
