@@ -122,7 +122,7 @@ def select_mappings(mappings: Iterable[Mapping], selector: str) -> list[Mapping]
 
 def split_selectors(memory: str | Iterable[str] | None) -> tuple[list[tuple[int, int]], list[str]]:
     """A rule's ``memory`` ("all" or selectors) as (explicit ranges, mapping selectors)."""
-    selectors = [ALL] if memory in (ALL, None) else list(memory)  # type: ignore[arg-type]
+    selectors = [ALL] if memory is None or memory == ALL else list(memory)
     return ([parse_range(s) for s in selectors if is_range(s)],
             [s for s in selectors if not is_range(s)])
 

@@ -86,7 +86,7 @@ def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozense
         if choice is None:
             return frozenset(), f"auto found no node with room for {format_size(proc.rss)}{limit}"
         return frozenset({choice.node}), choice.why
-    wanted = rule.target_nodes(snapshot.node_ids)
+    wanted = rule.explicit_nodes(snapshot.node_ids)
     target = wanted & allowed
     if not target:
         return frozenset(), f"targets node {format_nodes(wanted)}, none of which is usable{limit or ' (not online)'}"

@@ -31,7 +31,7 @@ from ..decide.match import first_rule, is_considered
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
-from ..procfs import CLOCK_TICKS, PF_KTHREAD, parse_stat, parse_status_field  # noqa: F401  (tests use parse_stat)
+from ..procfs import CLOCK_TICKS, PF_KTHREAD, parse_stat, parse_status_field
 from ..topology import NODE_DIR, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
 from .residency import memory_residency
