@@ -102,3 +102,26 @@ def test_batch_size_converges_under_the_bound():
         pages = next_batch_pages(pages, pages * 10e-6, max_stall=0.02)
     assert pages * 10e-6 <= 0.02
     assert pages * 10e-6 > 0.02 * 0.4
+
+
+# --- the stall policy the binding's direct path uses by default ------------------
+
+def test_stall_policy_starts_small_and_respects_a_ceiling():
+    from numad_py.stall import FIRST_BATCH, StallPolicy
+
+    policy = StallPolicy(0.02)
+    assert policy.batch == FIRST_BATCH
+    assert policy.next_batch(FIRST_BATCH, 0.001) == FIRST_BATCH * 2      # fast: grows
+    assert policy.next_batch(1024, 0.2) < 1024                            # slow: shrinks
+    capped = StallPolicy(0.02, ceiling=100)
+    assert capped.batch == 100
+    assert capped.next_batch(100, 0.0001) == 100                          # never past the ceiling
+    with pytest.raises(ValueError):
+        StallPolicy(0)
+
+
+def test_decide_budget_reexports_the_one_stall_rule():
+    from numad_py import stall
+    from numad_py.decide import budget
+
+    assert budget.next_batch_pages is stall.next_batch_pages
