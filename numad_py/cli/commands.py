@@ -30,11 +30,11 @@ def _emit(args, data, text: Callable[[], str]) -> None:
 
 def _pid(text: str) -> int:
     """A pid that names a live process right now (it may still exit later)."""
-    if not text.isdigit() or int(text) <= 0:
-        raise UsageError(f"bad pid {text!r}: expected a positive integer")
-    if not os.path.exists(f"/proc/{int(text)}"):
-        raise UsageError(f"no process with pid {int(text)}")
-    return int(text)
+    from ..selectors import parse_pid   # ASCII digits only: int() also takes "１２" and "²"
+    pid = parse_pid(text)
+    if not os.path.exists(f"/proc/{pid}"):
+        raise UsageError(f"no process with pid {pid}")
+    return pid
 
 
 def _node_list(text: str) -> frozenset[int]:
@@ -74,7 +74,7 @@ def cmd_show(args) -> int:
     from ..sense.maps import parse_range, process_residency, read_maps, read_numa_maps
 
     pid = _pid(args.pid)
-    if args.range:
+    if args.range is not None:   # "" is a bad range, not "everything"
         start, end = parse_range(args.range)
         res = range_residency(pid, start, end)
         data = {"pid": pid, "range": args.range, "nodes": res["nodes"], "other": res["other"]}
@@ -120,13 +120,13 @@ def cmd_migrate(args) -> int:
         return migrate_via_daemon(args)
     pid = _pid(args.pid)
     target = _node_list(args.to)
-    if args.range:
+    if args.range is not None:   # "" is a bad range, not "everything"
         start, end = parse_range(args.range)
         if not any(m.start < end and start < m.end for m in read_maps(pid)):
             raise UsageError(f"range {args.range} is not mapped in pid {pid} (see /proc/{pid}/maps)")
         ranges = [(start, end)]
     else:
-        selected = select_mappings(read_maps(pid), args.mapping or "all")
+        selected = select_mappings(read_maps(pid), "all" if args.mapping is None else args.mapping)
         if args.mapping and not selected:
             raise UsageError(f"pid {pid} has no mapping {args.mapping!r} "
                              "(use [heap], [stack], anon, or a path from /proc/PID/maps)")

@@ -159,3 +159,27 @@ def test_listen(text: str) -> None:
     if parsed is not None:
         host, port = parsed
         assert host and 0 <= port <= 65535 and _ascii_digits_only(text.rpartition(":")[2])
+
+
+# --- the CLI's use of them (issue 18 item 13): errors, before any kernel call -----
+
+@pytest.mark.parametrize("argv", [
+    ["migrate", "{pid}", "--to", "0", "--range", ""],
+    ["migrate", "{pid}", "--to", "0", "--mapping", ""],
+    ["migrate", "²", "--to", "0"],
+    ["migrate", "１２", "--to", "0"],
+    ["migrate", "١٢", "--to", "0"],
+    ["migrate", "{pid}", "--to", "²"],
+    ["migrate", "{pid}", "--to", "１"],
+    ["show", "{pid}", "--range", ""],
+    ["show", "²"],
+])
+def test_cli_refuses_empty_selectors_and_foreign_digits(argv, capsys):
+    import os
+
+    from numad_py.cli import main
+
+    code = main([a.format(pid=os.getpid()) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, (code, err)
+    assert err.count("\n") == 1 and "Traceback" not in err
