@@ -203,7 +203,8 @@ def test_direct_migration_honours_the_stall_bound_by_default(workload):
     child = workload("--mib", 64, "--node", 0)
     start, end = child.region()
     fixed = numa.migrate_range(child.pid, start, end, {1}, batch_pages=4096, max_stall=None)
-    assert fixed.moved == PAGES and fixed.calls == PAGES // 4096
+    # 4 chunks, or 5 when the region does not start on a 2 MiB boundary (chunks end on one)
+    assert fixed.moved == PAGES and fixed.calls <= PAGES // 4096 + 1
     bounded = numa.migrate_range(child.pid, start, end, {0})   # default: stall-bounded
     assert bounded.moved == PAGES
     assert bounded.calls > fixed.calls, (bounded.calls, fixed.calls)
