@@ -17,7 +17,7 @@ from ..units import format_size
 from ..nodes import NodeListError, format_nodes, parse_nodes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_CONFIG = "/etc/numad-py/numad-py.toml"
+from ..defaults import CONFIG_PATH as DEFAULT_CONFIG  # noqa: E402  (written once)
 
 
 class UsageError(Exception):
@@ -245,7 +245,7 @@ def cmd_shim_path(args) -> int:
 
 # Kept here, not next to the control client: building the parser must not
 # import the client and its pydantic protocol (seconds under emulation).
-DEFAULT_SOCKET = "/run/numad-py/control.sock"
+from ..defaults import CONTROL_SOCKET as DEFAULT_SOCKET  # noqa: E402  (written once)
 
 
 def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import NumaError
 from ..daemon.runtime import runtime_dir_candidates
 
-DEFAULT_RUNTIME_DIR = "/run/numad-py"
+from ..defaults import RUNTIME_DIR as DEFAULT_RUNTIME_DIR  # written once
 
 
 def read_status(runtime_dir: str | None = None) -> dict:
