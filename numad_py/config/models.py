@@ -244,8 +244,9 @@ class Rule(_Model):
     move_all: bool = Field(False, description="Also move pages shared with other processes (needs CAP_SYS_NICE).")
     numa_balancing: bool | None = Field(
         None,
-        description="false = opt this rule's processes out of kernel NUMA balancing where the kernel allows; "
-        "unset = leave it alone.",
+        description="false = say in plans that this rule wants kernel NUMA balancing kept off its processes. "
+        "Linux has no per-process opt-out, so nothing else changes: turn kernel.numa_balancing off, "
+        "or expect it may move pages back. Unset = no note.",
     )
     spread_children: str | None = Field(
         None,

@@ -141,7 +141,8 @@ def _balancing_note(rule: Rule, snapshot: Snapshot) -> str:
     if not snapshot.numa_balancing:
         return ""
     if rule.numa_balancing is False:
-        return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}), the rule opts this process out"
+        return (f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and the rule wants it off, "
+                "but Linux has no per-process opt-out: it may move pages back")
     return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and may move pages back"
 
 
