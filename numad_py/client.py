@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from .control import protocol as P
 from .errors import InvalidArgument, NumaError
 
-DEFAULT_SOCKET = "/run/numad-py/control.sock"
+from .defaults import CONTROL_SOCKET as DEFAULT_SOCKET  # written once
 ENV_SOCKET = "NUMAD_PY_SOCKET"
 
 Progress = Callable[[int, int], None]

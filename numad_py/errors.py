@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Callable
 
 
 class NumaError(Exception):
@@ -67,10 +68,15 @@ CAPABILITY_FOR = {
 }
 
 
-def raise_for_errno(err: int, *, op: str, pid: int | None = None, detail: str = "") -> None:
+def raise_for_errno(err: int, *, op: str, pid: int | None = None, detail: str = "",
+                    exiting: Callable[[int], bool] | None = None) -> None:
     """Raise the exception that ``err`` means for ``op`` (a syscall name).
 
     Read ``ffi.errno`` once, right after the call, and pass it here.
+    ``exiting(pid)`` tells whether the target has released its address space
+    (``procfs.address_space_released``): then EINVAL from move_pages or
+    migrate_pages means the process is exiting.  This module reads nothing
+    itself, so it stays at the bottom of the package.
     """
     target = f" pid {pid}" if pid else ""
     text = f"{op}{target}: {os.strerror(err)}" + (f" ({detail})" if detail else "")
@@ -84,27 +90,13 @@ def raise_for_errno(err: int, *, op: str, pid: int | None = None, detail: str = 
         raise Unsupported(f"{op} is unsupported on this kernel", errno=err)
     if err in (_errno.ENOMEM, _errno.EAGAIN, _errno.EBUSY, _errno.EINTR):
         raise RetryLater(text, errno=err)
-    if err == _errno.EINVAL and pid and op in ("move_pages", "migrate_pages") and _address_space_released(pid):
+    if (err == _errno.EINVAL and pid and exiting is not None
+            and op in ("move_pages", "move_pages_all", "migrate_pages") and exiting(pid)):
         # The kernel found the task but no mm: it is exiting (or a zombie).
         raise ProcessGone(f"process{target} is exiting ({op})", errno=err)
     if err in (_errno.EINVAL, _errno.E2BIG, _errno.EFAULT):
         raise InvalidArgument(text, errno=err)
     raise NumaError(text, errno=err)
-
-
-def _address_space_released(pid: int) -> bool:
-    """True for a user process that is gone or has already dropped its memory on exit."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            flags = int(f.read().rpartition(b")")[2].split()[6])
-        if flags & 0x00200000:   # PF_KTHREAD: never had user memory; EINVAL is the answer
-            return False
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            return not f.read(1)
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    except (OSError, ValueError, IndexError):
-        return False
 
 
 def classify(exc: BaseException) -> str:

@@ -24,7 +24,6 @@ The HTTP endpoint: :func:`start_http_server` with a listen string (``"127.0.0.1:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import platform
 import socket
@@ -44,9 +43,8 @@ from .topology import read_topology
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 9816
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_LISTEN = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+# One HOST:PORT grammar for check-config and the daemon (numad_py.defaults).
+from .defaults import DEFAULT_HOST, DEFAULT_LISTEN, DEFAULT_PORT, parse_listen  # noqa: E402,F401
 
 #: Why a migration happened.  Anything else is recorded as ``"other"`` (with a warning once),
 #: so a typo cannot take the daemon down nor grow the label set without bound.
@@ -355,52 +353,6 @@ class NumadCollector(Collector):
 # ---- HTTP endpoint ----------------------------------------------------------------------------
 
 
-def parse_listen(listen: str) -> tuple[str, int] | None:
-    """``"127.0.0.1:9816"`` -> ``("127.0.0.1", 9816)``; ``""`` -> ``None`` (disabled).
-
-    Accepted: ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` and ``PORT`` (both bind
-    :data:`DEFAULT_HOST`), a hostname such as ``localhost``.  Port 0 picks a free port.
-    Anything else raises ``ValueError`` with the offending text.
-    """
-    if listen is None:
-        return None
-    text = str(listen).strip()
-    if not text:
-        return None
-
-    def bad(why: str) -> ValueError:
-        return ValueError(f"metrics listen address {listen!r}: {why} "
-                          f"(expected HOST:PORT, [IPV6]:PORT or \"\" to disable, e.g. {DEFAULT_LISTEN!r})")
-
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0 or not text[close + 1:].startswith(":"):
-            raise bad("an IPv6 address needs the form [ADDR]:PORT")
-        host, port_text = text[1:close], text[close + 2:]
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise bad(f"{host!r} is not an IPv6 address") from None
-        if address.version != 6:
-            raise bad("only IPv6 addresses go in brackets")
-    elif text.count(":") > 1:
-        raise bad("put an IPv6 address in brackets, e.g. [::1]:9816")
-    elif ":" in text:
-        host, port_text = text.split(":", 1)
-        host = host or DEFAULT_HOST
-    else:
-        host, port_text = DEFAULT_HOST, text
-
-    if not host or any(c.isspace() for c in host) or "/" in host:
-        raise bad(f"bad host {host!r}")
-    if not port_text.isdigit():
-        raise bad(f"port {port_text!r} is not a number")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise bad(f"port {port} is out of range 0-65535")
-    return host, port
-
-
 @dataclass
 class MetricsServer:
     """A running endpoint.  ``port`` is the bound one (useful with port 0)."""
@@ -441,7 +393,7 @@ def start_http_server(listen: str, registry: CollectorRegistry | Metrics) -> Met
         raise ValueError(f"metrics listen address {listen!r}: cannot resolve host {host!r}: {exc}") from None
     bound = httpd.server_address
     log.info("metrics endpoint on %s:%s", bound[0], bound[1])
-    return MetricsServer(host=bound[0], port=int(bound[1]), _httpd=httpd, _thread=thread)
+    return MetricsServer(host=str(bound[0]), port=int(bound[1]), _httpd=httpd, _thread=thread)
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 MAX_NODE = 1023  # the kernel's MAX_NUMNODES on x86_64 distro kernels (CONFIG_NODES_SHIFT=10)
+MAX_CPU = 65535  # far above NR_CPUS (8192 at most on x86_64): bounds a cpulist's set
 
 
 class NodeListError(ValueError):
@@ -37,19 +38,24 @@ def _parse_ranges(spec: str, *, limit: int | None, what: str) -> frozenset[int]:
         lo = _number(lo_text, spec, limit, what)
         hi = _number(hi_text, spec, limit, what) if sep else lo
         if hi < lo:
-            raise NodeListError(f"{what} range {part.strip()!r} runs backwards in {spec!r}")
+            raise NodeListError(f"{what} range {_short(part.strip())} runs backwards in {_short(spec)}")
         ids.update(range(lo, hi + 1))
     return frozenset(ids)
 
 
 def _number(text: str, spec: str, limit: int | None, what: str) -> int:
     text = text.strip()
-    if not text.isdigit():
-        raise NodeListError(f"{text!r} is not a {what} number in {spec!r} (expected e.g. '0-3,5' or 'all')")
+    # ASCII only: str.isdigit() and int() also take "²", "１２" and "١٢".
+    if not (text.isascii() and text.isdigit()):
+        raise NodeListError(f"{_short(text)} is not a {what} number in {_short(spec)} (expected e.g. '0-3,5' or 'all')")
     value = int(text)
     if limit is not None and value > limit:
         raise NodeListError(f"{what} {value} is beyond the kernel's limit of {limit}")
     return value
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def format_nodes(nodes: Iterable[int]) -> str:
@@ -69,4 +75,4 @@ def format_nodes(nodes: Iterable[int]) -> str:
 def parse_cpulist(text: str) -> frozenset[int]:
     """sysfs cpulist files use the same grammar as node lists; an empty file means none."""
     spec = text.strip()
-    return _parse_ranges(spec, limit=None, what="cpu") if spec else frozenset()
+    return _parse_ranges(spec, limit=MAX_CPU, what="cpu") if spec else frozenset()

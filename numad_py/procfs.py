@@ -20,6 +20,8 @@ from functools import lru_cache
 from collections.abc import Iterator
 
 from .errors import CAPABILITY_FOR, NumaError, PermissionDenied, ProcessGone
+from .nodes import NodeListError, parse_cpulist
+from .selectors import Mapping, parse_maps
 
 PROC = "/proc"
 PF_KTHREAD = 0x00200000  # task flag of kernel threads: no user memory, never candidates
@@ -45,7 +47,7 @@ def mapped(pid: int, what: str) -> Iterator[None]:
 def read_bytes(pid: int | str, name: str, *, root: str = PROC, limit: int | None = None) -> bytes:
     """The whole file (or its first ``limit`` bytes, in one read(2))."""
     path = f"{root}/{pid}/{name}"
-    with mapped(int(pid) if str(pid).isdigit() else 0, name):
+    with mapped(int(pid) if str(pid).isascii() and str(pid).isdigit() else 0, name):
         if limit is not None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -67,7 +69,7 @@ def readlink(pid: int, name: str, *, root: str = PROC) -> str:
 
 def pids(*, root: str = PROC) -> list[int]:
     """Every numeric entry of ``root`` (processes, not threads)."""
-    return [int(name) for name in os.listdir(root) if name.isdigit()]
+    return [int(name) for name in os.listdir(root) if name.isascii() and name.isdigit()]
 
 
 def tasks(pid: int, *, root: str = PROC) -> list[int]:
@@ -173,3 +175,78 @@ def _dumpable(pid: int, effective_uid: int, root: str) -> bool:
     non-dumpable (a setuid exec; proc(5)): that owner is the flag."""
     with mapped(pid, ""):
         return os.stat(f"{root}/{pid}").st_uid == effective_uid
+
+
+# --- system-wide files and address spaces (added for sense/ and numa) ----------
+
+def read_system(name: str, *, root: str = PROC) -> str:
+    """A file of /proc itself (``stat``, ``sys/kernel/numa_balancing``): NumaError if unreadable."""
+    try:
+        with open(f"{root}/{name}", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError as exc:
+        raise NumaError(f"reading {root}/{name}: {exc.strerror}", errno=exc.errno) from None
+
+
+def maps(pid: int, *, root: str = PROC) -> list[Mapping]:
+    """The mappings of /proc/PID/maps (ptrace read access needed)."""
+    return parse_maps(read_text(pid, "maps", root=root))
+
+
+def mems_allowed(pid: int, *, root: str = PROC) -> frozenset[int] | None:
+    """The nodes the process may use (``Mems_allowed_list``: its cpuset's ``mems.effective``)."""
+    listed = parse_status_field(read_text(pid, "status", root=root), "Mems_allowed_list")
+    if listed is None:
+        return None
+    try:
+        return parse_cpulist(listed)
+    except NodeListError:
+        return None
+
+
+def parse_proc_cgroup(text: str) -> str | None:
+    """The v2 path from /proc/PID/cgroup (the ``0::/path`` line); None on a v1-only system."""
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip() or "/"
+    return None
+
+
+def cgroup_path(pid: int, *, root: str = PROC) -> str | None:
+    return parse_proc_cgroup(read_text(pid, "cgroup", root=root))
+
+
+def parse_smaps_huge(text: str) -> dict[int, int]:
+    """AnonHugePages bytes per mapping start address, from /proc/PID/smaps."""
+    out: dict[int, int] = {}
+    current = None
+    for line in text.splitlines():
+        head = line.split(None, 1)[0] if line else ""
+        if "-" in head and not head.endswith(":"):
+            lo = head.split("-")[0]
+            current = int(lo, 16) if lo and all(c in "0123456789abcdefABCDEF" for c in lo) else None
+        elif head == "AnonHugePages:" and current is not None:
+            out[current] = int(line.split()[1]) * 1024
+    return out
+
+
+def anon_huge_bytes(pid: int, *, root: str = PROC) -> dict[int, int]:
+    """Transparent huge page bytes per mapping start (ptrace read access needed)."""
+    return parse_smaps_huge(read_text(pid, "smaps", root=root))
+
+
+def address_space_released(pid: int, *, root: str = PROC) -> bool:
+    """True for a user process that is gone or has already dropped its memory on exit.
+
+    Used when move_pages/migrate_pages fail EINVAL: the kernel found the task
+    but no mm, so it is exiting.  A kernel thread never had user memory.
+    """
+    try:
+        stat = parse_stat(read_text(pid, "stat", root=root, limit=4096))
+        if int(stat["flags"]) & PF_KTHREAD:
+            return False
+        return not read_bytes(pid, "maps", root=root, limit=1)
+    except ProcessGone:
+        return True
+    except (NumaError, ValueError, IndexError):
+        return False

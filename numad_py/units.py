@@ -1,44 +1,64 @@
 """Durations ("500ms", "10s", "5m", "1h") and sizes ("64KiB", "512MiB", plain int = bytes).
 
 Plain functions raising ``ValueError`` with a message fit to show a user;
-the pydantic models turn those into field errors.
+the pydantic models turn those into field errors.  Digits are ASCII only
+(regex ``[0-9]`` rather than a Unicode digit class; ``int()`` takes "１２" and "١٢").  Every value is finite and
+bounded here (a duration at most a year, a size below 2**63, what a C long
+holds); the models set tighter bounds per field.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION = re.compile(r"^\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*(ms|s|m|h)\s*$", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = 365 * 86400.0
+MAX_SIZE = (1 << 63) - 1
 
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
+_SIZE = re.compile(r"^\s*([0-9]{1,20})\s*(B|KiB|MiB|GiB|TiB)?\s*$", re.ASCII)
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def parse_duration(value: object) -> float:
     """Seconds from ``"500ms"``, ``"10s"``, ``"5m"``, ``"1h"``; a unit is required."""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"expected a duration string like \"500ms\", \"10s\", \"5m\" or \"1h\", got {value!r}")
+        raise ValueError(f"expected a duration string like \"500ms\", \"10s\", \"5m\" or \"1h\", got {_short(value)}")
     m = _DURATION.match(value)
     if not m:
-        raise ValueError(f"bad duration {value!r}: expected a number and a unit (ms, s, m, h), e.g. \"10s\"")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        raise ValueError(f"bad duration {_short(value)}: expected a number and a unit (ms, s, m, h), e.g. \"10s\"")
+    seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ValueError(f"duration {_short(value)} is longer than a year")
+    return seconds
 
 
 def parse_size(value: object) -> int:
     """Bytes from ``"64KiB"``, ``"512MiB"``, ``"1GiB"`` or a plain non-negative integer."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a size like \"512MiB\" or a number of bytes, got {value!r}")
+        raise ValueError(f"expected a size like \"512MiB\" or a number of bytes, got {_short(value)}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a size cannot be negative, got {value}")
-        return value
+        return _bounded_size(value, value)
     if not isinstance(value, str):
-        raise ValueError(f"expected a size like \"512MiB\" or a number of bytes, got {value!r}")
+        raise ValueError(f"expected a size like \"512MiB\" or a number of bytes, got {_short(value)}")
     m = _SIZE.match(value)
     if not m:
-        raise ValueError(f"bad size {value!r}: expected bytes or a number with KiB, MiB, GiB or TiB, e.g. \"512MiB\"")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+        raise ValueError(f"bad size {_short(value)}: expected bytes or a number with KiB, MiB, GiB or TiB, e.g. \"512MiB\"")
+    return _bounded_size(int(m.group(1)) * _SIZE_UNITS[m.group(2)], value)
+
+
+def _bounded_size(nbytes: int, written: object) -> int:
+    if nbytes > MAX_SIZE:
+        raise ValueError(f"size {_short(written)} is too large (at most 8EiB)")
+    return nbytes
 
 
 def format_size(nbytes: int) -> str:

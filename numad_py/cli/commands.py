@@ -18,7 +18,7 @@ from ..nodes import NodeListError, format_nodes, parse_nodes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # status: no daemon runs (systemctl status's code)
-DEFAULT_CONFIG = "/etc/numad-py/numad-py.toml"
+from ..defaults import CONFIG_PATH as DEFAULT_CONFIG  # noqa: E402  (written once)
 
 
 class UsageError(Exception):
@@ -31,11 +31,11 @@ def _emit(args, data, text: Callable[[], str]) -> None:
 
 def _pid(text: str) -> int:
     """A pid that names a live process right now (it may still exit later)."""
-    if not (text.isascii() and text.isdigit()) or int(text) <= 0:  # int() takes "١٢" too
-        raise UsageError(f"bad pid {text!r}: expected a positive integer")
-    if not os.path.exists(f"/proc/{int(text)}"):
-        raise UsageError(f"no process with pid {int(text)}")
-    return int(text)
+    from ..selectors import parse_pid   # ASCII digits only: int() also takes "１２" and "²"
+    pid = parse_pid(text)
+    if not os.path.exists(f"/proc/{pid}"):
+        raise UsageError(f"no process with pid {pid}")
+    return pid
 
 
 def _node_list(text: str) -> frozenset[int]:
@@ -98,7 +98,7 @@ def cmd_show(args) -> int:
 
     _non_empty("--range", args.range)
     pid = _pid(args.pid)
-    if args.range is not None:
+    if args.range is not None:   # "" is a bad range, not "everything"
         start, end = parse_range(args.range)
         res = range_residency(pid, start, end)
         data = {"pid": pid, "range": args.range, "nodes": res["nodes"], "other": res["other"]}
@@ -144,13 +144,13 @@ def cmd_migrate(args) -> int:
         from .requests import migrate_via_daemon
         return migrate_via_daemon(args)
     pid = _pid(args.pid)
-    if args.range is not None:
+    if args.range is not None:   # "" is a bad range, not "everything"
         start, end = parse_range(args.range)
         if not any(m.start < end and start < m.end for m in read_maps(pid)):
             raise UsageError(f"range {args.range} is not mapped in pid {pid} (see /proc/{pid}/maps)")
         ranges = [(start, end)]
     else:
-        selected = select_mappings(read_maps(pid), args.mapping or "all")
+        selected = select_mappings(read_maps(pid), "all" if args.mapping is None else args.mapping)
         if args.mapping and not selected:
             raise UsageError(f"pid {pid} has no mapping {args.mapping!r} "
                              "(use [heap], [stack], anon, or a path from /proc/PID/maps)")
@@ -289,7 +289,7 @@ def cmd_shim_path(args) -> int:
 
 # Kept here, not next to the control client: building the parser must not
 # import the client and its pydantic protocol (seconds under emulation).
-DEFAULT_SOCKET = "/run/numad-py/control.sock"
+from ..defaults import CONTROL_SOCKET as DEFAULT_SOCKET  # noqa: E402  (written once)
 
 
 def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from .. import procfs
 from ..daemon.runtime import runtime_dir_candidates
 from ..errors import NumaError
 
-DEFAULT_RUNTIME_DIR = "/run/numad-py"
+from ..defaults import RUNTIME_DIR as DEFAULT_RUNTIME_DIR  # written once
 
 
 def read_status(runtime_dir: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,12 @@ Every problem in every file is collected before giving up, so
 ``check-config`` shows them all at once, each as
 ``FILE:LINE: rules[2].nodes: message``.  The rule index is per file:
 ``rules[0]`` is the first ``[[rule]]`` table of the file named on the line.
+
+Any bytes at all end as problems, never as an exception: invalid UTF-8,
+nesting deep enough to exhaust the recursion limit, integers too long to
+convert, regexes too large to compile.  A reload with a broken file must
+keep the old rules, so the daemon relies on :class:`ConfigError` being the
+only way this fails.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from .. import defaults
 from .locate import KeyLines
-from .models import Config, ConfigFile, Rule, _Model
+from .models import Config, ConfigFile, Rule, _Model, _short
 
-DEFAULT_CONFIG_PATH = Path("/etc/numad-py/numad-py.toml")
+DEFAULT_CONFIG_PATH = Path(defaults.CONFIG_PATH)
 RULES_DIR = "rules.d"
+MAX_FILE_BYTES = 1 << 20   # a config file larger than 1 MiB is not a config file
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -73,21 +81,26 @@ def load_config(path: Path, *, online_nodes: frozenset[int] | None) -> Config:
     problems.extend(_duplicate_names(rules))
     if problems:
         raise ConfigError(problems)
-    assert main is not None  # no problems means the main file parsed
+    assert isinstance(main, ConfigFile)  # no problems means the main file parsed
     return Config(daemon=main.daemon, metrics=main.metrics, control=main.control, rules=rules, files=files)
 
 
-def _load_file(path: Path, model: type[BaseModel], context: dict, problems: list[Problem]) -> Any:
+def _load_file(path: Path, model: type[ConfigFile] | type[RulesFile], context: dict,
+               problems: list[Problem]) -> ConfigFile | RulesFile | None:
     name = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        problems.append(Problem(name, 1, "file", f"cannot read: {exc.strerror or exc}"))
+    text = _read_text(path, problems)
+    if text is None:
         return None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         problems.append(_syntax_problem(name, exc))
+        return None
+    except (RecursionError, MemoryError):
+        problems.append(Problem(name, 1, "syntax", "arrays or tables nested too deeply"))
+        return None
+    except ValueError as exc:  # e.g. an integer literal past int()'s digit limit
+        problems.append(Problem(name, 1, "syntax", _clip(str(exc), 200)))
         return None
     _name_rules(data, path.stem)
     try:
@@ -96,7 +109,33 @@ def _load_file(path: Path, model: type[BaseModel], context: dict, problems: list
         lines = KeyLines(text)
         problems.extend(_problem(name, lines, model, err) for err in exc.errors())
         return None
+    except (RecursionError, MemoryError):
+        problems.append(Problem(name, 1, "file", "values nested too deeply"))
+        return None
     return parsed.model_copy(update={"rule": [r.located(name, i) for i, r in enumerate(parsed.rule)]})
+
+
+def _read_text(path: Path, problems: list[Problem]) -> str | None:
+    """The file as text, or None after recording why it cannot be one."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        problems.append(Problem(name, 1, "file", f"cannot read: {exc.strerror or exc}"))
+        return None
+    if len(raw) > MAX_FILE_BYTES:
+        problems.append(Problem(name, 1, "file", f"larger than {MAX_FILE_BYTES >> 20} MiB; not a config file"))
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        problems.append(Problem(name, line, "syntax",
+                                f"not valid UTF-8: byte {raw[exc.start]:#04x} (column {column}); "
+                                "TOML files are UTF-8 text"))
+        return None
 
 
 def _name_rules(data: dict, stem: str) -> None:
@@ -117,14 +156,14 @@ def _syntax_problem(name: str, exc: tomllib.TOMLDecodeError) -> Problem:
     return Problem(name, int(line), "syntax", f"{message[: position.start()]} (column {column})")
 
 
-def _problem(name: str, lines: KeyLines, model: type[BaseModel], err: dict) -> Problem:
+def _problem(name: str, lines: KeyLines, model: type[BaseModel], err: Any) -> Problem:
     loc = tuple(err["loc"])
     if err["type"] == "extra_forbidden":
         message = _unknown_key_message(model, loc)
-    elif err["type"] == "value_error":
-        message = str(err["ctx"]["error"])
+    elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        message = _clip(str(err["ctx"]["error"]), 300)
     else:
-        message = f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {err['input']!r}"
+        message = f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {_clip(repr(err.get('input')), 80)}"
     return Problem(name, lines.line_of(loc), _render_path(loc), message)
 
 
@@ -139,9 +178,12 @@ def _render_path(loc: tuple) -> str:
 
 
 def _unknown_key_message(model: type[BaseModel], loc: tuple) -> str:
-    known = _fields_at(model, loc[:-1])
+    try:
+        known = _fields_at(model, loc[:-1])
+    except (LookupError, KeyError):
+        known = []
     key = str(loc[-1])
-    message = f"unknown key {key!r}"
+    message = f"unknown key {_short(key)}"
     if model is RulesFile and len(loc) == 1:
         return message + " (rules.d files hold only [[rule]] tables)"
     close = difflib.get_close_matches(key, known, n=1)
@@ -177,7 +219,7 @@ def _duplicate_names(rules: list[Rule]) -> list[Problem]:
     for rule in rules:
         earlier = first_seen.setdefault(rule.name, rule)
         if earlier is not rule:
-            line = KeyLines(Path(rule.source).read_text()).line_of(("rule", rule.index, "name"))
+            line = _line_of_name(rule)
             problems.append(
                 Problem(
                     rule.source,
@@ -187,3 +229,16 @@ def _duplicate_names(rules: list[Rule]) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _line_of_name(rule: Rule) -> int:
+    """The line of a rule's ``name`` key; 1 if the file cannot be read again."""
+    problems: list[Problem] = []
+    text = _read_text(Path(rule.source), problems)
+    return 1 if text is None else KeyLines(text).line_of(("rule", rule.index, "name"))
+
+
+def _clip(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters for a message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."

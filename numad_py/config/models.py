@@ -28,8 +28,10 @@ from pydantic import (
     model_validator,
 )
 
+from .. import defaults
 from ..nodes import NodeListError, format_nodes, parse_nodes
-from ..sense.maps import parse_range
+from ..selectors import check_selector
+from ..stall import DEFAULT_MAX_STALL
 from ..units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -37,9 +39,16 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 AUTO = "auto"
 ALL = "all"
-# Mapping names a selector may use verbatim; others ([vdso], [vvar]) cannot move.
-NAMED_MAPPINGS = ("[heap]", "[stack]", "anon")
 _OCTAL_MODE = re.compile(r"^0?[0-7]{3}$")
+# Upper bounds: past them a value is a typo, and would overflow a timer or a
+# C long further down ("3000000h" once passed check-config and killed `run --once`).
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+MAX_SCAN_INTERVAL = DAY
+MAX_STALL = 10.0
+MAX_COOLDOWN = 7 * DAY
+MAX_EVERY = 7 * DAY
+MAX_BUDGET = 1 << 40          # 1 TiB/s: beyond any memory bus
+MAX_REGEX = 4096              # characters in one regex
 
 
 class _Model(BaseModel):
@@ -47,11 +56,27 @@ class _Model(BaseModel):
 
 
 def _check_regex(pattern: str) -> str:
+    if len(pattern) > MAX_REGEX:
+        raise ValueError(f"regex of {len(pattern)} characters is longer than the limit of {MAX_REGEX}")
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+        raise ValueError(f"bad regex {_short(pattern)}: {exc}") from None
+    except (OverflowError, RecursionError, MemoryError) as exc:
+        # a{99999999999} overflows sre's repeat count; deep nesting recurses
+        raise ValueError(f"bad regex {_short(pattern)}: too large or too deeply nested ({type(exc).__name__})") from None
     return pattern
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A repr for messages that stays on one line of reasonable length."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def _at_most(value: float, limit: float, unit: str) -> float:
+    if value > limit:
+        raise ValueError(f"must be at most {limit / {'s': 1, 'h': HOUR, 'd': DAY}[unit]:g}{unit}")
+    return value
 
 
 def _check_node_list(text: str, info: ValidationInfo, *, allow_auto: bool) -> str:
@@ -83,7 +108,7 @@ class DaemonSettings(_Model):
         description="Migration budget in bytes per second over all processes (\"512MiB\"); 0 = no limit.",
     )
     max_stall: Duration = Field(
-        0.02,
+        DEFAULT_MAX_STALL,
         description="Longest one migration syscall may stall a process; batch sizes adapt to stay under it.",
     )
     cooldown: Duration = Field(
@@ -105,14 +130,36 @@ class DaemonSettings(_Model):
         description="Processes whose comm matches one of these regexes (full match) are never touched; "
         "exclude wins over include and over every rule.",
     )
-    state_dir: str = Field("/var/lib/numad-py", description="Directory for state kept across restarts.")
-    runtime_dir: str = Field("/run/numad-py", description="Directory for runtime files (node table, pid file).")
+    state_dir: str = Field(defaults.STATE_DIR, description="Directory for state kept across restarts.")
+    runtime_dir: str = Field(defaults.RUNTIME_DIR, description="Directory for runtime files (node table, pid file).")
 
     @field_validator("scan_interval", "max_stall")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be longer than zero")
+        return value
+
+    @field_validator("scan_interval")
+    @classmethod
+    def _scan_bound(cls, value: float) -> float:
+        return _at_most(value, MAX_SCAN_INTERVAL, "h")
+
+    @field_validator("max_stall")
+    @classmethod
+    def _stall_bound(cls, value: float) -> float:
+        return _at_most(value, MAX_STALL, "s")
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown_bound(cls, value: float) -> float:
+        return _at_most(value, MAX_COOLDOWN, "d")
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_bound(cls, value: int) -> int:
+        if value > MAX_BUDGET:
+            raise ValueError(f"must be at most 1TiB per second (0 = no limit), got {value} bytes")
         return value
 
     @field_validator("include", "exclude")
@@ -123,23 +170,20 @@ class DaemonSettings(_Model):
 
 class MetricsSettings(_Model):
     listen: str = Field(
-        "127.0.0.1:9816",
-        description="HOST:PORT for the Prometheus endpoint; \"\" disables it.",
+        defaults.DEFAULT_LISTEN,
+        description="HOST:PORT (an IPv6 address in brackets: \"[::1]:9816\") for the Prometheus endpoint; "
+        "\"\" disables it.",
     )
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if value == "":
-            return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT like \"127.0.0.1:9816\" or \"\" to disable, got {value!r}")
+        defaults.parse_listen(value)   # the daemon binds with the same parser
         return value
 
 
 class ControlSettings(_Model):
-    socket: str = Field("/run/numad-py/control.sock", description="Path of the control socket.")
+    socket: str = Field(defaults.CONTROL_SOCKET, description="Path of the control socket.")
     mode: str = Field("0600", description="Permission bits of the control socket, in octal.")
     group: str = Field("", description="Group owning the control socket; \"\" = root only.")
 
@@ -190,7 +234,7 @@ class Rule(_Model):
     )
     auto: bool = Field(False, description="Let this rule's nodes = \"auto\" act even when [daemon] auto is false.")
     memory: Literal["all"] | list[str] = Field(
-        ALL,
+        "all",
         description="What to move: \"all\", or a list of mappings: \"[heap]\", \"[stack]\", \"anon\", a file "
         "path glob, a shm name \"/dev/shm/*\", or an address range \"0x1000-0x2000\".",
     )
@@ -200,8 +244,9 @@ class Rule(_Model):
     move_all: bool = Field(False, description="Also move pages shared with other processes (needs CAP_SYS_NICE).")
     numa_balancing: bool | None = Field(
         None,
-        description="false = opt this rule's processes out of kernel NUMA balancing where the kernel allows; "
-        "unset = leave it alone.",
+        description="false = say in plans that this rule wants kernel NUMA balancing kept off its processes. "
+        "Linux has no per-process opt-out, so nothing else changes: turn kernel.numa_balancing off, "
+        "or expect it may move pages back. Unset = no note.",
     )
     spread_children: str | None = Field(
         None,
@@ -232,7 +277,7 @@ class Rule(_Model):
         if not value:
             raise ValueError("empty list: say \"all\" or name at least one mapping")
         for selector in value:
-            _check_selector(selector)
+            check_selector(selector)   # InvalidArgument is a ValueError with the reason
         return value
 
     @field_validator("every")
@@ -240,7 +285,7 @@ class Rule(_Model):
     def _every(cls, value: float | None) -> float | None:
         if value is not None and value <= 0:
             raise ValueError("must be longer than zero")
-        return value
+        return None if value is None else _at_most(value, MAX_EVERY, "d")
 
     @model_validator(mode="after")
     def _coherent(self) -> Rule:
@@ -272,19 +317,14 @@ class Rule(_Model):
         """The explicit target node set; None for ``auto``."""
         return None if self.nodes == AUTO else parse_nodes(self.nodes, all_nodes=all_nodes)
 
+    def explicit_nodes(self, all_nodes: Iterable[int]) -> frozenset[int]:
+        """The target node set of a rule that names one; ValueError for ``auto`` (decided elsewhere)."""
+        if self.nodes == AUTO:
+            raise ValueError(f"rule {self.name!r} has nodes = \"auto\": no explicit node set")
+        return parse_nodes(self.nodes, all_nodes=all_nodes)
+
     def is_auto_enabled(self, daemon: DaemonSettings) -> bool:
         return self.nodes == AUTO and (self.auto or daemon.auto)
-
-
-def _check_selector(selector: str) -> None:
-    if selector in NAMED_MAPPINGS or selector.startswith("/"):
-        return
-    if "-" not in selector:
-        raise ValueError(
-            f"unknown memory selector {selector!r}: expected \"[heap]\", \"[stack]\", \"anon\", "
-            "an absolute path or glob (\"/dev/shm/*\"), or a range \"0x1000-0x2000\""
-        )
-    parse_range(selector)  # raises InvalidArgument, a ValueError with the reason
 
 
 class ConfigFile(_Model):

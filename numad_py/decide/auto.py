@@ -64,7 +64,7 @@ def choose_node(
         return None
     best_score, best = max(scored, key=lambda s: (s[0], -s[1]))
     home_score = next((score for score, node_id in scored if node_id == home), None)
-    if home_score is not None and best_score - home_score < STAY_MARGIN:
+    if home is not None and home_score is not None and best_score - home_score < STAY_MARGIN:
         best_score, best = home_score, home
     node = snapshot.node(best)
     why = (

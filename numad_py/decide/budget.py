@@ -1,5 +1,9 @@
 """Rate budget and stall bound for migrations, as pure arithmetic.
 
+The stall bound's rule lives in :mod:`numad_py.stall` (the binding's direct
+path uses it too, and must not import the decision core); it is
+re-exported here.
+
 Callers pass the clock (``now``) and do the sleeping themselves, so both
 are tested without time passing.
 """
@@ -8,10 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIN_BATCH_PAGES = 64
-MAX_BATCH_PAGES = 65536
-GROW_BELOW = 0.5   # grow when a call took less than half the bound
-TARGET_FILL = 0.8  # when shrinking, aim a bit under the bound
+from ..stall import MAX_BATCH_PAGES, MIN_BATCH_PAGES, next_batch_pages  # noqa: F401  (one rule, re-exported)
 
 
 @dataclass
@@ -59,34 +60,3 @@ class TokenBucket:
         self.tokens -= nbytes
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
-
-
-def next_batch_pages(
-    last_pages: int,
-    last_seconds: float,
-    *,
-    max_stall: float,
-    min_pages: int = MIN_BATCH_PAGES,
-    max_pages: int = MAX_BATCH_PAGES,
-) -> int:
-    """The next batch size so one syscall stays under ``max_stall`` seconds.
-
-    Well under the bound (< half): double, capped at what fits in 80 % of it.  Over it: scale down to the pages
-    that fit in 80 % of the bound at the rate just observed.  In between:
-    keep.  Always clamped to ``[min_pages, max_pages]``.
-    """
-    if max_stall <= 0:
-        raise ValueError(f"max_stall must be positive, got {max_stall}")
-    if not 0 < min_pages <= max_pages:
-        raise ValueError(f"need 0 < min_pages <= max_pages, got {min_pages}, {max_pages}")
-    pages = max(last_pages, 1)
-    if last_seconds <= max_stall * GROW_BELOW:
-        # Double, but never past what the observed rate fits in 80 % of the
-        # bound: a call at 50 % doubled would land right at the bound.
-        fits = pages * max_stall * TARGET_FILL / last_seconds if last_seconds > 0 else float("inf")
-        proposal = int(min(pages * 2, fits))
-    elif last_seconds > max_stall:
-        proposal = int(pages * (max_stall * TARGET_FILL) / last_seconds)
-    else:
-        proposal = pages
-    return max(min_pages, min(max_pages, proposal))

@@ -20,13 +20,22 @@ UNIT_SUFFIXES = (".service", ".scope", ".slice", ".socket", ".mount", ".swap")
 
 
 class ProcessFacts(Protocol):
-    comm: str
-    uid: int | None
-    user: str | None
-    rss: int
-    cgroup: str | None
-    exe: str | None
-    cmdline: tuple[str, ...]
+    """Read-only facts; a frozen dataclass or a lazy object with properties both fit."""
+
+    @property
+    def comm(self) -> str: ...
+    @property
+    def uid(self) -> int | None: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def rss(self) -> int: ...
+    @property
+    def cgroup(self) -> str | None: ...
+    @property
+    def exe(self) -> str | None: ...
+    @property
+    def cmdline(self) -> tuple[str, ...]: ...
 
 
 @lru_cache(maxsize=1024)

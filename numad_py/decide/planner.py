@@ -86,7 +86,7 @@ def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozense
         if choice is None:
             return frozenset(), f"auto found no node with room for {format_size(proc.rss)}{limit}"
         return frozenset({choice.node}), choice.why
-    wanted = rule.target_nodes(snapshot.node_ids)
+    wanted = rule.explicit_nodes(snapshot.node_ids)
     target = wanted & allowed
     if not target:
         return frozenset(), f"targets node {format_nodes(wanted)}, none of which is usable{limit or ' (not online)'}"
@@ -141,7 +141,8 @@ def _balancing_note(rule: Rule, snapshot: Snapshot) -> str:
     if not snapshot.numa_balancing:
         return ""
     if rule.numa_balancing is False:
-        return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}), the rule opts this process out"
+        return (f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and the rule wants it off, "
+                "but Linux has no per-process opt-out: it may move pages back")
     return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and may move pages back"
 
 

@@ -1,5 +1,6 @@
 """Sensing the machine: processes (/proc), per-node residency (numa_maps), cgroups, nodes (sysfs).
 
-Import the submodules directly (``numad_py.sense.processes``); this file
-stays empty so ``numad_py.config`` can use ``sense.maps`` without a cycle.
+Import the submodules directly (``numad_py.sense.processes``).  Every /proc
+read goes through :mod:`numad_py.procfs`; the selector grammar is in
+:mod:`numad_py.selectors`, so nothing below sense (config, numa) imports it.
 """

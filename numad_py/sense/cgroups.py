@@ -1,20 +1,16 @@
-"""cgroup v2 facts for a process: its path, and the memory nodes its cpuset allows."""
+"""cgroup v2 facts for a process: its path, and the memory nodes its cpuset allows.
+
+Reads /sys/fs/cgroup (not /proc); the /proc/PID/cgroup parser is procfs's.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..nodes import NodeListError, parse_cpulist
+from ..procfs import parse_proc_cgroup  # noqa: F401  (the one parser; imported from here by sense)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def parse_proc_cgroup(text: str) -> str | None:
-    """The v2 path from /proc/PID/cgroup (the ``0::/path`` line); None on a v1-only system."""
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            return line[3:].strip() or "/"
-    return None
 
 
 def mems_allowed(cgroup: str | None, cgroup_root: str | Path = CGROUP_ROOT) -> frozenset[int] | None:

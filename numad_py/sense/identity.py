@@ -1,17 +1,15 @@
-"""A process is ``(pid, start_time)``: the pair survives pid reuse."""
+"""A process is ``(pid, start_time)``: the pair survives pid reuse.
+
+Kept as a name for the modules that import it from here; the one
+implementation is :func:`numad_py.procfs.start_time` (the same formula the
+scan uses, so a snapshot and a re-check agree exactly).
+"""
 
 from __future__ import annotations
 
-import errno
-
-import psutil
-
-from ..errors import ProcessGone
+from .. import procfs
 
 
 def start_time_of(pid: int) -> float:
-    """psutil's create_time, the same number the snapshot records."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:  # ZombieProcess included: its memory is gone
-        raise ProcessGone(f"process {pid} is gone", errno=errno.ESRCH) from None
+    """Seconds since the epoch when ``pid`` started; ProcessGone for an exited or zombie process."""
+    return procfs.start_time(pid)

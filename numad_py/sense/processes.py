@@ -8,12 +8,13 @@ affinity and cpuset mems are read for candidates (processes some rule
 matches) only, and only candidates are in the snapshot.  A process that
 vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
-Paths are injectable (``proc_root``, ``sys_root``, ``cgroup_root``) so
-tests build a fake tree.  /proc is read directly rather than through
-psutil: psutil cannot read a fake tree, and a per-process psutil object
-costs several times the one ``stat`` read the scan needs.  Start times
-use psutil's formula (btime + starttime / CLK_TCK), so
-``psutil.Process(pid).create_time()`` gives the same identity.
+Every /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
+PermissionDenied / NumaError).  Paths are injectable (``proc_root``,
+``sys_root``, ``cgroup_root``) so tests build a fake tree.  psutil is not
+used: it cannot read a fake tree, and a per-process psutil object costs
+several times the one ``stat`` read the scan needs.  Start times use
+psutil's formula (btime + starttime / CLK_TCK), as :func:`procfs.start_time`
+does, so a snapshot and a later re-check give the same identity.
 """
 
 from __future__ import annotations
@@ -22,94 +23,55 @@ import os
 import pwd
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from .. import procfs
 from ..config.models import Config
 from ..decide.match import first_rule, is_considered
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
-from ..errors import PermissionDenied, ProcessGone
+from ..errors import NumaError, PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
+from ..procfs import CLOCK_TICKS, PF_KTHREAD, parse_stat, parse_status_field
 from ..topology import NODE_DIR, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
 from .residency import memory_residency
-
-PF_KTHREAD = 0x00200000  # task flag of kernel threads: never candidates
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class _Gone(Exception):
     """The process exited while we read it."""
 
 
-def _read_small(path: str) -> str:
-    """One read(2) of a small /proc file (stat fits in a page)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 4096).decode(errors="replace")
-    finally:
-        os.close(fd)
-
-
-def _read_text(path: str) -> str:
-    with open(path, errors="replace") as f:
-        return f.read()
-
-
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def parse_stat(text: str) -> dict[str, int | str]:
-    """The fields the scan uses from /proc/PID/stat; comm may contain spaces and parentheses."""
-    head, _, rest = text.rpartition(")")
-    pid_text, _, comm = head.partition(" (")
-    fields = rest.split()
-    # fields[0] is field 3 (state) of proc(5); field N is fields[N - 3].
-    return {
-        "pid": int(pid_text),
-        "comm": comm,
-        "flags": int(fields[6]),
-        "threads": int(fields[17]),
-        "starttime": int(fields[19]),
-        "rss_pages": int(fields[21]),
-    }
-
-
-def parse_status_field(text: str, name: str) -> str | None:
-    prefix = name + ":"
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    return None
-
-
 class _LazyProcess:
     """Match facts for one pid, each read from /proc on first use (see decide.match.ProcessFacts)."""
 
-    def __init__(self, proc_dir: str, stat: dict, *, start_time: float, page_size: int, user_of: Callable):
-        self.dir = proc_dir
-        self.pid: int = stat["pid"]
-        self.comm: str = stat["comm"]
-        self.threads: int = stat["threads"]
-        self.rss: int = stat["rss_pages"] * page_size
+    def __init__(self, root: str, stat: dict[str, int | str], *, start_time: float, page_size: int,
+                 user_of: Callable[[int], str | None]):
+        self.root = root
+        self.pid = int(stat["pid"])
+        self.comm = str(stat["comm"])
+        self.threads = int(stat["threads"])
+        self.rss = int(stat["rss_pages"]) * page_size
         self.start_time = start_time
         self._user_of = user_of
-        self._cache: dict[str, object] = {}
+        self._cache: dict[str, str | bytes | None] = {}
 
-    def _read(self, name: str, reader: Callable[[str], object]) -> object:
+    def _read(self, name: str, reader: Callable[..., str | bytes]) -> str | bytes | None:
         if name not in self._cache:
             try:
-                self._cache[name] = reader(f"{self.dir}/{name}")
-            except (FileNotFoundError, ProcessLookupError):
+                self._cache[name] = reader(self.pid, name, root=self.root)
+            except ProcessGone:
                 raise _Gone from None
-            except OSError:  # EACCES on another user's exe/environ, or a read error: unknown
+            except NumaError:  # PermissionDenied on another user's exe, or a read error: unknown
                 self._cache[name] = None
         return self._cache[name]
 
+    def _text(self, name: str) -> str | None:
+        value = self._read(name, procfs.read_text)
+        return value if isinstance(value, str) else None
+
     @property
     def status(self) -> str | None:
-        return self._read("status", _read_text)  # type: ignore[return-value]
+        return self._text("status")
 
     @property
     def uid(self) -> int | None:
@@ -123,19 +85,20 @@ class _LazyProcess:
 
     @property
     def cgroup(self) -> str | None:
-        text = self._read("cgroup", _read_text)
-        return parse_proc_cgroup(text) if text else None  # type: ignore[arg-type]
+        text = self._text("cgroup")
+        return parse_proc_cgroup(text) if text else None
 
     @property
     def exe(self) -> str | None:
-        return self._read("exe", os.readlink)  # type: ignore[return-value]
+        value = self._read("exe", procfs.readlink)
+        return value if isinstance(value, str) else None
 
     @property
     def cmdline(self) -> tuple[str, ...]:
-        raw = self._read("cmdline", _read_bytes)
-        if not raw:
+        raw = self._read("cmdline", procfs.read_bytes)
+        if not isinstance(raw, bytes) or not raw:
             return ()
-        return tuple(arg.decode(errors="replace") for arg in raw.rstrip(b"\0").split(b"\0"))  # type: ignore[union-attr]
+        return tuple(arg.decode(errors="replace") for arg in raw.rstrip(b"\0").split(b"\0"))
 
     @property
     def cpu_affinity(self) -> frozenset[int] | None:
@@ -164,12 +127,12 @@ class Sensor:
 
     def snapshot(self, config: Config) -> Snapshot:
         nodes, distances = self._nodes()
-        proc_stat = (self.proc_root / "stat").read_text()
+        proc_stat = procfs.read_system("stat", root=str(self.proc_root))
         return Snapshot(
             time=self.clock(),
             nodes=nodes,
             distances=distances,
-            processes=tuple(self._candidates(config, _boot_time(proc_stat))),
+            processes=tuple(self._candidates(config, procfs.parse_boot_time(proc_stat))),
             numa_balancing=self._numa_balancing(),
             cpu_load=self._cpu_load(proc_stat, nodes),
         )
@@ -184,31 +147,32 @@ class Sensor:
         )
         return nodes, dict(topo.distances)
 
-    def _candidates(self, config: Config, boot_time: float):
-        # The hot loop of every scan: plain strings and one os.read per
+    def _candidates(self, config: Config, boot_time: float) -> Iterator[ProcessInfo]:
+        # The hot loop of every scan: plain strings and one read(2) per
         # process, no Path objects, the global filters checked once.
         root = str(self.proc_root)
-        for name in os.listdir(root):
-            if not name.isdigit():
-                continue
+        for pid in procfs.pids(root=root):
             try:
-                info = self._candidate(root, name, config, boot_time)
+                info = self._candidate(root, pid, config, boot_time)
             except _Gone:
                 continue
             if info is not None:
                 yield info
 
-    def _candidate(self, root: str, name: str, config: Config, boot_time: float) -> ProcessInfo | None:
+    def _candidate(self, root: str, pid: int, config: Config, boot_time: float) -> ProcessInfo | None:
         try:
-            stat = parse_stat(_read_small(f"{root}/{name}/stat"))
-        except (FileNotFoundError, ProcessLookupError):
+            stat = parse_stat(procfs.read_text(pid, "stat", root=root, limit=4096))
+        except ProcessGone:
             raise _Gone from None
-        if stat["flags"] & PF_KTHREAD or not is_considered(stat["comm"], config.daemon):
+        except (NumaError, ValueError, IndexError):
+            return None  # unreadable or not a stat line: nothing we can judge
+        comm = str(stat["comm"])
+        if int(stat["flags"]) & PF_KTHREAD or not is_considered(comm, config.daemon):
             return None
         proc = _LazyProcess(
-            f"{root}/{name}",
+            root,
             stat,
-            start_time=stat["starttime"] / CLOCK_TICKS + boot_time,
+            start_time=int(stat["starttime"]) / CLOCK_TICKS + boot_time,
             page_size=self._page_size,
             user_of=self._user_name,
         )
@@ -217,7 +181,7 @@ class Sensor:
             return None
         return self._describe(proc, rule.memory)
 
-    def _describe(self, proc: _LazyProcess, memory) -> ProcessInfo:
+    def _describe(self, proc: _LazyProcess, memory: str | list[str]) -> ProcessInfo:
         try:
             residency: dict[int, int] | None = memory_residency(proc.pid, memory, str(self.proc_root))
         except ProcessGone:
@@ -251,8 +215,8 @@ class Sensor:
 
     def _numa_balancing(self) -> int | None:
         try:
-            return int((self.proc_root / "sys/kernel/numa_balancing").read_text())
-        except (OSError, ValueError):
+            return int(procfs.read_system("sys/kernel/numa_balancing", root=str(self.proc_root)))
+        except (NumaError, ValueError):
             return None
 
     def _cpu_load(self, proc_stat: str, nodes: tuple[NodeInfo, ...]) -> dict[int, float]:
@@ -270,13 +234,6 @@ class Sensor:
             load[node.id] = busy / total if total > 0 else 0.0
         self._last_cpu_times = times
         return load
-
-
-def _boot_time(proc_stat: str) -> float:
-    for line in proc_stat.splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise RuntimeError("no btime line in /proc/stat")
 
 
 def parse_cpu_times(proc_stat: str) -> dict[int, tuple[int, int]]:

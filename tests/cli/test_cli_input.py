@@ -30,7 +30,7 @@ def test_a_node_that_does_not_exist_is_exit_2_whatever_the_pid(pid):
     assert "permission" not in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("pid", ["²", "１２", "١٢", "1²", "-1", "0", "", " 1"])
+@pytest.mark.parametrize("pid", ["²", "１２", "١٢", "1²", "-1", "0", "", "1 2"])
 def test_pids_are_ascii_digits_only(pid, capsys):
     assert main(["migrate", pid, "--to", "0"]) == 2
     assert "bad pid" in capsys.readouterr().err

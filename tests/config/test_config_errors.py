@@ -112,10 +112,11 @@ CASES = [
     ),
     (
         "bad size and listen",
-        "[daemon]\nbudget = \"1 GB\"\n[metrics]\nlisten = \"9816\"\n",
+        "[daemon]\nbudget = \"1 GB\"\n[metrics]\nlisten = \"::1:9816\"\n",
         [
             "numad-py.toml:2: daemon.budget: bad size '1 GB': expected bytes or a number with KiB, MiB, GiB or TiB, e.g. \"512MiB\"",
-            "numad-py.toml:4: metrics.listen: expected HOST:PORT like \"127.0.0.1:9816\" or \"\" to disable, got '9816'",
+            "numad-py.toml:4: metrics.listen: metrics listen address '::1:9816': put an IPv6 address in brackets, "
+            "e.g. [::1]:9816 (expected HOST:PORT, [IPV6]:PORT or \"\" to disable, e.g. '127.0.0.1:9816')",
         ],
     ),
     (

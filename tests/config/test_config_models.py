@@ -10,6 +10,7 @@ from hypothesis import given, strategies as st
 
 from numad_py.config import Config, Rule, load_config, parse_duration, parse_size
 from numad_py.config.models import DaemonSettings, Match
+from numad_py.units import MAX_DURATION
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "etc/numad-py/numad-py.toml"
@@ -98,7 +99,12 @@ def test_bad_sizes(bad):
 
 @given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["ms", "s", "m", "h"]))
 def test_duration_roundtrip_scale(number, unit):
-    assert parse_duration(f"{number}{unit}") == number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    seconds = number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    if seconds <= MAX_DURATION:
+        assert parse_duration(f"{number}{unit}") == seconds
+    else:
+        with pytest.raises(ValueError, match="longer than a year"):
+            parse_duration(f"{number}{unit}")
 
 
 @given(st.text(max_size=12))
@@ -107,3 +113,49 @@ def test_duration_parser_never_crashes_on_garbage(text):
         assert parse_duration(text) >= 0
     except ValueError:
         pass
+
+
+# --- upper bounds (issue 18 item 11) and one listen parser (issue 11 item 6) ------
+
+@pytest.mark.parametrize("field, value, ok", [
+    ("scan_interval", "24h", True), ("scan_interval", "1441m", False), ("scan_interval", "3000000h", False),
+    ("max_stall", "10s", True), ("max_stall", "11s", False),
+    ("cooldown", "168h", True), ("cooldown", "169h", False),
+    ("budget", "1TiB", True), ("budget", "2TiB", False),
+])
+def test_daemon_settings_have_upper_bounds(field, value, ok):
+    if ok:
+        DaemonSettings.model_validate({field: value})
+    else:
+        with pytest.raises(ValueError, match="at most|longer than a year"):
+            DaemonSettings.model_validate({field: value})
+
+
+def test_rule_every_is_bounded():
+    Rule.model_validate({"match": {"comm": "x"}, "nodes": "0", "every": "168h"})
+    with pytest.raises(ValueError, match="at most 7d"):
+        Rule.model_validate({"match": {"comm": "x"}, "nodes": "0", "every": "169h"})
+
+
+LISTENS = ["127.0.0.1:9816", "[::1]:9816", "::1:9816", "localhost:80", "9816", ":9816", "",
+           "[127.0.0.1]:1", "host:65536", "host:２", "a b:1", "[::1]9816", "[zz]:1"]
+
+
+@pytest.mark.parametrize("listen", LISTENS)
+def test_check_config_and_the_daemon_agree_on_listen(listen):
+    from numad_py.config.models import MetricsSettings
+    from numad_py.metrics import parse_listen   # what the daemon binds with
+
+    try:
+        parse_listen(listen)
+        daemon_ok = True
+    except ValueError:
+        daemon_ok = False
+    try:
+        MetricsSettings.model_validate({"listen": listen})
+        config_ok = True
+    except ValueError:
+        config_ok = False
+    assert config_ok == daemon_ok
+    assert config_ok == (listen not in ("::1:9816", "[127.0.0.1]:1", "host:65536", "host:２", "a b:1",
+                                        "[::1]9816", "[zz]:1"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from numad_py.decide.budget import MAX_BATCH_PAGES, MIN_BATCH_PAGES, TokenBucket, next_batch_pages
 
@@ -52,6 +52,7 @@ def test_negative_reservation_is_refused():
         TokenBucket.full(rate=MiB, now=0.0).reserve(-1, now=0.0)
 
 
+@settings(deadline=None)   # pure arithmetic; a loaded CI host must not fail it on time
 @given(st.lists(st.tuples(st.integers(0, 64 * MiB), st.floats(0, 2)), max_size=30))
 def test_long_run_rate_never_exceeds_budget(chunks):
     """Moving every chunk after its wait never beats rate × elapsed + burst."""
@@ -102,3 +103,26 @@ def test_batch_size_converges_under_the_bound():
         pages = next_batch_pages(pages, pages * 10e-6, max_stall=0.02)
     assert pages * 10e-6 <= 0.02
     assert pages * 10e-6 > 0.02 * 0.4
+
+
+# --- the stall policy the binding's direct path uses by default ------------------
+
+def test_stall_policy_starts_small_and_respects_a_ceiling():
+    from numad_py.stall import FIRST_BATCH, StallPolicy
+
+    policy = StallPolicy(0.02)
+    assert policy.batch == FIRST_BATCH
+    assert policy.next_batch(FIRST_BATCH, 0.001) == FIRST_BATCH * 2      # fast: grows
+    assert policy.next_batch(1024, 0.2) < 1024                            # slow: shrinks
+    capped = StallPolicy(0.02, ceiling=100)
+    assert capped.batch == 100
+    assert capped.next_batch(100, 0.0001) == 100                          # never past the ceiling
+    with pytest.raises(ValueError):
+        StallPolicy(0)
+
+
+def test_decide_budget_reexports_the_one_stall_rule():
+    from numad_py import stall
+    from numad_py.decide import budget
+
+    assert budget.next_batch_pages is stall.next_batch_pages

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from numad_py import procfs
 from numad_py.errors import InvalidArgument, PermissionDenied, ProcessGone, RetryLater, classify, raise_for_errno
+from numad_py.numa import raise_syscall_error
 
 
 def _zombie() -> int:
@@ -28,8 +30,12 @@ def test_einval_from_an_exiting_process_means_gone():
     pid = _zombie()
     try:
         with pytest.raises(ProcessGone) as info:
-            raise_for_errno(errno.EINVAL, op="move_pages", pid=pid)
+            raise_for_errno(errno.EINVAL, op="move_pages", pid=pid, exiting=procfs.address_space_released)
         assert classify(info.value) == "gone" and "exiting" in str(info.value)
+        with pytest.raises(ProcessGone):   # what the binding raises for its calls
+            raise_syscall_error(errno.EINVAL, op="migrate_pages", pid=pid)
+        with pytest.raises(InvalidArgument):  # without the probe the map reads nothing: a bad argument
+            raise_for_errno(errno.EINVAL, op="move_pages", pid=pid)
     finally:
         os.waitpid(pid, 0)
 
@@ -48,7 +54,7 @@ def test_einval_from_a_live_process_or_kernel_thread_stays_invalid():
     pids = [os.getpid()] + [p for p in [_kernel_thread()] if p is not None]   # a kthread never had user memory
     for pid in pids:
         with pytest.raises(InvalidArgument):
-            raise_for_errno(errno.EINVAL, op="move_pages", pid=pid)
+            raise_syscall_error(errno.EINVAL, op="move_pages", pid=pid)
 
 
 @pytest.mark.parametrize("err, exc, verdict", [

@@ -176,6 +176,75 @@ def test_thp_migration_result_counts_huge_pages(workload, thp_enabled):
     assert result.huge_pages == huge
 
 
+@pytest.mark.topology("two")
+@pytest.mark.parametrize("batch", [64, 100, 511])
+def test_thp_small_batches_count_every_page_as_moved(workload, thp_enabled, batch):
+    """Issue 18 item 15: a batch under 512 pages ends inside a huge page; the kernel
+    moves the whole THP, and the tail must count as moved, not "already there"."""
+    child = workload("--mib", 16, "--thp", "--node", 0)
+    start, end = child.region()
+    huge = smaps_field(child.pid, start, "AnonHugePages")
+    assert huge >= 12 * MiB, f"only {huge >> 20} MiB of THP at fault time"
+    pages = (end - start) // PAGE
+
+    result = numa.migrate_range(child.pid, start, end, {1}, batch_pages=batch, max_stall=None)
+
+    assert (result.moved, result.already, result.failed_total) == (pages, 0, 0), result.to_dict()
+    assert result.bytes_moved == end - start
+    assert_all_on(child, 1)
+    again = numa.migrate_range(child.pid, start, end, {1}, batch_pages=batch, max_stall=None)
+    assert (again.moved, again.already) == (0, pages)   # the second pass still counts right
+
+
+@pytest.mark.topology("two")
+def test_direct_migration_honours_the_stall_bound_by_default(workload):
+    """Issue 18 item 18: the direct path adapts its batch like the daemon (StallPolicy),
+    starting at 512 pages, instead of fixed 4096-page calls."""
+    child = workload("--mib", 64, "--node", 0)
+    start, end = child.region()
+    fixed = numa.migrate_range(child.pid, start, end, {1}, batch_pages=4096, max_stall=None)
+    # 4 chunks, or 5 when the region does not start on a 2 MiB boundary (chunks end on one)
+    assert fixed.moved == PAGES and fixed.calls <= PAGES // 4096 + 1
+    bounded = numa.migrate_range(child.pid, start, end, {0})   # default: stall-bounded
+    assert bounded.moved == PAGES
+    assert bounded.calls > fixed.calls, (bounded.calls, fixed.calls)
+    capped = numa.migrate_range(child.pid, start, end, {1}, batch_pages=256)   # a ceiling, still adaptive
+    assert capped.moved == PAGES and capped.calls >= PAGES // 256
+    assert_all_on(child, 1)
+
+
+@pytest.fixture
+def cpuset_cgroup():
+    """A cgroup v2 child whose cpuset.mems is node 0 only; removed at teardown."""
+    root = Path("/sys/fs/cgroup")
+    if not (root / "cgroup.controllers").exists() or "cpuset" not in (root / "cgroup.controllers").read_text():
+        pytest.fail("cgroup v2 with the cpuset controller is needed")
+    (root / "cgroup.subtree_control").write_text("+cpuset")
+    group = root / f"numad-test-cpuset-{os.getpid()}"
+    group.mkdir(exist_ok=True)
+    (group / "cpuset.mems").write_text("0")
+    yield group
+    for pid in (group / "cgroup.procs").read_text().split():
+        (root / "cgroup.procs").write_text(pid)
+    group.rmdir()
+
+
+@pytest.mark.topology("two")
+def test_target_confined_by_its_cpuset_is_named_as_the_cause(workload, cpuset_cgroup):
+    """Issue 18 item 17: move_pages fails EACCES when the destination is outside the
+    target's cpuset.mems; as root that is not a missing capability."""
+    child = workload("--mib", 4, "--node", 0)
+    start, end = child.region()
+    (cpuset_cgroup / "cgroup.procs").write_text(str(child.pid))
+    assert (cpuset_cgroup / "cpuset.mems.effective").read_text().strip() == "0"
+    with pytest.raises(InvalidNode) as info:
+        numa.migrate_range(child.pid, start, end, {1})
+    text = str(info.value)
+    assert "cpuset.mems.effective" in text and cpuset_cgroup.name in text, text
+    assert "CAP_SYS_NICE" not in text
+    assert numa_maps_of(child.pid, start) == {0: 4 * MiB}  # nothing moved
+
+
 # --- per-page and per-call errors ------------------------------------------
 
 @pytest.mark.topology("two")

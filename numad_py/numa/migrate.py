@@ -1,0 +1,335 @@
+"""Moving and locating the pages of any process: move_pages and migrate_pages.
+
+Large batches live in cffi arrays and are tallied in C: no per-page Python
+objects on the hot path.  cffi releases the GIL around each C call, so a long
+``move_pages`` does not block other threads.  Every call honours a stall
+bound: the batch adapts so one call stays under ``max_stall`` (the daemon's
+executor passes its own policy; direct callers get the same default).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .. import procfs
+from .._numa import ffi, lib
+from ..errors import InvalidArgument, InvalidNode, NumaError, page_outcome_name, raise_for_errno
+from ..nodes import format_nodes
+from ..stall import DEFAULT_MAX_STALL, StallPolicy
+from .masks import HUGE_PAGE_SIZE, MASK_BITS, PAGE_SIZE, check_nodes, nodemask
+from .results import MigrationResult, ProcessMigration
+
+MAX_BATCH = 65536          # pages per move_pages call, the upper clamp
+DEFAULT_BATCH = 4096       # fixed batch when no stall bound is asked for (max_stall=None)
+
+
+def raise_syscall_error(err: int, *, op: str, pid: int, targets: Iterable[int] = ()) -> None:
+    """Raise what a failed move_pages/migrate_pages means, with the real cause when we can tell.
+
+    EACCES/EPERM as root is most often the target's cpuset: the kernel refuses
+    destination nodes outside the target's ``cpuset.mems.effective``; say so
+    rather than blame a missing capability.  EINVAL on a process whose
+    address space is gone means it is exiting.
+    """
+    if err in (errno.EACCES, errno.EPERM):
+        refusal = _cpuset_refusal(pid, targets)
+        if refusal is not None:
+            raise refusal
+    raise_for_errno(err, op=op, pid=pid, exiting=procfs.address_space_released)
+
+
+def _cpuset_refusal(pid: int, targets: Iterable[int]) -> InvalidNode | None:
+    wanted = frozenset(targets)
+    try:
+        allowed = procfs.mems_allowed(pid)
+        cgroup = procfs.cgroup_path(pid)
+    except NumaError:
+        return None
+    if not wanted or allowed is None or wanted <= allowed:
+        return None
+    where = f"its cgroup {cgroup}" if cgroup else "its cpuset"
+    return InvalidNode(
+        f"process {pid} may not use node {format_nodes(wanted - allowed)}: {where} allows memory "
+        f"only on node {format_nodes(allowed)} (cpuset.mems.effective); move it to a cgroup that "
+        "allows the target, or widen that cgroup's cpuset.mems",
+        errno=errno.EACCES,
+    )
+
+
+class _Scratch:
+    """cffi arrays for one batch, reused across chunks of a migration."""
+
+    def __init__(self, pages: int):
+        self.size = pages
+        self.pages = ffi.new("void *[]", pages)
+        self.nodes = ffi.new("int[]", pages)
+        self.status = ffi.new("int[]", pages)
+        self.after = ffi.new("int[]", pages)
+
+
+def _page_range(start: int, end: int) -> tuple[int, int]:
+    if start < 0 or end <= start:
+        raise InvalidArgument(f"empty or negative address range {start:#x}-{end:#x}")
+    first = start - start % PAGE_SIZE
+    return first, (end - first + PAGE_SIZE - 1) // PAGE_SIZE
+
+
+def migrate_range(pid: int, start: int, end: int, nodes: Iterable[int], **options: Any) -> MigrationResult:
+    """Move the pages of ``[start, end)`` of process ``pid`` onto ``nodes``."""
+    return migrate_ranges(pid, [(start, end)], nodes, **options)
+
+
+def _batch_policy(batch_pages: int | None, next_batch: Callable[[int, float], int] | None,
+                  max_stall: float | None) -> tuple[int, Callable[[int, float], int] | None]:
+    """The first batch and the policy for the next ones (see :func:`migrate_ranges`)."""
+    if next_batch is not None:
+        return batch_pages or DEFAULT_BATCH, next_batch
+    if max_stall is None:
+        return batch_pages or DEFAULT_BATCH, None
+    policy = StallPolicy(max_stall, ceiling=min(MAX_BATCH, batch_pages or MAX_BATCH))
+    return policy.batch, policy.next_batch
+
+
+def migrate_ranges(
+    pid: int,
+    ranges: Sequence[tuple[int, int]],
+    nodes: Iterable[int],
+    *,
+    move_all: bool = False,
+    batch_pages: int | None = None,
+    next_batch: Callable[[int, float], int] | None = None,
+    max_stall: float | None = DEFAULT_MAX_STALL,
+    before_chunk: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    checked: bool = False,
+) -> MigrationResult:
+    """Move the pages of address ranges of process ``pid`` onto ``nodes``.
+
+    Works in chunks.  The batch size: ``next_batch(pages, seconds)`` when
+    given (the executor's stall bound); else a :class:`StallPolicy` keeping
+    each call under ``max_stall`` seconds, with ``batch_pages`` as the largest
+    batch; ``max_stall=None`` keeps ``batch_pages`` fixed.  ``before_chunk(bytes)``
+    waits for budget, ``progress(done, total)`` reports bytes, ``cancelled()``
+    stops between chunks.  Pages already on a target node are counted, never moved.
+    """
+    targets = sorted(nodes if checked else check_nodes(nodes))
+    spans = [_page_range(start, end) for start, end in ranges]
+    total_pages = sum(npages for _first, npages in spans)
+    result = MigrationResult(pid=pid, target=frozenset(targets))
+    if not total_pages:
+        return result
+    batch, adapt = _batch_policy(batch_pages, next_batch, max_stall)
+    batch = max(1, min(MAX_BATCH, batch))
+    # Sized once for the largest batch the stall controller may ask for.
+    scratch = _Scratch(min(MAX_BATCH, max(npages for _first, npages in spans)))
+    c_targets = ffi.new("int[]", targets)
+    flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
+    carry = _HugeTail(pid, targets)
+    done_pages = 0
+    t0 = time.monotonic()
+    for first, npages in spans:
+        offset = 0
+        while offset < npages and not result.cancelled:
+            if cancelled is not None and cancelled():
+                result.cancelled = True
+                break
+            addr = first + offset * PAGE_SIZE
+            count = _huge_aligned(addr, min(batch, npages - offset, scratch.size), npages - offset)
+            if before_chunk is not None:
+                before_chunk(count * PAGE_SIZE)
+            tail_end = min(first + npages * PAGE_SIZE, _huge_ceiling(addr + count * PAGE_SIZE))
+            carry.look_before(addr + count * PAGE_SIZE, tail_end)
+            chunk = _migrate_chunk(pid, addr, count, c_targets, targets, flags, scratch)
+            carry.settle(chunk, addr + count * PAGE_SIZE)
+            carry.look_after(chunk)
+            result.add(chunk)
+            offset += count
+            done_pages += count
+            if progress is not None:
+                progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
+            if adapt is not None and chunk.calls:
+                batch = max(1, min(MAX_BATCH, adapt(count, chunk.longest_call_seconds)))
+        carry.flush(result)
+    result.pages_requested = total_pages
+    result.seconds = time.monotonic() - t0
+    result.huge_pages = _huge_pages_in(pid, ranges)
+    return result
+
+
+def _huge_ceiling(addr: int) -> int:
+    return -(-addr // HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE
+
+
+def _huge_aligned(addr: int, count: int, remaining: int) -> int:
+    """End a chunk on a huge page boundary when it can, so no THP is split across two
+    chunks (the kernel moves a THP whole).  With batches under 512 pages it cannot;
+    :class:`_HugeTail` then counts the tail the kernel moved along."""
+    if count >= remaining:
+        return count
+    end = addr + count * PAGE_SIZE
+    aligned = end - end % HUGE_PAGE_SIZE
+    return (aligned - addr) // PAGE_SIZE if aligned > addr else count
+
+
+class _HugeTail:
+    """Pages past a chunk's end, up to the next huge page boundary, that the chunk moved.
+
+    Moving one base page of a THP moves the whole huge page, so when a chunk
+    ends inside one, the pages after the chunk arrive on the target with it;
+    the next chunk's pre-query would count them "already there".  Query that
+    tail before and after the chunk: pages off target before and on target
+    after were moved by this chunk, and later chunks count them as moved.
+    """
+
+    def __init__(self, pid: int, targets: Sequence[int]):
+        self.pid = pid
+        self.targets = frozenset(targets)
+        self.tail: list[int] = []        # addresses off target before the chunk
+        self.moved_along: list[int] = []  # addresses later chunks will find on target
+
+    def _query(self, addresses: Sequence[int]) -> list[int]:
+        try:
+            return query_pages(self.pid, addresses)
+        except NumaError:
+            return [-errno.ENOENT] * len(addresses)  # a vanished tail is nothing to carry
+
+    def look_before(self, end: int, tail_end: int) -> None:
+        self.tail = []
+        if tail_end <= end:
+            return
+        addresses = list(range(end, tail_end, PAGE_SIZE))
+        self.tail = [a for a, s in zip(addresses, self._query(addresses)) if s >= 0 and s not in self.targets]
+
+    def look_after(self, chunk: MigrationResult) -> None:
+        if not self.tail or not chunk.moved:
+            return
+        self.moved_along += [a for a, s in zip(self.tail, self._query(self.tail)) if s in self.targets]
+
+    def settle(self, chunk: MigrationResult, end: int) -> None:
+        """Recount pages of this chunk an earlier chunk moved: "already" -> "moved"."""
+        inside = [a for a in self.moved_along if a < end]
+        self.moved_along = [a for a in self.moved_along if a >= end]
+        n = min(len(inside), chunk.already)
+        chunk.already -= n
+        chunk.moved += n
+
+    def flush(self, result: MigrationResult) -> None:
+        """Pages moved along but never reached (a cancelled migration): still moved."""
+        result.moved += len(self.moved_along)
+        self.moved_along = []
+
+
+def _huge_pages_in(pid: int, ranges: Sequence[tuple[int, int]]) -> int:
+    """Transparent huge pages (2 MiB) in the mappings the ranges touch, clipped to the ranges."""
+    try:
+        huge = procfs.anon_huge_bytes(pid)
+        maps = procfs.maps(pid)
+    except NumaError:
+        return 0  # the process may have exited right after its pages moved
+    total = 0
+    for m in maps:
+        in_vma = huge.get(m.start, 0)
+        if not in_vma:
+            continue
+        overlap = sum(max(0, min(end, m.end) - max(start, m.start)) for start, end in ranges)
+        total += min(in_vma, overlap)
+    return total // HUGE_PAGE_SIZE
+
+
+def _migrate_chunk(pid: int, start: int, count: int, c_targets: Any, targets: Sequence[int], flags: int,
+                   scratch: _Scratch) -> MigrationResult:
+    res = ffi.new("struct nd_chunk_result *")
+    rc = lib.nd_migrate_chunk(pid, start, count, PAGE_SIZE, c_targets, len(targets), flags,
+                              scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
+    if rc < 0:
+        op = "move_pages_all" if flags & lib.MPOL_MF_MOVE_ALL else "move_pages"
+        raise_syscall_error(res.call_errno, op=op, pid=pid, targets=targets)
+    failed: Counter[str] = Counter()
+    for err in range(1, lib.ND_MAX_ERRNO):
+        if res.err_counts[err]:
+            failed[page_outcome_name(err)] += res.err_counts[err]
+    if res.other_node:
+        failed["not_moved"] += res.other_node
+    return MigrationResult(
+        pid=pid, target=frozenset(), moved=res.moved, already=res.already,
+        not_present=res.not_present, failed=failed, calls=res.move_calls,
+        seconds=res.total_ns / 1e9, longest_call_seconds=res.longest_ns / 1e9,
+    )
+
+
+def range_residency(pid: int, start: int, end: int, *, batch_pages: int = MAX_BATCH) -> dict[str, dict]:
+    """Where the pages of ``[start, end)`` are: ``{"nodes": {node: bytes}, "other": {reason: bytes}}``."""
+    first, npages = _page_range(start, end)
+    size = min(batch_pages, npages)
+    pages = ffi.new("void *[]", size)
+    status = ffi.new("int[]", size)
+    node_pages = ffi.new("long[]", MASK_BITS)
+    err_counts = ffi.new("long[]", lib.ND_MAX_ERRNO)
+    call_errno = ffi.new("int *")
+    done = 0
+    while done < npages:
+        count = min(size, npages - done)
+        if lib.nd_query_range(pid, first + done * PAGE_SIZE, count, PAGE_SIZE, pages, status,
+                              node_pages, MASK_BITS, err_counts, lib.ND_MAX_ERRNO, call_errno) < 0:
+            raise_syscall_error(call_errno[0], op="move_pages", pid=pid)
+        done += count
+    per_node = {n: node_pages[n] * PAGE_SIZE for n in range(MASK_BITS) if node_pages[n]}
+    other: dict[str, int] = {}
+    for e in range(1, lib.ND_MAX_ERRNO):
+        if err_counts[e]:
+            # A query's EFAULT is a never-touched area (no page table), as ENOENT is.
+            name = "not_present" if e in (errno.ENOENT, errno.EFAULT) else page_outcome_name(e)
+            other[name] = other.get(name, 0) + err_counts[e] * PAGE_SIZE
+    return {"nodes": per_node, "other": other}
+
+
+def query_pages(pid: int, addresses: Sequence[int]) -> list[int]:
+    """Node of each page (or ``-errno``): for small address lists and tests."""
+    n = len(addresses)
+    pages = ffi.new("void *[]", [ffi.cast("void *", a) for a in addresses])
+    status = ffi.new("int[]", n)
+    if lib.nd_move_pages(pid, n, pages, ffi.NULL, status, 0) < 0:
+        raise_syscall_error(ffi.errno, op="move_pages", pid=pid)
+    return list(status)
+
+
+def move_pages(pid: int, addresses: Sequence[int], nodes: Sequence[int], *,
+               move_all: bool = False) -> list[int]:
+    """Raw ``move_pages``: move each address to its node; returns each page's status."""
+    if len(addresses) != len(nodes):
+        raise InvalidArgument("move_pages needs one node per address")
+    check_nodes(set(nodes))
+    n = len(addresses)
+    pages = ffi.new("void *[]", [ffi.cast("void *", a) for a in addresses])
+    c_nodes = ffi.new("int[]", list(nodes))
+    status = ffi.new("int[]", n)
+    flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
+    if lib.nd_move_pages(pid, n, pages, c_nodes, status, flags) < 0:
+        raise_syscall_error(ffi.errno, op="move_pages_all" if move_all else "move_pages", pid=pid,
+                            targets=nodes)
+    return list(status)
+
+
+def migrate_process(pid: int, source: Iterable[int], target: Iterable[int]) -> ProcessMigration:
+    """``migrate_pages``: move all of ``pid``'s pages on ``source`` nodes to ``target`` nodes.
+
+    One syscall for the whole process: the kernel offers no way to bound its
+    stall.  Callers that must bound it use :func:`migrate_ranges` instead.
+    """
+    target = check_nodes(target)
+    source = frozenset(source)
+    if not source:
+        raise InvalidNode("empty source node set")
+    old, maxnode = nodemask(source)
+    new, _ = nodemask(target)
+    t0 = time.monotonic()
+    rc = lib.nd_migrate_pages(pid, maxnode, old, new)
+    seconds = time.monotonic() - t0
+    if rc < 0:
+        raise_syscall_error(ffi.errno, op="migrate_pages", pid=pid, targets=target)
+    return ProcessMigration(pid, source, target, int(rc), seconds)
