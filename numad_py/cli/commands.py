@@ -12,13 +12,13 @@ import os
 import sys
 from collections.abc import Callable
 
+from ..defaults import CONFIG_PATH as DEFAULT_CONFIG
 from ..errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
 from ..units import format_size
 from ..nodes import NodeListError, format_nodes, parse_nodes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # status: no daemon runs (systemctl status's code)
-from ..defaults import CONFIG_PATH as DEFAULT_CONFIG  # noqa: E402  (written once)
 
 
 class UsageError(Exception):
