@@ -110,7 +110,8 @@ def choose_runtime_dir(preferred: str) -> RuntimeDir:
                               private=not is_preferred, parents=is_preferred)
             _probe(candidate)
         except UnsafeDirectory as exc:
-            log.warning("%s", exc)
+            if not is_preferred:
+                log.warning("%s", exc)
             refusals.append(str(exc))
             continue
         except OSError as exc:

@@ -83,6 +83,7 @@ class Daemon:
         self._wake = threading.Event()
         self._reload_requested = False
         self._last_error: dict[str, str] = {}
+        self._tick_no = 0                            # the tick running now, for messages
         if metrics is not None:
             metrics.record_reload(True, self.state.last_reload)
 
@@ -154,17 +155,18 @@ class Daemon:
         text = f"{type(exc).__name__}: {exc}"
         if self.metrics is not None:
             self.metrics.record_tick_error(stage)
-        self.state.errors = (self.state.errors + [f"tick {self.state.ticks + 1} {stage}: {text}"])[-ERRORS_KEPT:]
+        self.state.errors = (self.state.errors + [f"tick {self._tick_no} {stage}: {text}"])[-ERRORS_KEPT:]
         # The same failure every tick is logged once (then at debug level), not every interval.
         if self._last_error.get(stage) == text:
-            log.debug("tick %d: %s failed again: %s", self.state.ticks + 1, stage, text, exc_info=exc)
+            log.debug("tick %d: %s failed again: %s", self._tick_no, stage, text, exc_info=exc)
         else:
             self._last_error[stage] = text
-            log.error("tick %d: %s failed, the daemon goes on: %s", self.state.ticks + 1, stage, text)
+            log.error("tick %d: %s failed, the daemon goes on: %s", self._tick_no, stage, text)
             log.debug("traceback of the %s failure", stage, exc_info=exc)
 
     def tick(self) -> None:
         t0 = time.monotonic()
+        self._tick_no = self.state.ticks + 1
         ok, snapshot = self._attempt("sense", self._sense, self.config)
         if ok:
             ok, plan = self._attempt("decide", self._decide, snapshot, self.config, self.state.history)
