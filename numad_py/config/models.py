@@ -200,8 +200,8 @@ class Rule(_Model):
     move_all: bool = Field(False, description="Also move pages shared with other processes (needs CAP_SYS_NICE).")
     numa_balancing: bool | None = Field(
         None,
-        description="false = opt this rule's processes out of kernel NUMA balancing where the kernel allows; "
-        "unset = leave it alone.",
+        description="false = say in plans that kernel NUMA balancing may undo this rule; no kernel lets the "
+        "daemon switch balancing off for another process, so nothing is changed.",
     )
     spread_children: str | None = Field(
         None,

@@ -26,7 +26,7 @@ class Action:
     from_nodes: frozenset[int] = frozenset()  # nodes holding misplaced bytes
     misplaced_bytes: int = 0
     reason: str = ""
-    numa_balancing: bool | None = None       # the rule's opt-out (False), carried to the executor
+    numa_balancing: bool | None = None       # the rule's wish (False = opt out): reported only, no kernel lets it be applied
 
     @property
     def identity(self) -> Identity:

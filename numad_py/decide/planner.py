@@ -141,7 +141,7 @@ def _balancing_note(rule: Rule, snapshot: Snapshot) -> str:
     if not snapshot.numa_balancing:
         return ""
     if rule.numa_balancing is False:
-        return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}), the rule opts this process out"
+        return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}), the rule asks to opt out but no kernel lets the daemon do that for another process"
     return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and may move pages back"
 
 

@@ -116,7 +116,8 @@ def test_reason_carries_the_numbers():
     action = plan(snap(proc(residency={0: GiB, 1: GiB}), numa_balancing=1), config({**DB, "numa_balancing": False}), {}).actions[0]
     assert action.reason == (
         "rule 'r0': 1.0GiB of 2.0GiB resident is outside node 1 (1.0GiB on node 0); target node 1 from the rule; "
-        "kernel NUMA balancing is on (mode 1), the rule opts this process out"
+        "kernel NUMA balancing is on (mode 1), the rule asks to opt out but no kernel lets the daemon do that "
+        "for another process"
     )
     assert action.numa_balancing is False
     assert action.to_dict()["target_nodes"] == "1"
