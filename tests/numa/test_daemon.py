@@ -331,14 +331,14 @@ class NotifySocket:
 
 
 def test_watchdog_pings_keep_coming_during_a_long_migration(workload, daemon, tmp_path):
-    # WatchdogSec=4 s and a 48 MiB move at 4 MiB/s (~12 s): before the heartbeat thread the
+    # WatchdogSec=4 s and a 24 MiB move at 2 MiB/s (~12 s): before the heartbeat thread the
     # loop sent nothing until the migration ended (issue 18 item 9).
     watchdog_sec = 4.0
     notify = NotifySocket(tmp_path / "notify.sock")
-    child = workload("--mib", "48", "--policy", "preferred", "--node", "0", "--seed", "110")
+    child = workload("--mib", "24", "--policy", "preferred", "--node", "0", "--seed", "110")
     start, _ = child.region()
     t0 = time.monotonic()
-    d = daemon(rule_for(110, "1"), daemon_toml='budget = "4MiB"',
+    d = daemon(rule_for(110, "1"), daemon_toml='budget = "2MiB"',
                env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": str(int(watchdog_sec * 1e6))})
     d.wait_log(rf"migrate pid={child.pid} .* status=done", timeout=180)
     done = time.monotonic()
@@ -354,14 +354,14 @@ def test_watchdog_pings_keep_coming_during_a_long_migration(workload, daemon, tm
 
 
 def test_scheduled_work_progresses_while_a_request_holds_the_executor(workload, daemon):
-    # A root request moves 96 MiB at 4 MiB/s (~24 s); a rule for another process is added
-    # meanwhile: its 8 MiB must be placed long before the request ends (issue 18 item 6).
+    # A root request moves 24 MiB at 1 MiB/s (~24 s); a rule for another process is added
+    # meanwhile: its 4 MiB must be placed long before the request ends (issue 18 item 6).
     import threading
     from numad_py.client import Client
 
-    big = workload("--mib", "96", "--policy", "preferred", "--node", "0", "--seed", "111")
-    small = workload("--mib", "8", "--policy", "preferred", "--node", "0", "--seed", "112")
-    d = daemon("", daemon_toml='budget = "4MiB"')
+    big = workload("--mib", "24", "--policy", "preferred", "--node", "0", "--seed", "111")
+    small = workload("--mib", "4", "--policy", "preferred", "--node", "0", "--seed", "112")
+    d = daemon("", daemon_toml='budget = "1MiB"')
     d.wait_log(r"numad-py started")
     result: dict = {}
     request = threading.Thread(target=lambda: result.update(
@@ -376,7 +376,7 @@ def test_scheduled_work_progresses_while_a_request_holds_the_executor(workload, 
     assert wait_share(small.pid, small.region()[0], 1, 0.99, timeout=60) >= 0.99, d.log()
     placed_after = time.monotonic() - t0
     big_share = share_on(big.pid, big.region()[0], 1)
-    print(f"scheduled 8 MiB placed {placed_after:.1f} s after the rule, request at {big_share:.0%}")
+    print(f"scheduled 4 MiB placed {placed_after:.1f} s after the rule, request at {big_share:.0%}")
     assert big_share < 0.9, f"the request had (almost) finished first ({big_share:.0%})"
     request.join(timeout=180)
     assert result.get("status") == "done", result

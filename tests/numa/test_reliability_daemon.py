@@ -17,11 +17,11 @@ pytestmark = pytest.mark.topology("two")
 
 
 def test_sigkill_mid_migration_then_restart_places_everything_and_loses_nothing(workload, tmp_path):
-    child = workload("--mib", "64", "--policy", "preferred", "--node", "0", "--seed", "120")
+    child = workload("--mib", "24", "--policy", "preferred", "--node", "0", "--seed", "120")
     start, _ = child.region()
     before = child.cmd("checksum")
     rules = rule_for(120, "1")
-    first = Daemon(tmp_path, rules, daemon_toml='budget = "8MiB"')
+    first = Daemon(tmp_path, rules, daemon_toml='budget = "2MiB"')
     try:
         deadline = time.monotonic() + 120
         while share_on(child.pid, start, 1) < 0.1 and time.monotonic() < deadline:
@@ -39,7 +39,7 @@ def test_sigkill_mid_migration_then_restart_places_everything_and_loses_nothing(
     with pytest.raises(procfs.ProcessGone):
         procfs.start_time(status["pid"])
 
-    second = Daemon(tmp_path, rules, daemon_toml='budget = "8MiB"')
+    second = Daemon(tmp_path, rules, daemon_toml='budget = "2MiB"')
     try:
         share = wait_share(child.pid, start, 1, 0.99, timeout=180)
         after = child.cmd("checksum")
