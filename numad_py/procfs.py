@@ -77,6 +77,12 @@ def tasks(pid: int, *, root: str = PROC) -> list[int]:
         return [int(t) for t in os.listdir(f"{root}/{pid}/task")]
 
 
+def fds(pid: int, *, root: str = PROC) -> list[int]:
+    """The open file descriptor numbers of ``pid``; read each with ``readlink(pid, f"fd/{n}")``."""
+    with mapped(pid, "fd"):
+        return [int(n) for n in os.listdir(f"{root}/{pid}/fd") if n.isdigit()]
+
+
 # --- parsers (pure) -----------------------------------------------------------
 
 def parse_stat(text: str) -> dict[str, int | str]:

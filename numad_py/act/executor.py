@@ -5,6 +5,11 @@ Scheduled work and requests from the control socket go through the same
 bound (longest single ``move_pages``).  Right before acting it re-checks
 that the pid still names the same process; dry-run is decided here, at the
 lowest effect function, so nothing above it can forget to honour it.
+
+Scheduled work and requests take turns chunk by chunk (``turns.py``), so
+neither starves the other; a reload reconfigures this one executor
+(:meth:`Executor.reconfigure`) rather than building a second one.  Every
+chunk completed calls ``beat``: the watchdog heartbeat's sign of progress.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ..errors import (
     CAPABILITY_FOR,
@@ -24,11 +29,13 @@ from ..errors import (
     ProcessGone,
     classify,
 )
+from .. import procfs
 from ..nodes import format_nodes
 from ..numa import PAGE_SIZE, MigrationResult, migrate_ranges
 from ..sense.maps import resolve_memory
 from ..sense.identity import start_time_of
 from ..topology import Topology
+from .turns import Turn, Turns, holder_class
 
 log = logging.getLogger("numad_py.act")
 
@@ -63,17 +70,19 @@ STATUSES = ("done", "dry-run", "gone", "skipped", "retry", "cancelled")
 
 
 class Executor:
-    """Runs actions one at a time; thread-safe (requests and the scheduler share it)."""
+    """Runs one action at a time, chunks of scheduled work and of requests taking turns;
+    thread-safe (requests and the scheduler share it)."""
 
     def __init__(
         self,
         *,
         topology: Callable[[], Topology],
-        pacer,                      # .before_chunk(nbytes) waits for budget
-        stall,                      # .next_batch(pages, seconds) -> pages
+        pacer,                      # .before_chunk(nbytes, stop) waits for budget; .set_rate(bytes/s)
+        stall,                      # .next_batch(pages, seconds) -> pages; .set_max_stall(seconds)
         dry_run: bool = False,
         metrics=None,
         stop: threading.Event | None = None,
+        beat: Callable[[], None] | None = None,    # called after every chunk: progress
     ):
         self._topology = topology
         self._pacer = pacer
@@ -81,7 +90,14 @@ class Executor:
         self.dry_run = dry_run
         self._metrics = metrics
         self._stop = stop or threading.Event()
-        self._lock = threading.Lock()
+        self._beat = beat
+        self._turns = Turns()
+
+    def reconfigure(self, *, budget: float, max_stall: float) -> None:
+        """Apply a reloaded [daemon] budget and stall bound to this executor, in place:
+        running jobs keep going under the new values and the budget is not refilled."""
+        self._pacer.set_rate(budget)
+        self._stall.set_max_stall(max_stall)
 
     # --- public --------------------------------------------------------
 
@@ -93,10 +109,10 @@ class Executor:
                           target=frozenset(action.target_nodes), status="done")
         t0 = time.monotonic()
         try:
-            with self._lock:
+            with self._turns.turn(holder_class(reason)) as turn:
                 self._check_identity(action)
                 if action.kind == "migrate":
-                    outcome.result = self._migrate(action, reason, progress, cancelled)
+                    outcome.result = self._migrate(action, reason, turn, progress, cancelled)
                     if outcome.result.cancelled:
                         outcome.status = "cancelled"
                 elif action.kind == "pin":
@@ -115,7 +131,7 @@ class Executor:
 
     # --- effects (dry-run is checked here and nowhere else) -------------
 
-    def _migrate(self, action, reason, progress, cancelled) -> MigrationResult:
+    def _migrate(self, action, reason, turn: Turn, progress, cancelled) -> MigrationResult:
         ranges = resolve_memory(action.pid, action.memory)
         if self.dry_run:
             return MigrationResult(pid=action.pid, target=frozenset(action.target_nodes),
@@ -129,11 +145,20 @@ class Executor:
                 self._metrics.observe_stall(seconds)
             return self._stall.next_batch(pages, seconds)
 
+        def before_chunk(nbytes: int) -> None:
+            turn.chunk_boundary()       # the other class may take one turn here
+            self._pacer.before_chunk(nbytes, self._stop)
+
+        def chunk_done(done: int, total: int) -> None:
+            if self._beat is not None:
+                self._beat()
+            if progress is not None:
+                progress(done, total)
+
         result = migrate_ranges(
             action.pid, ranges, action.target_nodes, move_all=action.move_all,
-            batch_pages=self._stall.batch, next_batch=next_batch,
-            before_chunk=lambda nbytes: self._pacer.before_chunk(nbytes, self._stop),
-            progress=progress, cancelled=stop_requested, checked=False,
+            batch_pages=self._stall.batch, next_batch=next_batch, before_chunk=before_chunk,
+            progress=chunk_done, cancelled=stop_requested, checked=False,
         )
         if self._metrics is not None:
             self._metrics.record_migration(result, source=format_nodes(action.from_nodes) or "-",
@@ -148,7 +173,7 @@ class Executor:
         if self.dry_run:
             return
         pinned = 0
-        for tid in _threads(action.pid):
+        for tid in procfs.tasks(action.pid):
             try:
                 os.sched_setaffinity(tid, cpus)
                 pinned += 1
@@ -180,9 +205,3 @@ class Executor:
                 outcome.status, moved, outcome.seconds * 1000,
                 f" ({outcome.message})" if outcome.message else "")
 
-
-def _threads(pid: int) -> Iterable[int]:
-    try:
-        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except FileNotFoundError:
-        raise ProcessGone(f"process {pid} is gone") from None

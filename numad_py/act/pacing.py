@@ -2,34 +2,61 @@
 
 The arithmetic is pure (``decide.budget``); this module owns time: it reads
 the monotonic clock and waits on the daemon's stop event, so a SIGTERM cuts
-a budget wait short instead of sitting it out.
+a budget wait short instead of sitting it out.  Both can be reconfigured in
+place (a reload): the bucket keeps what it holds, so a SIGHUP never refills
+the burst.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from ..decide.budget import TokenBucket, next_batch_pages
 
 # The first call is not paced by any measurement yet: start small (2 MiB)
 # and let the controller double towards the bound.
 FIRST_BATCH = 512
+# A long budget wait is cut into slices, each followed by a heartbeat: a
+# daemon waiting for its budget is working as configured, not hung.
+WAIT_SLICE = 1.0
 
 
 class Pacer:
     """Holds migrations to ``rate`` bytes/s over everything the executor does."""
 
-    def __init__(self, rate: float, clock=time.monotonic):
+    def __init__(self, rate: float, clock=time.monotonic, beat: Callable[[], None] | None = None):
         self._clock = clock
         self._bucket = TokenBucket.full(rate, clock())
         self._lock = threading.Lock()
+        self._beat = beat
+
+    @property
+    def rate(self) -> float:
+        return self._bucket.rate
+
+    def set_rate(self, rate: float) -> None:
+        """A new budget; the balance carries over (capped at the new burst), no refill."""
+        if rate < 0:
+            raise ValueError(f"budget rate cannot be negative, got {rate}")
+        with self._lock:
+            now = self._clock()
+            self._bucket.available(now)           # settle the refill at the old rate first
+            self._bucket.updated = max(self._bucket.updated, now)
+            self._bucket.rate = rate
+            self._bucket.burst = rate
+            self._bucket.tokens = min(self._bucket.tokens, rate)
 
     def before_chunk(self, nbytes: int, stop: threading.Event) -> None:
         with self._lock:
             wait = self._bucket.reserve(nbytes, self._clock())
-        if wait > 0:
-            stop.wait(wait)
+        deadline = self._clock() + wait
+        while wait > 0 and not stop.is_set():
+            stop.wait(min(wait, WAIT_SLICE))
+            if self._beat is not None:
+                self._beat()
+            wait = deadline - self._clock()
 
 
 class StallBound:
@@ -38,6 +65,11 @@ class StallBound:
     def __init__(self, max_stall: float, batch: int = FIRST_BATCH):
         self.max_stall = max_stall
         self.batch = batch
+
+    def set_max_stall(self, max_stall: float) -> None:
+        if max_stall <= 0:
+            raise ValueError(f"max_stall must be positive, got {max_stall}")
+        self.max_stall = max_stall
 
     def next_batch(self, pages: int, seconds: float) -> int:
         self.batch = next_batch_pages(pages, seconds, max_stall=self.max_stall)

@@ -173,38 +173,9 @@ def cmd_migrate(args) -> int:
 # --- daemon ----------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    from ..daemon.logsetup import setup_logging
-    from ..daemon.service import Daemon
-    from ..config import ConfigError
-
-    setup_logging(args.verbose)
-    try:
-        daemon = Daemon(args.config, dry_run=args.dry_run)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_FAILED
-    if args.daemon:
-        return _detached(daemon, args)
-    daemon.install_signal_handlers()
-    return daemon.run(once=args.once)
-
-
-def _detached(daemon, args) -> int:
-    """Outside systemd: detach with python-daemon and write a pid file."""
-    import daemon as pydaemon
-    from daemon.pidfile import TimeoutPIDLockFile
-    from ..daemon.logsetup import setup_logging
-
-    pidfile = TimeoutPIDLockFile(args.pidfile, acquire_timeout=1) if args.pidfile else None
-    log_path = daemon.runtime_dir / "numad-py.log"
-    with open(log_path, "a") as log_file, pydaemon.DaemonContext(
-        pidfile=pidfile, stdout=log_file, stderr=log_file, umask=0o022,
-        signal_map={}, working_directory="/",
-    ):
-        setup_logging(args.verbose)
-        daemon.install_signal_handlers()
-        return daemon.run(once=args.once)
+    from ..daemon.main import run_main
+    return run_main(args.config, dry_run=args.dry_run, once=args.once, verbose=args.verbose,
+                    detach=args.daemon, pidfile=args.pidfile)
 
 
 def cmd_check_config(args) -> int:

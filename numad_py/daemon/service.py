@@ -1,90 +1,91 @@
-"""The daemon: one composition root and the sense -> decide -> act loop.
+"""The daemon's loop: sense -> decide -> act, every scan interval, behind an error boundary.
+
+The :class:`Daemon` builds nothing: :func:`numad_py.daemon.compose.build_daemon`
+hands it every collaborator, so the loop runs on the host with fakes.
 
 Signal handlers only set flags and wake the loop (tuned's habit): SIGHUP
-asks for a reload, SIGTERM/SIGINT for a stop.  A SIGHUP that arrives while
-a reload runs sets the flag again, so it folds into exactly one more reload.
+asks for a reload, SIGTERM/SIGINT for a stop; the loop waits on the stop
+event, so a stop ends it within one interval.  A SIGHUP that arrives while a
+reload runs sets the flag again, so it folds into exactly one more reload.
+
+Any exception from a stage of a tick (sense, decide, one action, a
+publisher, the status or history file) is logged with its stage, counted in
+``numad_tick_errors_total{stage}``, and the loop goes on (systemd-oomd's
+habit).  A reload that fails for any reason keeps the rules running.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from ..act.executor import Executor, Outcome
-from ..act.pacing import Pacer, StallBound
-from ..config import AUTO, ConfigError, load_config
-from ..decide.history import History, record
-from ..decide.planner import plan as make_plan
-from ..sense.processes import Sensor, take_snapshot
-from ..shim import publish_node_table, publish_shim_rules
-from ..topology import online_nodes, read_topology
-from ..control.server import ControlServer
-from .notify import Notifier
-from .runtime import privilege_limits, usable_dir
+from ..act.executor import Outcome
+from ..config import AUTO, ConfigError, Config
+from ..decide.history import record
+from .endpoints import StartupError, start_all, stop_all
+from .state import DaemonState, count_by_rule, rule_view
 
 log = logging.getLogger("numad_py.daemon")
 
-RECENT_OUTCOMES = 50
-
-
-@dataclass
-class DaemonState:
-    """What the daemon remembers between ticks; plain data, handed to the planner."""
-
-    history: History = field(default_factory=dict)
-    advised: dict = field(default_factory=dict)       # identity -> last advice logged
-    recent: list[Outcome] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    ticks: int = 0
-    last_tick: float | None = None
-    last_reload: float | None = None
-    managed: dict[str, int] = field(default_factory=dict)  # rule -> processes matched
+# Sleep in slices no longer than this: a huge scan_interval ("3000000h") never
+# reaches a timeout the C library cannot hold, and the loop stays responsive.
+MAX_SLEEP_SLICE = 60.0
+ERRORS_KEPT = 20
 
 
 class Daemon:
-    def __init__(self, config_path: str, *, dry_run: bool = False, notifier: Notifier | None = None):
+    def __init__(
+        self,
+        *,
+        config: Config,
+        config_path: str,
+        load_config: Callable[[], Config],          # reload: may raise anything
+        sense: Callable[[Config], Any],              # -> Snapshot
+        decide: Callable[[Any, Config, Any], Any],   # (snapshot, config, history) -> Plan
+        executor,                                    # .execute(action, reason=), .reconfigure(...)
+        notifier,
+        heartbeat,
+        stop_event: threading.Event,
+        publishers: Sequence[Callable[[Any, Config], None]] = (),
+        status_file=None,                            # .write(dict), .remove()
+        history_store=None,                          # .load(), .save(history)
+        metrics=None,
+        preview_sense: Callable[[Config], Any] | None = None,
+        endpoints: Sequence = (),                    # .start(), .stop(); started in order
+        dry_run: bool = False,
+        identity: dict | None = None,                # pid, start_time, socket... for the status file
+    ):
+        self.config = config
         self.config_path = config_path
+        self._load_config = load_config
+        self._sense = sense
+        self._decide = decide
+        self.executor = executor
+        self.notifier = notifier
+        self.heartbeat = heartbeat
+        self.stop_event = stop_event
+        self.publishers = list(publishers)
+        self.status_file = status_file
+        self.history_store = history_store
+        self.metrics = metrics
+        self._preview_sense = preview_sense or sense
+        self.endpoints = list(endpoints)
         self.dry_run = dry_run
-        self.config = load_config(Path(config_path), online_nodes=online_nodes())
-        self.metrics = self._build_metrics()
-        self._metrics_server = None
-        self.notifier = notifier or Notifier()
+        self.identity = dict(identity or {"pid": os.getpid()})
         self.state = DaemonState(last_reload=time.time())
-        self.stop_event = threading.Event()
+        if history_store is not None:
+            self.state.history = history_store.load()
         self._wake = threading.Event()
         self._reload_requested = False
-        self.runtime_dir = usable_dir(self.config.daemon.runtime_dir, "runtime files")
-        self.sensor = Sensor()
-        self.executor = self._build_executor()
-        self.control = ControlServer.from_daemon(self)
-        self.on_tick = [self._publish_for_shim]  # callables(snapshot) run after each tick
-        self._metrics_view: dict | None = None
-        if self.metrics is not None:
-            self.metrics.record_reload(True, self.state.last_reload)
-
-    def _build_metrics(self):
-        """Event counters and the collector; none at all when the endpoint is disabled."""
-        if not self.config.metrics.listen:
-            return None
-        from ..metrics import Metrics  # prometheus_client is only needed with an endpoint
-        return Metrics(state_provider=self.metrics_state)
-
-    def _build_executor(self) -> Executor:
-        d = self.config.daemon
-        return Executor(
-            topology=read_topology,
-            pacer=Pacer(d.budget),
-            stall=StallBound(d.max_stall),
-            dry_run=self.dry_run,
-            metrics=self.metrics,
-            stop=self.stop_event,
-        )
+        self._last_error: dict[str, str] = {}
+        self._tick_no = 0                            # the tick running now, for messages
+        if metrics is not None:
+            metrics.record_reload(True, self.state.last_reload)
 
     # --- signals: only forward ------------------------------------------
 
@@ -104,15 +105,16 @@ class Daemon:
     # --- the loop ----------------------------------------------------------
 
     def run(self, *, once: bool = False) -> int:
-        for limit in privilege_limits():
-            log.warning("running as uid %d with %s", os.getuid(), limit)
+        """Serve until stopped; 1 (with one logged line) if an endpoint cannot start."""
+        try:
+            started = start_all(self.endpoints)
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 1
         log.info("numad-py started: %d rule(s) from %s%s", len(self.config.rules), self.config_path,
                  " (dry-run: nothing will be changed)" if self.dry_run else "")
-        self.control.start()
-        if self.metrics is not None:
-            from ..metrics import start_http_server
-            self._metrics_server = start_http_server(self.config.metrics.listen, self.metrics)
         self.notifier.ready(f"{len(self.config.rules)} rules")
+        self.heartbeat.start()
         try:
             while not self.stop_event.is_set():
                 if self._reload_requested:
@@ -123,9 +125,10 @@ class Daemon:
                 self._sleep_until_next_tick()
         finally:
             self.notifier.stopping()
-            self.control.stop()
-            if self._metrics_server is not None:
-                self._metrics_server.close()
+            self.heartbeat.stop()
+            stop_all(started)
+            if self.status_file is not None:
+                self._attempt("status", self.status_file.remove)
             log.info("numad-py stopping after %d tick(s)", self.state.ticks)
         return 0
 
@@ -135,15 +138,57 @@ class Daemon:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            step = min(remaining, self.notifier.watchdog_interval or remaining)
-            if self._wake.wait(step):
+            self.heartbeat.beat()
+            if self._wake.wait(min(remaining, self.heartbeat.ping_every or MAX_SLEEP_SLICE, MAX_SLEEP_SLICE)):
                 self._wake.clear()
-            self.notifier.watchdog()
+
+    def _attempt(self, stage: str, fn: Callable, *args) -> tuple[bool, Any]:
+        """The error boundary: run one stage; a failure is logged, counted, and returned as False."""
+        self.heartbeat.beat()
+        try:
+            return True, fn(*args)
+        except Exception as exc:
+            self._tick_error(stage, exc)
+            return False, None
+
+    def _tick_error(self, stage: str, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if self.metrics is not None:
+            self.metrics.record_tick_error(stage)
+        self.state.errors = (self.state.errors + [f"tick {self._tick_no} {stage}: {text}"])[-ERRORS_KEPT:]
+        # The same failure every tick is logged once (then at debug level), not every interval.
+        if self._last_error.get(stage) == text:
+            log.debug("tick %d: %s failed again: %s", self._tick_no, stage, text, exc_info=exc)
+        else:
+            self._last_error[stage] = text
+            log.error("tick %d: %s failed, the daemon goes on: %s", self._tick_no, stage, text)
+            log.debug("traceback of the %s failure", stage, exc_info=exc)
 
     def tick(self) -> None:
         t0 = time.monotonic()
-        snapshot = self.sensor.snapshot(self.config)
-        plan = make_plan(snapshot, self.config, self.state.history)
+        self._tick_no = self.state.ticks + 1
+        ok, snapshot = self._attempt("sense", self._sense, self.config)
+        if ok:
+            ok, plan = self._attempt("decide", self._decide, snapshot, self.config, self.state.history)
+        if ok:
+            self._act(plan, snapshot)
+            self.state.managed = count_by_rule(plan.matched.values())
+            self.state.metrics_view = rule_view(snapshot, plan, self.config)
+            for publish in self.publishers:
+                self._attempt("publish", publish, snapshot, self.config)
+            if self.history_store is not None and not self.dry_run:
+                self._attempt("state", self.history_store.save, self.state.history)
+            if self.metrics is not None:
+                self.metrics.record_scan(time.monotonic() - t0)
+        self.state.ticks += 1
+        self.state.last_tick = time.time()
+        if self.status_file is not None:
+            self._attempt("status", self.status_file.write, self.status())
+        if ok:
+            self.notifier.status(f"tick {self.state.ticks}: {len(plan)} action(s), "
+                                 f"{len(plan.matched)} managed process(es)")
+
+    def _act(self, plan, snapshot) -> None:
         attempted, completed, unmovable = [], [], {}
         for action in plan:
             if self.stop_event.is_set():
@@ -151,8 +196,10 @@ class Daemon:
             if action.kind == "advise":
                 self._advise(action)
                 continue
-            outcome = self.executor.execute(action, reason=self._reason(action))
             attempted.append(action)
+            ok, outcome = self._attempt("act", self._execute, action)
+            if not ok:
+                continue
             if outcome.status in ("done", "dry-run"):
                 completed.append(action)
                 if outcome.result is not None and action.kind == "migrate":
@@ -162,41 +209,15 @@ class Daemon:
                                     attempted=attempted, completed=completed, unmovable=unmovable)
         # Forget advice given to processes that are gone or no longer match.
         self.state.advised = {k: v for k, v in self.state.advised.items() if k in self.state.history}
-        self.state.ticks += 1
-        self.state.last_tick = time.time()
-        self.state.managed = _count_by_rule(plan.matched.values())
-        self._metrics_view = _rule_view(snapshot, plan, self.config)
-        for hook in self.on_tick:
-            hook(snapshot)
-        if self.metrics is not None:
-            self.metrics.record_scan(time.monotonic() - t0)
-        self.write_state()
-        self.notifier.status(f"tick {self.state.ticks}: {len(plan)} action(s), "
-                             f"{len(plan.matched)} managed process(es)")
-        self.notifier.watchdog()
 
-    def _publish_for_shim(self, snapshot) -> None:
-        """What the fork shim reads without talking to the daemon: free memory per node
-        (least-loaded choice) and the rules naming programs whose children spread."""
-        publish_node_table(
-            self.runtime_dir / "node-table",
-            {n.id: n.mem_free for n in snapshot.nodes},
-            total_bytes_by_node={n.id: n.mem_total for n in snapshot.nodes},
-            cpu_nodes=[n.id for n in snapshot.nodes if n.has_cpu],
-            # A daemon that stops refreshing must not steer forks forever.
-            valid_for=3 * self.config.daemon.scan_interval,
-        )
-        # Which programs spread their children (rules with spread_children), for
-        # preloaded shims to read at start-up; rewritten only when it changes.
-        d = self.config.daemon
-        publish_shim_rules(self.runtime_dir / "shim-rules", self.config.rules,
-                           include=d.include, exclude=d.exclude,
-                           table_path=self.runtime_dir / "node-table")
+    def _execute(self, action) -> Outcome:
+        return self.executor.execute(action, reason=self._reason(action))
 
     def _advise(self, action) -> None:
-        """Log advice once per process and reason, not on every tick."""
-        if self.state.advised.get(action.identity) != action.reason:
-            self.state.advised[action.identity] = action.reason
+        """Log advice once per process and advised node set: the reason text carries live
+        scores and load, which change every tick (issue 18 item 16)."""
+        if self.state.advised.get(action.identity) != action.target_nodes:
+            self.state.advised[action.identity] = action.target_nodes
             log.info("advice pid=%d comm=%s rule=%s: %s", action.pid, action.comm, action.rule, action.reason)
 
     def _reason(self, action) -> str:
@@ -206,28 +227,38 @@ class Daemon:
 
     def _remember(self, action, outcome: Outcome) -> None:
         if outcome.status in ("skipped", "retry") and outcome.message:
-            self.state.errors = (self.state.errors + [f"pid {action.pid} ({action.comm}): {outcome.message}"])[-20:]
-        self.state.recent = (self.state.recent + [outcome])[-RECENT_OUTCOMES:]
+            self.state.errors = (self.state.errors + [f"pid {action.pid} ({action.comm}): {outcome.message}"])[-ERRORS_KEPT:]
+        self.state.remember(outcome)
 
     def _reload(self) -> None:
-        """Load the config again; a broken one is logged and the old one keeps running."""
+        """Load the config again; whatever is wrong with it, the old rules keep running."""
         self._reload_requested = False
         self.notifier.reloading()
+        self.heartbeat.beat()
         try:
-            new = load_config(Path(self.config_path), online_nodes=online_nodes())
-        except ConfigError as exc:
-            log.error("reload failed, keeping the previous %d rule(s):\n%s", len(self.config.rules), exc)
-            self.state.errors = (self.state.errors + [f"reload failed: {exc}"])[-20:]
-            if self.metrics is not None:
-                self.metrics.record_reload(False, time.time())
+            new = self._load_config()
+            self.executor.reconfigure(budget=new.daemon.budget, max_stall=new.daemon.max_stall)
+        except Exception as exc:
+            self._reload_failed(exc)
         else:
+            _warn_restart_only(self.config, new)
             self.config = new
-            self.executor = self._build_executor()
             self.state.last_reload = time.time()
             log.info("reloaded: %d rule(s) from %s", len(new.rules), self.config_path)
             if self.metrics is not None:
                 self.metrics.record_reload(True, self.state.last_reload)
         self.notifier.ready(f"{len(self.config.rules)} rules")
+
+    def _reload_failed(self, exc: Exception) -> None:
+        kept = f"reload failed, keeping the previous {len(self.config.rules)} rule(s)"
+        if isinstance(exc, ConfigError) and len(exc.problems) > 1:
+            log.error("%s:\n%s", kept, exc)
+        else:
+            text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            log.error("%s: %s", kept, _one_line(text))
+        self.state.errors = (self.state.errors + [f"reload failed: {_one_line(str(exc))}"])[-ERRORS_KEPT:]
+        if self.metrics is not None:
+            self.metrics.record_reload(False, time.time())
 
     # --- status --------------------------------------------------------------
 
@@ -236,16 +267,16 @@ class Daemon:
 
         A one-off snapshot, so the loop's CPU-load baseline is left alone.
         """
-        actions = make_plan(take_snapshot(self.config), self.config, self.state.history)
+        actions = self._decide(self._preview_sense(self.config), self.config, self.state.history)
         return {"actions": [a.to_dict() for a in actions]}
 
     def metrics_state(self) -> dict | None:
         """For the metrics collector: the last scan's view per rule (None before the first)."""
-        return self._metrics_view
+        return self.state.metrics_view
 
     def status(self) -> dict:
         return {
-            "pid": os.getpid(),
+            **self.identity,
             "config": self.config_path,
             "dry_run": self.dry_run,
             "rules": [r.name for r in self.config.rules],
@@ -257,30 +288,16 @@ class Daemon:
             "errors": self.state.errors,
         }
 
-    def write_state(self) -> None:
-        """status.json under the runtime dir: read by `numad-py status` (atomic rename)."""
-        path = self.runtime_dir / "status.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2))
-        os.replace(tmp, path)
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
 
 
-def _count_by_rule(rule_names) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in rule_names:
-        counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def _rule_view(snapshot, plan, config) -> dict:
-    """Per rule: processes managed and their resident bytes by node, from the last snapshot."""
-    rules = {r.name: {"processes": 0, "resident_bytes": {}} for r in config.rules}
-    by_identity = {p.identity: p for p in snapshot.processes}
-    for identity, rule_name in plan.matched.items():
-        entry = rules.setdefault(rule_name, {"processes": 0, "resident_bytes": {}})
-        entry["processes"] += 1
-        proc = by_identity.get(identity)
-        for node, nbytes in ((proc.residency or {}).items() if proc else ()):
-            entry["resident_bytes"][node] = entry["resident_bytes"].get(node, 0) + nbytes
-    return {"time": snapshot.time, "numa_balancing": snapshot.numa_balancing,
-            "processes": len(plan.matched), "rules": rules}
+def _warn_restart_only(old: Config, new: Config) -> None:
+    """Endpoints and directories are bound at start; a reload cannot move them."""
+    for section, keys in (("metrics", ("listen",)), ("control", ("socket", "mode", "group")),
+                          ("daemon", ("runtime_dir", "state_dir"))):
+        for key in keys:
+            if getattr(getattr(old, section), key) != getattr(getattr(new, section), key):
+                log.warning("[%s] %s changed: it takes effect at the next restart", section, key)

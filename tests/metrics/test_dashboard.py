@@ -29,7 +29,7 @@ def exposed(tmp_path) -> dict[str, set[str]]:
     (node / "node0/distance").write_text("10\n")
     state = {"time": 1.0, "numa_balancing": 0, "processes": 1,
              "rules": {"db": {"processes": 1, "resident_bytes": {0: 4096}}}}
-    m = Metrics(sys_root=tmp_path / "sys", state_provider=lambda: state, shim_fallbacks=lambda: 0)
+    m = Metrics(sys_root=tmp_path / "sys", state_provider=lambda: state)
     m.record_migration(MigrationResult(pid=1, target=frozenset({0}), moved=1, already=1, failed=Counter(busy=1),
                                        seconds=0.1, longest_call_seconds=0.01, calls=1),
                        source="1", target="0", reason="request")

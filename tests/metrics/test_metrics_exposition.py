@@ -80,7 +80,7 @@ def samples(metrics: Metrics, name: str) -> dict[tuple, float]:
 
 @pytest.fixture
 def metrics(sysfs):
-    return Metrics(CollectorRegistry(), sys_root=sysfs, state_provider=lambda: STATE, shim_fallbacks=lambda: 7)
+    return Metrics(CollectorRegistry(), sys_root=sysfs, state_provider=lambda: STATE)
 
 
 def test_migration_counts_pages_and_bytes_by_from_to_reason(metrics):
@@ -196,7 +196,6 @@ def test_state_provider_view(metrics):
     assert samples(metrics, "numad_numa_balancing")[()] == 0
     assert samples(metrics, "numad_processes")[()] == 42
     assert samples(metrics, "numad_snapshot_timestamp_seconds")[()] == 1700000000.5
-    assert samples(metrics, "numad_shim_fallbacks_total")[()] == 7
 
 
 def test_no_scan_yet_and_unknown_balancing_export_nothing(sysfs):
@@ -211,10 +210,10 @@ def test_broken_sources_do_not_fail_the_scrape(tmp_path):
     def boom():
         raise RuntimeError("provider bug")
 
-    m = Metrics(sys_root=tmp_path / "nothing-here", state_provider=boom, shim_fallbacks=boom)
+    m = Metrics(sys_root=tmp_path / "nothing-here", state_provider=boom)
     m.record_scan(0.1)
     errors = samples(m, "numad_collector_errors_total")   # one scrape: each source failed once
-    assert errors == {(("source", "topology"),): 1, (("source", "state"),): 1, (("source", "shim"),): 1}
+    assert errors == {(("source", "topology"),): 1, (("source", "state"),): 1}
     assert samples(m, "numad_scans_total")[()] == 1     # the rest of the scrape is intact
     assert samples(m, "numad_node_memory_total_bytes") == {}
 
@@ -224,7 +223,6 @@ def test_optional_sources_off():
     names = set(families(m))
     assert "numad_node_memory_total_bytes" not in names
     assert "numad_rule_resident_bytes" not in names
-    assert "numad_shim_fallbacks" not in names
     assert "numad_scans" in names
 
 
@@ -283,3 +281,18 @@ def test_promtool_check_metrics_is_clean(metrics):
     proc = subprocess.run([_promtool(), "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), (
         proc.stdout.decode() + proc.stderr.decode())
+
+
+def test_no_shim_fallbacks_family_is_claimed():
+    # The shim counts its fallbacks per process (NUMAD_SHIM_STATS), nothing the daemon can read:
+    # no metric may pretend otherwise.
+    assert not any("shim" in name for name in families(Metrics(sys_root=None)))
+
+
+def test_tick_errors_by_stage_start_at_zero_and_count():
+    m = Metrics(sys_root=None)
+    assert samples(m, "numad_tick_errors_total")[(("stage", "sense"),)] == 0
+    m.record_tick_error("publish")
+    m.record_tick_error("no-such-stage")
+    assert samples(m, "numad_tick_errors_total")[(("stage", "publish"),)] == 1
+    assert samples(m, "numad_tick_errors_total")[(("stage", "other"),)] == 1

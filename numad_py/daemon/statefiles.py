@@ -1,0 +1,115 @@
+"""Files the daemon leaves for others: status.json (runtime) and history.json (state).
+
+``status.json`` carries ``pid`` and ``start_time`` (procfs.start_time of the
+daemon, psutil's create_time formula), so a reader can tell a live daemon
+from a leftover file: the file is live only if that pid still has that start
+time.  It is removed on a clean exit.
+
+``history.json`` under ``state_dir`` (systemd's StateDirectory=) keeps what
+the planner remembers per process across restarts: first sight, the last
+action (cooldown / ``every``), ``once`` satisfied and bytes the kernel
+refused.  A restart then neither re-runs ``once`` rules nor breaks the
+cooldown.  Entries are keyed by (pid, start time), so a process that is
+gone or a pid reused after a reboot never inherits another's entry; the
+first tick drops every entry whose process no longer matches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from collections.abc import Mapping
+
+from ..decide.history import History, ProcessHistory
+
+log = logging.getLogger("numad_py.daemon")
+
+STATUS_FILE = "status.json"
+HISTORY_FILE = "history.json"
+HISTORY_VERSION = 1
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a sibling temporary file and rename it over ``path`` (readers never see half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class StatusFile:
+    """status.json in the runtime dir, read by ``numad-py status``."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / STATUS_FILE
+        self._written = False
+
+    def write(self, status: Mapping) -> None:
+        # The umask applies, as before: 0600 under the unit's UMask=0077.
+        write_atomic(self.path, json.dumps(status, indent=2), mode=0o644)
+        self._written = True
+
+    def remove(self) -> None:
+        """On a clean exit; only a file this daemon wrote (a second daemon refused at start
+        must not delete the first one's)."""
+        if self._written:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class HistoryStore:
+    """history.json in ``state_dir``; ``enabled`` is False when that directory is unusable."""
+
+    def __init__(self, directory: Path | None):
+        self.path = directory / HISTORY_FILE if directory is not None else None
+        self._saved: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def load(self) -> dict:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+            entries = data["processes"] if data.get("version") == HISTORY_VERSION else []
+            history = {(int(e["pid"]), float(e["start_time"])): _entry(e) for e in entries}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignoring %s (%s): starting with no history", self.path, exc)
+            return {}
+        if history:
+            log.info("history of %d process(es) loaded from %s", len(history), self.path)
+        return history
+
+    def save(self, history: History) -> None:
+        if self.path is None:
+            return
+        entries = [{"pid": pid, "start_time": start, **asdict(h)} for (pid, start), h in sorted(history.items())]
+        text = json.dumps({"version": HISTORY_VERSION, "processes": entries})
+        if text != self._saved:            # most ticks change nothing: no write
+            write_atomic(self.path, text, mode=0o600)
+            self._saved = text
+
+
+def _entry(e: Mapping) -> ProcessHistory:
+    last = e.get("last_action")
+    return ProcessHistory(first_seen=float(e["first_seen"]),
+                          last_action=float(last) if last is not None else None,
+                          handled_once=bool(e.get("handled_once", False)),
+                          unmovable_bytes=int(e.get("unmovable_bytes", 0)))

@@ -1,0 +1,36 @@
+"""A real buffer in this process and a migrate action on it, for the real Executor on the host
+(one node: the pages are already on node 0, but every chunk is a real move_pages call, paced
+by the real budget)."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import threading
+
+from numad_py import procfs
+from numad_py.act.executor import Executor
+from numad_py.act.pacing import Pacer, StallBound
+from numad_py.decide.actions import Action
+from numad_py.topology import read_topology
+
+MiB = 1 << 20
+
+
+class Buffer:
+    def __init__(self, size: int):
+        self.map = mmap.mmap(-1, size)
+        self.map.write(b"\x01" * size)              # present pages
+        self.start = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        self.end = self.start + size
+
+    def action(self, rule: str = "test") -> Action:
+        pid = os.getpid()
+        return Action(kind="migrate", pid=pid, start_time=procfs.start_time(pid), comm="python",
+                      rule=rule, target_nodes=frozenset({0}), memory=(f"{self.start:x}-{self.end:x}",))
+
+
+def executor(budget: float, *, beat=None, max_stall: float = 0.02) -> Executor:
+    return Executor(topology=read_topology, pacer=Pacer(budget, beat=beat), stall=StallBound(max_stall),
+                    stop=threading.Event(), beat=beat)

@@ -1,0 +1,52 @@
+"""history.json in state_dir: what the planner remembers survives a restart (issue 11 item 7:
+state_dir / StateDirectory= were unused)."""
+
+from __future__ import annotations
+
+from daemon_fakes import IDENT, Script, action, make_daemon
+from numad_py.daemon.statefiles import HistoryStore
+
+
+class RecordingScript(Script):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.histories = []
+
+    def decide(self, snapshot, config, history):
+        self.histories.append(dict(history))
+        return super().decide(snapshot, config, history)
+
+
+def test_a_restart_remembers_what_was_done(tmp_path):
+    store = HistoryStore(tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    first = make_daemon(tmp_path, script=Script(plan_actions=[action()]), history_store=store)
+    first.tick()
+    saved = first.state.history[IDENT]
+    assert saved.handled_once and saved.last_action is not None
+
+    script = RecordingScript(plan_actions=[action()])
+    second = make_daemon(tmp_path, script=script, history_store=HistoryStore(tmp_path / "state"))
+    second.tick()
+    assert script.histories[0][IDENT] == saved          # the planner saw it on the first tick
+
+
+def test_a_dry_run_records_nothing_on_disk(tmp_path):
+    (tmp_path / "state").mkdir()
+    store = HistoryStore(tmp_path / "state")
+    make_daemon(tmp_path, script=Script(plan_actions=[action()]), history_store=store, dry_run=True).tick()
+    assert not (tmp_path / "state" / "history.json").exists()
+
+
+def test_a_broken_history_file_is_ignored(tmp_path, caplog):
+    (tmp_path / "history.json").write_bytes(b"\xff{not json")
+    assert HistoryStore(tmp_path).load() == {}
+    assert "ignoring" in caplog.text
+    (tmp_path / "history.json").write_text('{"version": 1, "processes": [{"pid": "x"}]}')
+    assert HistoryStore(tmp_path).load() == {}
+
+
+def test_no_state_dir_no_file(tmp_path):
+    store = HistoryStore(None)
+    store.save({})
+    assert not store.enabled and store.load() == {}
