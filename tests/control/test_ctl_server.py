@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from ctlkit are redefined as parameters)
 """The control server over a real Unix socket, with a fake host and executor (no kernel)."""
 
 from __future__ import annotations
