@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -179,12 +180,23 @@ class Client:
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.connect_timeout)
+        deadline = time.monotonic() + self.connect_timeout
         try:
-            sock.connect(self.socket_path)
+            while True:
+                try:
+                    sock.connect(self.socket_path)
+                    break
+                except BlockingIOError:
+                    # AF_UNIX says EAGAIN (not EINPROGRESS) while the listen backlog is
+                    # full: the daemon is busy accepting; try again until the timeout.
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.01)
         except OSError as exc:
             sock.close()
             hint = {errno.ENOENT: "is numad-py running?", errno.ECONNREFUSED: "is numad-py running?",
-                    errno.EACCES: "the socket's mode/group do not let this user connect"}.get(exc.errno, "")
+                    errno.EAGAIN: "the daemon's connection backlog stayed full",
+                    errno.EACCES: "the socket's mode/group do not let this user connect"}.get(exc.errno or 0, "")
             raise DaemonUnavailable(f"cannot connect to numad-py at {self.socket_path}: "
                                     f"{exc.strerror or exc}" + (f" ({hint})" if hint else "")) from None
         sock.settimeout(self.timeout)

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "control"))
 
-from ctlkit import FakeExecutor, FakeHost  # noqa: E402
-from numad_py.control import protocol as P  # noqa: E402
-from numad_py.control.server import ControlServer  # noqa: E402
+from ctlkit import FakeExecutor, FakeHost
+from numad_py.control import protocol as P
+from numad_py.control.server import ControlServer
 
 FIGURES = {"attempts": 0, "lines": 0, "failures": 0}
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "control"))
 
-from ctlkit import FakeExecutor, FakeHost, read_messages, req, sockdir  # noqa: E402,F401
-from numad_py.control import protocol as P  # noqa: E402
-from numad_py.control.server import ControlServer  # noqa: E402
+from ctlkit import FakeExecutor, FakeHost, read_messages, req, sockdir  # noqa: F401
+from numad_py.control import protocol as P
+from numad_py.control.server import ControlServer
 
 IDLE, ACTIVE, ROUNDS = 1000, 200, 3
 

@@ -1,0 +1,176 @@
+"""The real daemon under the shipped unit's limits (TasksMax=64, LimitNOFILE=4096) in the VM:
+1,000 idle and 200 concurrent clients, ``status`` answering within 1 s, a clean stop.
+
+Tasks are capped by ``systemd-run -p TasksMax=64`` when the guest runs systemd, else by a
+cgroup v2 ``pids.max = 64`` (root is exempt from RLIMIT_NPROC, so that limit would prove
+nothing).  Prints its figures.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from numad_py.client import Client
+from numad_py.control import protocol as P
+
+pytestmark = pytest.mark.topology("two")
+
+NUMAD = str(Path(sys.executable).with_name("numad-py"))
+TASKS_MAX, NOFILE = 64, 4096          # systemd/numad-py.service
+IDLE, ACTIVE, ROUNDS = 1000, 200, 3
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def pids_cgroup() -> Path | None:
+    """A cgroup v2 child with pids.max = TASKS_MAX, or None when the guest has no pids controller."""
+    controllers = CGROUP / "cgroup.controllers"
+    if not controllers.exists() or "pids" not in controllers.read_text().split():
+        return None
+    (CGROUP / "cgroup.subtree_control").write_text("+pids")
+    cg = CGROUP / f"numad-load-{os.getpid()}"
+    cg.mkdir(exist_ok=True)
+    (cg / "pids.max").write_text(str(TASKS_MAX))
+    return cg
+
+
+def limits_in_child(cg: Path | None):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+        if cg is not None:
+            (cg / "cgroup.procs").write_text("0")
+    return apply
+
+
+def dial(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)           # blocking: waits for room in the listen backlog
+    s.settimeout(60)
+    return s
+
+
+def one_reply(s: socket.socket) -> dict:
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a reply")
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = P.parse_reply(line)
+            if "event" not in msg:
+                return msg
+
+
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return -1
+
+
+def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    systemd = shutil.which("systemd-run") and Path("/run/systemd/system").is_dir()
+    cg = None if systemd else pids_cgroup()
+    if not systemd and cg is None:
+        pytest.skip("neither systemd nor a cgroup v2 pids controller in this guest")
+    run = tmp_path / "run"
+    run.mkdir()
+    config = tmp_path / "numad-py.toml"
+    config.write_text(f'[daemon]\nscan_interval = "2s"\nruntime_dir = "{run}"\n[metrics]\nlisten = ""\n'
+                      f'[control]\nsocket = "{run}/control.sock"\n')
+    (tmp_path / "rules.d").mkdir()
+    log = open(tmp_path / "daemon.log", "w")
+    argv = [NUMAD, "run", "--config", str(config)]
+    if systemd:
+        argv = ["systemd-run", "--scope", "-p", f"TasksMax={TASKS_MAX}", "-p", f"LimitNOFILE={NOFILE}", *argv]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=None if systemd else limits_in_child(cg))
+    sock = str(run / "control.sock")
+    idle: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+            time.sleep(0.2)
+        client = Client(sock, timeout=10)
+        assert client.status()["pid"] == proc.pid or systemd
+        idle = [dial(sock) for _ in range(IDLE)]
+        failures: list[str] = []
+        answered = [0]
+        lock = threading.Lock()
+
+        def active(i: int) -> None:
+            try:
+                with dial(sock) as s:
+                    for r in range(ROUNDS):
+                        op = (P.request("status", f"s{i}.{r}") if (i + r) % 2
+                              else P.request("query", f"q{i}.{r}", pid=os.getpid()))
+                        s.sendall(P.encode(op))
+                        reply = one_reply(s)
+                        with lock:
+                            answered[0] += 1
+                            if not reply["ok"]:
+                                failures.append(str(reply["error"]))
+            except Exception as exc:   # recorded, asserted below
+                with lock:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+
+        workers = [threading.Thread(target=active, args=(i,)) for i in range(ACTIVE)]
+        for t in workers:
+            t.start()
+        slowest, probes, peak_threads = 0.0, 0, 0
+        while any(t.is_alive() for t in workers):
+            t0 = time.monotonic()
+            assert Client(sock, timeout=5).status()["ticks"] >= 0
+            slowest = max(slowest, time.monotonic() - t0)
+            probes += 1
+            peak_threads = max(peak_threads, threads_of(proc.pid))
+            time.sleep(0.1)
+        for t in workers:
+            t.join()
+        t0 = time.monotonic()
+        cli = subprocess.run([NUMAD, "status", "--socket", sock], capture_output=True, text=True,
+                             timeout=60)
+        cli_seconds = time.monotonic() - t0
+        pids_current = (cg / "pids.current").read_text().strip() if cg is not None else "?"
+        print(f"\ncontrol load in the VM ({'systemd-run' if systemd else 'pids cgroup'} "
+              f"TasksMax={TASKS_MAX}, LimitNOFILE={NOFILE}): {IDLE} idle + {ACTIVE} active x {ROUNDS}: "
+              f"answered {answered[0]}, failures {len(failures)}, status probes {probes}, slowest "
+              f"{slowest * 1000:.0f} ms, daemon threads peak {peak_threads}, pids.current "
+              f"{pids_current}, CLI status {cli_seconds:.1f} s (with interpreter start-up)")
+        assert not failures, failures[:5]
+        assert answered[0] == ACTIVE * ROUNDS
+        assert slowest < 1.0
+        assert cli.returncode == 0, cli.stderr
+        assert proc.poll() is None
+        idle[0].sendall(P.encode(P.request("status", "idle")))
+        assert one_reply(idle[0])["ok"]                 # the idle ones are still served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        code = proc.wait(timeout=30)
+        stop_seconds = time.monotonic() - t0
+        for s in idle:
+            s.close()
+        log.close()
+        text = (tmp_path / "daemon.log").read_text()
+        if cg is not None:
+            cg.rmdir()
+    print(f"stopped in {stop_seconds:.1f} s with exit {code}")
+    assert code == 0, text
+    assert "Traceback" not in text, text
+    assert not os.path.exists(sock)
