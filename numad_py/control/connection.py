@@ -26,6 +26,8 @@ from .auth import Peer
 
 log = logging.getLogger("numad_py.control")
 
+WRITE_BUFFER = 256 * 1024     # bytes queued for one client before we wait for it to read
+
 
 class Outbox:
     """Messages for one connection; progress events coalesced per request id.
@@ -168,7 +170,10 @@ class Connection:
             else:
                 deadline = last_activity + self.read_timeout
             try:
-                chunk = await asyncio.wait_for(self.reader.read(65536), max(0.0, deadline - now))
+                # asyncio.timeout_at: no task per read (wait_for makes one; that is most of
+                # the loop's cost per request when hundreds of clients are active).
+                async with asyncio.timeout_at(deadline):
+                    chunk = await self.reader.read(65536)
             except TimeoutError:
                 if line_started is not None:
                     self.send(P.error(None, "bad_request", "incomplete request line: no newline "
@@ -222,7 +227,9 @@ class Connection:
                 continue
             try:
                 self.writer.write(data)
-                await asyncio.wait_for(self.writer.drain(), self.read_timeout)
+                if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER:
+                    async with asyncio.timeout(self.read_timeout):   # a client not reading
+                        await self.writer.drain()
             except (TimeoutError, OSError, RuntimeError):
                 # Gone, or not reading for read_timeout: drop what is left for it.
                 self.dead = True

@@ -73,6 +73,11 @@ def one_reply(s: socket.socket) -> dict:
                 return msg
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def threads_of(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Threads:"):
@@ -108,7 +113,9 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
             time.sleep(0.2)
         client = Client(sock, timeout=10)
         assert client.status()["pid"] == proc.pid or systemd
+        t0 = time.monotonic()
         idle = [dial(sock) for _ in range(IDLE)]
+        idle_seconds = time.monotonic() - t0
         failures: list[str] = []
         answered = [0]
         lock = threading.Lock()
@@ -129,36 +136,45 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
                 with lock:
                     failures.append(f"{type(exc).__name__}: {exc}")
 
+        cpu0 = cpu_seconds(proc.pid)
+        t0 = time.monotonic()
         workers = [threading.Thread(target=active, args=(i,)) for i in range(ACTIVE)]
         for t in workers:
             t.start()
-        slowest, probes, peak_threads = 0.0, 0, 0
+        latencies: list[float] = []
+        peak_threads = 0
         while any(t.is_alive() for t in workers):
-            t0 = time.monotonic()
-            assert Client(sock, timeout=5).status()["ticks"] >= 0
-            slowest = max(slowest, time.monotonic() - t0)
-            probes += 1
+            t1 = time.monotonic()
+            try:
+                Client(sock, timeout=30).status()
+            except Exception as exc:   # recorded, asserted below
+                failures.append(f"status probe: {type(exc).__name__}: {exc}")
+            latencies.append(time.monotonic() - t1)
             peak_threads = max(peak_threads, threads_of(proc.pid))
             time.sleep(0.1)
         for t in workers:
             t.join()
+        active_seconds = time.monotonic() - t0
+        daemon_cpu = cpu_seconds(proc.pid) - cpu0
         t0 = time.monotonic()
         cli = subprocess.run([NUMAD, "status", "--socket", sock], capture_output=True, text=True,
                              timeout=60)
         cli_seconds = time.monotonic() - t0
         pids_current = (cg / "pids.current").read_text().strip() if cg is not None else "?"
+        slowest = max(latencies, default=0.0)
         print(f"\ncontrol load in the VM ({'systemd-run' if systemd else 'pids cgroup'} "
-              f"TasksMax={TASKS_MAX}, LimitNOFILE={NOFILE}): {IDLE} idle + {ACTIVE} active x {ROUNDS}: "
-              f"answered {answered[0]}, failures {len(failures)}, status probes {probes}, slowest "
-              f"{slowest * 1000:.0f} ms, daemon threads peak {peak_threads}, pids.current "
-              f"{pids_current}, CLI status {cli_seconds:.1f} s (with interpreter start-up)")
+              f"TasksMax={TASKS_MAX}, LimitNOFILE={NOFILE}): {IDLE} idle opened in {idle_seconds:.1f} s; "
+              f"{ACTIVE} active x {ROUNDS} in {active_seconds:.1f} s (daemon CPU {daemon_cpu:.1f} s): "
+              f"answered {answered[0]}, failures {len(failures)}; status probes {len(latencies)}, "
+              f"median {sorted(latencies)[len(latencies) // 2] * 1000 if latencies else 0:.0f} ms, "
+              f"slowest {slowest * 1000:.0f} ms; daemon threads peak {peak_threads}, pids.current "
+              f"{pids_current}; CLI status {cli_seconds:.1f} s (with interpreter start-up)")
         assert not failures, failures[:5]
         assert answered[0] == ACTIVE * ROUNDS
         assert slowest < 1.0
         assert cli.returncode == 0, cli.stderr
         assert proc.poll() is None
-        idle[0].sendall(P.encode(P.request("status", "idle")))
-        assert one_reply(idle[0])["ok"]                 # the idle ones are still served
+        assert peak_threads <= 8          # main, control loop, <= 4 workers: fixed, whatever the load
     finally:
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
