@@ -163,7 +163,12 @@ class Requests:
         def gone() -> bool:
             return self.stopping.is_set() or conn.client_gone()
 
-        conn.send(P.ok(req.id, await self.off_loop(lambda: self.host.query(req.pid, req.range, gone))))
+        def query() -> dict:
+            if gone():      # queued behind other work while its client left: skip it
+                raise InterruptedError("the client went away")
+            return self.host.query(req.pid, req.range, gone)
+
+        conn.send(P.ok(req.id, await self.off_loop(query)))
 
     async def _start_migrate(self, conn: Connection, req) -> None:
         self.jobs.check_capacity(conn, req.id, self.max_inflight)

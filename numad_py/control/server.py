@@ -27,6 +27,7 @@ from the message.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor as PoolBase
@@ -45,6 +46,7 @@ log = logging.getLogger("numad_py.control")
 
 WORKERS = 4            # threads for blocking work; jobs may hold at most JOB_WORKERS of them
 JOB_WORKERS = 2
+SWITCH_INTERVAL = 0.001   # seconds; see start()
 
 
 class ControlServer:
@@ -127,6 +129,11 @@ class ControlServer:
 
     def start(self) -> ControlServer:
         """Bind and serve; SocketInUse / SocketPathError / OSError if the path cannot be used."""
+        # The loop thread gives up the GIL at every send/recv and then waits up to one switch
+        # interval for a worker parsing /proc in Python (the convoy effect); with hundreds of
+        # requests queued on the loop, 5 ms (the default) per syscall adds up to seconds.
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         self.transport.start()
         log.info("control socket listening on %s (mode %04o%s, at most %d connections)",
                  self.socket_path, self.mode,

@@ -106,6 +106,7 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
                             preexec_fn=None if systemd else limits_in_child(cg))
     sock = str(run / "control.sock")
     idle: list[socket.socket] = []
+    target: subprocess.Popen | None = None
     try:
         deadline = time.monotonic() + 120
         while not os.path.exists(sock) and time.monotonic() < deadline:
@@ -114,6 +115,7 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
         client = Client(sock, timeout=10)
         assert client.status()["pid"] == proc.pid or systemd
         t0 = time.monotonic()
+        target = subprocess.Popen(["sleep", "1000"])       # what the clients query: a small process
         idle = [dial(sock) for _ in range(IDLE)]
         idle_seconds = time.monotonic() - t0
         failures: list[str] = []
@@ -125,7 +127,7 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
                 with dial(sock) as s:
                     for r in range(ROUNDS):
                         op = (P.request("status", f"s{i}.{r}") if (i + r) % 2
-                              else P.request("query", f"q{i}.{r}", pid=os.getpid()))
+                              else P.request("query", f"q{i}.{r}", pid=target.pid))
                         s.sendall(P.encode(op))
                         reply = one_reply(s)
                         with lock:
@@ -176,6 +178,9 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
         assert proc.poll() is None
         assert peak_threads <= 8          # main, control loop, <= 4 workers: fixed, whatever the load
     finally:
+        if target is not None:
+            target.kill()
+            target.wait()
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         code = proc.wait(timeout=30)
