@@ -60,6 +60,9 @@ class Outbox:
         self.closed = True
         self._ready.set()
 
+    def empty(self) -> bool:
+        return not self._queue
+
     def get_nowait(self) -> bytes | None:
         if not self._queue:
             return None
@@ -99,15 +102,33 @@ class Connection:
     # --- used by the request layer -------------------------------------------
 
     def send(self, message: dict) -> None:
-        """Queue a reply (loop thread)."""
-        if not self.dead:
+        """Send or queue a reply (loop thread)."""
+        if self.dead:
+            return
+        if self._writable():
+            self.writer.write(P.encode(message))
+        else:
             self.outbox.put(message)
+
+    def send_progress(self, request_id: str, message: dict) -> None:
+        if self.dead:
+            return
+        if self._writable():
+            self.writer.write(P.encode(message))
+        else:
+            self.outbox.put_progress(request_id, message)
+
+    def _writable(self) -> bool:
+        # Straight to the socket while nothing waits before it and the client keeps up
+        # (no task switch per reply); otherwise through the outbox, coalescing progress.
+        return (self.outbox.empty() and not self.outbox.closed
+                and self.writer.transport.get_write_buffer_size() < WRITE_BUFFER)
 
     def send_threadsafe(self, message: dict) -> None:
         self.loop.call_soon_threadsafe(self.send, message)
 
     def progress_threadsafe(self, request_id: str, message: dict) -> None:
-        self.loop.call_soon_threadsafe(self.outbox.put_progress, request_id, message)
+        self.loop.call_soon_threadsafe(self.send_progress, request_id, message)
 
     def spawn(self, work: Awaitable[None]) -> asyncio.Task:
         """Run a request in the background; the connection stays open until it ends."""
