@@ -30,6 +30,7 @@ pytestmark = pytest.mark.topology("two")
 NUMAD = str(Path(sys.executable).with_name("numad-py"))
 TASKS_MAX, NOFILE = 64, 4096          # systemd/numad-py.service
 IDLE, ACTIVE, ROUNDS = 1000, 200, 3
+ACTIVE_LIMIT = 100.0                   # seconds for the active phase (the harness allows 4 min a test)
 CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -139,7 +140,7 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
                 state[c] = [i, 0, b""]
                 sel.register(c, selectors.EVENT_READ)
                 c.send(request_for(i, 0, target.pid))
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + ACTIVE_LIMIT
             while state and time.monotonic() < deadline:
                 for key, _ in sel.select(1.0):
                     c = key.fileobj
@@ -177,7 +178,7 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
         while any(t.is_alive() for t in workers):
             t1 = time.monotonic()
             try:
-                Client(sock, timeout=30).status()
+                Client(sock, timeout=15).status()
             except Exception as exc:   # recorded, asserted below
                 failures.append(f"status probe: {type(exc).__name__}: {exc}")
             latencies.append(time.monotonic() - t1)
