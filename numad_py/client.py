@@ -20,10 +20,10 @@ calls ``cancel("job1")``.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -180,12 +180,23 @@ class Client:
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.connect_timeout)
+        deadline = time.monotonic() + self.connect_timeout
         try:
-            sock.connect(self.socket_path)
+            while True:
+                try:
+                    sock.connect(self.socket_path)
+                    break
+                except BlockingIOError:
+                    # AF_UNIX says EAGAIN (not EINPROGRESS) while the listen backlog is
+                    # full: the daemon is busy accepting; try again until the timeout.
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.01)
         except OSError as exc:
             sock.close()
             hint = {errno.ENOENT: "is numad-py running?", errno.ECONNREFUSED: "is numad-py running?",
-                    errno.EACCES: "the socket's mode/group do not let this user connect"}.get(exc.errno, "")
+                    errno.EAGAIN: "the daemon's connection backlog stayed full",
+                    errno.EACCES: "the socket's mode/group do not let this user connect"}.get(exc.errno or 0, "")
             raise DaemonUnavailable(f"cannot connect to numad-py at {self.socket_path}: "
                                     f"{exc.strerror or exc}" + (f" ({hint})" if hint else "")) from None
         sock.settimeout(self.timeout)
@@ -200,23 +211,6 @@ def _listish(value):
 
 # --- buffers --------------------------------------------------------------------------------
 
-class _PyBuffer(ctypes.Structure):
-    # Py_buffer (stable ABI since 3.11); obj as void* so ctypes leaves refcounts alone.
-    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
-                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
-                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
-                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
-
-
-_PyBUF_ANY_CONTIGUOUS = 0x0080 | 0x0040 | 0x0020 | 0x0008  # C|F|ANY contiguous + ND
-_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
-_get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
-_get_buffer.restype = ctypes.c_int
-_release_buffer = ctypes.pythonapi.PyBuffer_Release
-_release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
-_release_buffer.restype = None
-
-
 def buffer_address(buf) -> tuple[int, int]:
     """(address, length in bytes) of a contiguous buffer: mmap, bytearray, bytes, numpy array...
 
@@ -227,18 +221,19 @@ def buffer_address(buf) -> tuple[int, int]:
     except TypeError:
         raise InvalidArgument(f"{type(buf).__name__} does not expose the buffer protocol") from None
     with view:
-        if not view.contiguous:
-            raise InvalidArgument("the buffer is not contiguous (e.g. a strided numpy slice): copy it "
-                                  "or move its base array")
+        if not view.c_contiguous:
+            raise InvalidArgument("the buffer is not C-contiguous (e.g. a strided numpy slice, or a "
+                                  "Fortran-order array: pass its transpose .T): copy it or move its "
+                                  "base array")
         if view.nbytes == 0:
             raise InvalidArgument("the buffer is empty")
-        pybuf = _PyBuffer()
-        if _get_buffer(view, ctypes.byref(pybuf), _PyBUF_ANY_CONTIGUOUS) != 0:
-            raise InvalidArgument("cannot get the buffer's address")
+        from ._numa import ffi
+        # from_buffer keeps the buffer exported while the cdata lives; we only need its address.
+        data = ffi.from_buffer(view)
         try:
-            return int(pybuf.buf), int(pybuf.len)
+            return int(ffi.cast("uintptr_t", data)), view.nbytes
         finally:
-            _release_buffer(ctypes.byref(pybuf))
+            ffi.release(data)
 
 
 def page_span(buf) -> tuple[int, int]:

@@ -5,7 +5,8 @@ The peer's uid/gid/pid/groups come from ``SO_PEERCRED``/``SO_PEERGROUPS``
 by the caller.  The rules (issue 5):
 
 * root (uid 0) and members of the configured admin group may act on any process;
-* anyone else only on processes whose real AND effective uid are the peer's,
+* anyone else only on processes whose real, effective AND saved uid are the
+  peer's and that are dumpable (not running a setuid or privileged program),
   and never with move-all (it would move pages shared with other processes);
 * ``drain`` and ``reload`` are admin-only; ``status`` and ``plan`` are open to
   anyone who can connect (the socket's mode/group decide that);
@@ -53,10 +54,11 @@ def is_admin(peer: Peer, admin_gid: int | None) -> bool:
     return admin_gid is not None and (peer.gid == admin_gid or admin_gid in peer.groups)
 
 
-def authorize(peer: Peer, op: str, *, target_uids: tuple[int, int] | None = None,
+def authorize(peer: Peer, op: str, *, target_uids: tuple[int, ...] | None = None,
               target_pid: int | None = None, move_all: bool = False,
-              admin_gid: int | None = None) -> Decision:
-    """Allow or deny ``op`` for ``peer``; ``target_uids`` = (real, effective) uid of the target."""
+              admin_gid: int | None = None, dumpable: bool = True) -> Decision:
+    """Allow or deny ``op`` for ``peer``; ``target_uids`` = (real, effective[, saved]) uid
+    of the target, read in one snapshot with ``dumpable``."""
     admin = is_admin(peer, admin_gid)
     who = "root" if peer.uid == 0 else ("admin group member" if admin else f"uid {peer.uid}")
     if op in OPEN_OPS:
@@ -75,12 +77,13 @@ def authorize(peer: Peer, op: str, *, target_uids: tuple[int, int] | None = None
     target = f"process {target_pid}" if target_pid is not None else "the target process"
     if target_uids is None:
         return Decision(False, f"the owner of {target} is unknown", admin)
-    real, effective = target_uids
-    if real == peer.uid and effective == peer.uid:
+    names = ("real", "effective", "saved")
+    other = next(((name, uid) for name, uid in zip(names, target_uids) if uid != peer.uid), None)
+    if other is None:
+        if not dumpable:
+            return Decision(False, f"{target} is not dumpable (it runs a setuid or privileged "
+                                   f"program); only root or the admin group may {op} it", admin)
         return Decision(True, f"uid {peer.uid} owns {target}", admin)
-    if real != peer.uid:
-        whose = f"real uid {real}"
-    else:
-        whose = f"effective uid {effective}"
+    whose = f"{other[0]} uid {other[1]}"
     return Decision(False, f"uid {peer.uid} may only {op} its own processes; {target} runs as "
                            f"{whose}", admin)

@@ -16,16 +16,15 @@ drained node.
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
 
+from .. import procfs
 from ..decide.actions import Action
 from ..errors import InvalidNode, NumaError
 from ..nodes import format_nodes
-from ..sense.identity import start_time_of
-from ..sense.maps import read_maps, read_numa_maps
+from ..sense.maps import parse_maps, parse_numa_maps
 from ..topology import Topology
 
 log = logging.getLogger("numad_py.control")
@@ -82,16 +81,16 @@ def candidates(node: int, *, proc_root: str = "/proc", exclude: Iterable[int] = 
     """Processes with pages on ``node`` and the mappings holding them (largest first)."""
     skip = set(exclude)
     out = []
-    for name in os.listdir(proc_root):
-        if not name.isdigit() or int(name) in skip:
+    for pid in procfs.pids(root=proc_root):
+        if pid in skip:
             continue
-        pid = int(name)
         try:
-            per_start = {start: nodes for start, nodes in read_numa_maps(pid, proc_root)}
-            on_node = {start: nodes[node] for start, nodes in per_start.items() if nodes.get(node)}
+            numa_maps = parse_numa_maps(procfs.read_text(pid, "numa_maps", root=proc_root))
+            on_node = {start: nodes[node] for start, nodes in numa_maps if nodes.get(node)}
             if not on_node:
                 continue
-            ranges = [(m.start, m.end) for m in read_maps(pid, proc_root) if m.start in on_node
+            maps = parse_maps(procfs.read_text(pid, "maps", root=proc_root))
+            ranges = [(m.start, m.end) for m in maps if m.start in on_node
                       and m.path not in ("[vdso]", "[vvar]", "[vsyscall]")]
             comm = _comm(pid, proc_root)
         except NumaError:
@@ -103,9 +102,8 @@ def candidates(node: int, *, proc_root: str = "/proc", exclude: Iterable[int] = 
 
 def _comm(pid: int, proc_root: str) -> str:
     try:
-        with open(f"{proc_root}/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
+        return procfs.read_text(pid, "comm", root=proc_root).strip()
+    except NumaError:
         return "?"
 
 
@@ -159,7 +157,7 @@ def drain_node(node: int, *, executor, topology: Topology, to: Iterable[int] | N
         summary = {"pid": cand.pid, "comm": cand.comm, "bytes_on_node": cand.bytes_on_node,
                    "mappings": len(cand.ranges)}
         try:
-            start_time = start_time_of(cand.pid)
+            start_time = procfs.start_time(cand.pid, root=proc_root)
         except NumaError:
             summary.update(status="gone", message="exited before its turn")
             result.processes.append(summary)

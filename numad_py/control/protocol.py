@@ -41,12 +41,14 @@ ERROR_CODES = ("bad_request", "unknown_op", "forbidden", "not_found", "gone", "b
 class ProtocolError(Exception):
     """A request that gets an error reply; ``code`` is one of ERROR_CODES."""
 
-    def __init__(self, code: str, message: str, *, request_id: str | None = None):
+    def __init__(self, code: str, message: str, *, request_id: str | None = None,
+                 op: str | None = None):
         assert code in ERROR_CODES, code
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.op = op            # the request's op when it could be read (for the audit)
 
 
 # --- request models ----------------------------------------------------------
@@ -221,6 +223,15 @@ def parse_request(line: bytes | str) -> Request:
     data = loads(line)
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", f"a request must be a JSON object, got {_json_type(data)}")
+    try:
+        return _validate(data)
+    except ProtocolError as exc:
+        op = data.get("op")
+        exc.op = op if isinstance(op, str) and op in MODELS else None
+        raise
+
+
+def _validate(data: dict) -> Request:
     rid = data.get("id")
     rid = rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID and rid.isprintable() else None
     if "v" not in data:
@@ -244,7 +255,7 @@ def parse_request(line: bytes | str) -> Request:
         raise ProtocolError("unknown_op", f"unknown operation {_short(op)} (one of: {', '.join(OPS)})",
                             request_id=rid)
     try:
-        return model.model_validate(data)
+        return model.model_validate(data)  # type: ignore[return-value]  # one of Request's members
     except ValidationError as exc:
         raise ProtocolError("bad_request", f"{op}: {describe(exc)}", request_id=rid) from None
     except (ValueError, TypeError, OverflowError) as exc:  # defensive: validators are ours
@@ -260,7 +271,7 @@ TYPE_HINTS = {
 
 def describe(exc: ValidationError) -> str:
     """Pydantic errors as ``field: what is wrong`` sentences, unions folded to one line each."""
-    grouped: dict[str, list[dict]] = {}
+    grouped: dict[str, list[Any]] = {}
     for err in exc.errors(include_url=False):
         # Drop union branch names ("str", "list[int]", "function-after[...]") from the path.
         path = ".".join(str(p) for p in err["loc"] if not _is_branch(str(p))) or "request"

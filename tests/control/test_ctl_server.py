@@ -1,184 +1,30 @@
+# ruff: noqa: F811  (pytest fixtures imported from ctlkit are redefined as parameters)
 """The control server over a real Unix socket, with a fake host and executor (no kernel)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
-import shutil
 import socket
 import stat
-import tempfile
 import threading
 import time
-from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from numad_py.act.executor import Outcome
-from numad_py.client import BadRequest, Client, DaemonUnavailable, Forbidden, Gone, NotFound
-from numad_py.control import server as server_mod
-from numad_py.cli import requests as cli_requests
+from ctlkit import (ALICE, ROOT, MiB, FakeExecutor, FakeHost, as_peer, ask, audit_lines, connect,  # noqa: F401
+                    make_server, read_messages, req, sockdir)
 from numad_py.cli import commands as cli
+from numad_py.cli import requests as cli_requests
+from numad_py.client import BadRequest, Client, DaemonUnavailable, Forbidden, Gone, NotFound
 from numad_py.control import protocol as P
+from numad_py.control import transport as transport_mod
 from numad_py.control.auth import Peer
-from numad_py.control.server import ControlServer
-from numad_py.errors import InvalidNode, ProcessGone
-from numad_py.nodes import parse_nodes
-from numad_py.numa import MigrationResult
-
-MiB = 1 << 20
-ALICE = Peer(uid=1000, gid=1000, pid=4000)
-
-
-class FakeExecutor:
-    """Like Executor.execute: serialised, chunked, progress + cancel between chunks."""
-
-    def __init__(self, chunks: int = 4, chunk_seconds: float = 0.0):
-        self.chunks = chunks
-        self.chunk_seconds = chunk_seconds
-        self.lock = threading.Lock()
-        self.calls: list = []
-        self.chunks_done: list[int] = []
-        self.dry_run = False
-
-    def execute(self, action, *, reason="schedule", progress=None, cancelled=None):
-        with self.lock:
-            self.calls.append((action, reason))
-            res = MigrationResult(pid=action.pid, target=frozenset(action.target_nodes))
-            done = 0
-            for _ in range(self.chunks):
-                if cancelled is not None and cancelled():
-                    res.cancelled = True
-                    break
-                time.sleep(self.chunk_seconds)
-                done += 1
-                res.moved += MiB // res.page_size
-                if progress is not None:
-                    progress(done * MiB, self.chunks * MiB)
-            res.failed = Counter({"shared": 3})
-            self.chunks_done.append(done)
-            return Outcome(kind="migrate", pid=action.pid, comm=action.comm, rule=action.rule,
-                           target=frozenset(action.target_nodes),
-                           status="cancelled" if res.cancelled else "done", result=res)
-
-
-class FakeHost:
-    def __init__(self):
-        self.owners = {100: (0, 0), 200: (1000, 1000), 300: (1000, 0)}
-        self.drained = []
-
-    def owner(self, pid):
-        if pid not in self.owners:
-            raise ProcessGone(f"process {pid} is gone")
-        return self.owners[pid]
-
-    def identity(self, pid):
-        self.owner(pid)
-        return 1.0, f"proc{pid}"
-
-    def target_nodes(self, spec):
-        nodes = parse_nodes(spec, all_nodes={0, 1})
-        if nodes - {0, 1}:
-            raise InvalidNode(f"node {sorted(nodes - {0, 1})} does not exist")
-        return nodes
-
-    def missing_mappings(self, pid, names):
-        return [n for n in names if n not in ("[heap]", "anon")]
-
-    def query(self, pid, range_text):
-        self.owner(pid)
-        return {"pid": pid, "nodes": {"0": 4096}}
-
-    def drain_targets(self, node, to):
-        if node not in (0, 1):
-            raise InvalidNode(f"node {node} does not exist")
-        return [1 - node]
-
-    def drain(self, node, targets, *, move_all, executor, progress, cancelled):
-        from numad_py.control.drain import make_action
-        moved = 0
-        for pid in (100, 200):
-            a = make_action(pid=pid, start_time=1.0, comm="x", rule="drain", target=targets)
-            out = executor.execute(a, reason="drain", progress=progress, cancelled=cancelled)
-            moved += out.result.bytes_moved
-            if out.status == "cancelled":
-                return {"node": node, "bytes_moved": moved, "cancelled": True}
-        self.drained.append(node)
-        return {"node": node, "bytes_moved": moved, "cancelled": False}
-
-
-@pytest.fixture
-def sockdir():
-    # Short path: sun_path is 108 bytes and pytest's tmp_path can be longer.
-    d = tempfile.mkdtemp(prefix="ctl", dir="/tmp")
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def make_server(sockdir):
-    servers = []
-
-    def make(**options):
-        options.setdefault("executor", FakeExecutor())
-        options.setdefault("host", FakeHost())
-        options.setdefault("status", lambda: {"pid": os.getpid(), "ticks": 3})
-        options.setdefault("plan", lambda: [{"kind": "migrate", "pid": 1}])
-        options.setdefault("reload", lambda: None)
-        options.setdefault("read_timeout", 2.0)
-        options.setdefault("progress_interval", 0.0)
-        srv = ControlServer(str(sockdir / "c.sock"), **options).start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()
-
-
-def connect(srv) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(srv.socket_path)
-    return s
-
-
-def read_messages(s: socket.socket, until_final: int = 1) -> list[dict]:
-    """Read messages until ``until_final`` non-event replies arrived (or EOF)."""
-    out, finals, buf = [], 0, b""
-    while finals < until_final:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            msg = json.loads(line)
-            out.append(msg)
-            if "event" not in msg:
-                finals += 1
-    return out
-
-
-def ask(srv, obj_or_line) -> dict:
-    with connect(srv) as s:
-        line = obj_or_line if isinstance(obj_or_line, bytes) else P.encode(obj_or_line)
-        s.sendall(line if line.endswith(b"\n") else line + b"\n")
-        return read_messages(s)[-1]
-
-
-def req(op, rid="r1", **args):
-    return {"v": 1, "id": rid, "op": op, **args}
-
-
-@pytest.fixture
-def as_peer(monkeypatch):
-    def use(peer: Peer):
-        monkeypatch.setattr(server_mod, "peer_credentials", lambda sock: peer)
-    return use
+from numad_py.control.connection import Outbox
+from numad_py.control.server import ControlServer, SocketInUse, SocketPathError
 
 
 # --- basic replies -------------------------------------------------------------------------
@@ -189,7 +35,7 @@ def test_status_plan_and_real_peer_credentials(make_server):
     assert reply == {"v": 1, "id": "r1", "ok": True, "result": {"pid": os.getpid(), "ticks": 3}}
     assert ask(srv, req("plan"))["result"] == {"actions": [{"kind": "migrate", "pid": 1}]}
     with connect(srv) as s:
-        peer = server_mod.peer_credentials(s)   # the server end sees us; check the call works
+        peer = transport_mod.peer_credentials(s)   # the server end sees us; check the call works
         assert peer.pid == os.getpid() and peer.uid == os.getuid()
 
 
@@ -346,23 +192,27 @@ def test_migrate_progress_result_and_audit(make_server, caplog):
     action, reason = ex.calls[0]
     assert reason == "request" and action.pid == 200 and action.target_nodes == frozenset({1})
     assert action.memory == ("7f00-7f80", "[heap]") and action.start_time == 1.0
-    lines = [r.getMessage() for r in caplog.records if r.name == "numad_py.audit"]
+    lines = audit_lines(caplog)
     assert len(lines) == 1
-    assert f"peer_uid={os.getuid()} peer_pid={os.getpid()} op=migrate id=m1 pid=200 to=1" in lines[0]
-    assert "result=done" in lines[0] and "failed=shared:3" in lines[0]
+    assert f'peer_uid={os.getuid()} peer_pid={os.getpid()} op="migrate" id="m1" pid=200 to="1"' in lines[0]
+    assert 'result="done"' in lines[0] and 'failed="shared:3"' in lines[0]
 
 
 def test_outbox_coalesces_progress_but_keeps_order_and_messages():
-    box = server_mod._Outbox()
-    box.put({"n": 1})
-    for done in (1, 2, 3):
-        box.put_progress("a", P.progress("a", done, 3))
-    box.put_progress("b", P.progress("b", 5, 9))
-    box.put({"n": 2})
-    box.close()
-    sent = []
-    while (data := box.get()) is not None:
-        sent.append(json.loads(data))
+    async def drain() -> list[dict]:
+        box = Outbox()
+        box.put({"n": 1})
+        for done in (1, 2, 3):
+            box.put_progress("a", P.progress("a", done, 3))
+        box.put_progress("b", P.progress("b", 5, 9))
+        box.put({"n": 2})
+        box.close()
+        sent = []
+        while (data := await box.get()) is not None:
+            sent.append(json.loads(data))
+        return sent
+
+    sent = asyncio.run(drain())
     assert sent[0] == {"n": 1}
     # one event per request id, holding its latest value, in first-queued order
     assert [(m["id"], m["done_bytes"]) for m in sent[1:3]] == [("a", 3), ("b", 5)]
@@ -396,11 +246,11 @@ def test_user_refused_for_root_process_allowed_for_own(make_server, as_peer, cap
     r = ask(srv, req("reload", "rl"))
     assert r["error"]["code"] == "forbidden"
     assert [a.pid for a, _ in ex.calls] == [200]
-    lines = [r.getMessage() for r in caplog.records if r.name == "numad_py.audit"]
+    lines = audit_lines(caplog)
     assert len(lines) == 6
-    assert "peer_uid=1000 peer_pid=4000 op=migrate id=bad pid=100" in lines[0]
-    assert 'result=forbidden reason="uid 1000 may only migrate' in lines[0]
-    assert "result=done" in lines[3]
+    assert 'peer_uid=1000 peer_pid=4000 op="migrate" id="bad" pid=100' in lines[0]
+    assert 'result="forbidden" reason="uid 1000 may only migrate' in lines[0]
+    assert 'result="done"' in lines[3]
 
 
 def test_gone_not_found_and_query(make_server, as_peer):
@@ -509,8 +359,11 @@ def test_socket_mode_and_stale_socket(sockdir, make_server):
     srv = make_server(mode="0660")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
     assert ask(srv, req("status"))["ok"]
-    with pytest.raises(OSError, match="another process is serving"):
+    threads = threading.active_count()
+    with pytest.raises(SocketInUse, match=f"in use by pid {os.getpid()} "):
         ControlServer(str(path), executor=FakeExecutor()).start()
+    assert threading.active_count() == threads          # nothing left behind
+    assert ask(srv, req("status"))["ok"]                # and the first one still serves
     srv.stop()
     assert not path.exists()
 
@@ -518,7 +371,7 @@ def test_socket_mode_and_stale_socket(sockdir, make_server):
 def test_refuses_to_replace_a_regular_file(sockdir):
     path = sockdir / "c.sock"
     path.write_text("important")
-    with pytest.raises(OSError, match="not a socket"):
+    with pytest.raises(SocketPathError, match="not a socket"):
         ControlServer(str(path), executor=FakeExecutor()).start()
     assert path.read_text() == "important"
 
@@ -555,7 +408,7 @@ def test_client_move_buffer_via_daemon(make_server):
     ex = FakeExecutor(chunks=1)
     srv = make_server(executor=ex)
     ex_host = srv.host
-    ex_host.owners[os.getpid()] = (os.getuid(), os.geteuid())
+    ex_host.owners[os.getpid()] = (os.getuid(), os.geteuid(), os.geteuid())
     import mmap
     buf = mmap.mmap(-1, 3 * 4096)
     out = Client(srv.socket_path).move_buffer(buf, 1)

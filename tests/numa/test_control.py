@@ -89,8 +89,8 @@ def test_root_migrates_a_range_with_progress(workload, control, caplog):
     q = client.query(child.pid, f"{mid:x}-{end:x}")
     assert q["nodes"] == {"1": end - mid}
     lines = audit_lines(caplog)
-    assert len(lines) == 1 and "op=migrate" in lines[0] and f"pid={child.pid} to=1" in lines[0]
-    assert "result=done" in lines[0] and f"bytes_moved={end - mid}" in lines[0]
+    assert len(lines) == 1 and 'op="migrate"' in lines[0] and f'pid={child.pid} to="1"' in lines[0]
+    assert 'result="done"' in lines[0] and f"bytes_moved={end - mid}" in lines[0]
 
 
 # --- nobody: refused for root's process, allowed for its own ------------------------
@@ -151,10 +151,10 @@ def test_nobody_is_refused_for_root_process_and_allowed_for_its_own(workload, co
     assert numa_maps_of(child.pid, start) == {0: 4 * MiB}   # root's process untouched
     lines = audit_lines(caplog)
     refused = [l for l in lines if f"pid={child.pid}" in l]
-    assert refused and all("peer_uid=65534" in l and "result=forbidden" in l for l in refused)
+    assert refused and all("peer_uid=65534" in l and 'result="forbidden"' in l for l in refused)
     assert 'reason="uid 65534 may only migrate its own processes' in refused[0]
-    assert any("peer_uid=65534" in l and "result=done" in l for l in lines)
-    assert any("op=drain" in l and "result=forbidden" in l for l in lines)
+    assert any("peer_uid=65534" in l and 'result="done"' in l for l in lines)
+    assert any('op="drain"' in l and 'result="forbidden"' in l for l in lines)
 
 
 # --- drain ---------------------------------------------------------------------------
@@ -233,5 +233,5 @@ def test_cancel_stops_within_one_chunk_and_data_is_intact(workload, control, cap
     on_target = (r["pages_moved"] + r["pages_already_on_target"]) * PAGE
     assert on_target <= res.get(1, 0) <= on_target + 2 * MiB, (res, r)
     assert child.checksum() == before
-    lines = [l for l in audit_lines(caplog) if "id=long-one" in l]
-    assert len(lines) == 1 and "result=cancelled" in lines[0] and "cancelled_by=" in lines[0]
+    lines = [l for l in audit_lines(caplog) if 'id="long-one"' in l]
+    assert len(lines) == 1 and 'result="cancelled"' in lines[0] and "cancelled_by=" in lines[0]
