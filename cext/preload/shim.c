@@ -33,13 +33,18 @@
  *   NUMAD_SHIM_DISABLE    1: dormant
  *   NUMAD_SHIM_RULES      rules file (default /run/numad-py/shim-rules), read
  *                         only when NUMAD_SHIM_STRATEGY is unset: the daemon's
- *                         policy names the programs (comm / exe regex, uid)
+ *                         policy names the programs (comm / exe glob, uid)
  *                         whose children are placed, and how.  First matching
  *                         line wins; no file or no match: dormant.  Format in
- *                         numad_shim.h and docs/shim.md.  Regexes are POSIX
- *                         EREs compiled with regcomp() here in the
- *                         constructor (which may allocate), never on the
+ *                         numad_shim.h and docs/shim.md.  Globs are matched
+ *                         with fnmatch(3) in the constructor, never on the
  *                         fork path.
+ *
+ * In a program started with AT_SECURE (setuid/setgid, file capabilities)
+ * EVERY variable above is ignored: the person who set the environment is
+ * not the one whose privileges the program runs with.  Such a program
+ * reads only the default rules file (written by the daemon as root) and
+ * writes no stats file.
  *
  * The fork path: no malloc, no locks, no stdio, no libnuma; raw syscalls,
  * C11 atomics, static/stack buffers only.  Every failure degrades to the
@@ -52,14 +57,16 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <regex.h>
+#include <fnmatch.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -92,6 +99,7 @@ enum { STRAT_FIXED = 1, STRAT_SPREAD, STRAT_LEAST };
 
 /* ---- configuration: written by the constructor only, read-only after ---- */
 static int g_state = STATE_DORMANT;
+static int g_secure;              /* AT_SECURE: the environment is not trusted */
 static int g_strategy;
 static int g_mode = MPOL_PREFERRED_;
 static int g_pin;
@@ -869,14 +877,66 @@ static void add_cpu(int id, void *ctx)
     mask[id / LONG_BITS] |= 1UL << (id % LONG_BITS);
 }
 
+/* The stats file is shared by a process tree, so it may exist already.  It
+ * is used only if it is a regular file of ours with one link, empty or of
+ * the stats size, in a directory nobody else can swap names in (owned by us
+ * or root, not group/other-writable unless sticky).  The last component is
+ * never followed if it is a symlink; a new file is created O_EXCL.
+ * Anything else: no stats file (the counters stay per process). */
+static int open_stats_fd(const char *path)
+{
+    char dir[512];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    if (!*base || dlen >= sizeof(dir))
+        return -1;
+    if (!slash)
+        strcpy(dir, ".");
+    else if (dlen == 0)
+        strcpy(dir, "/");
+    else {
+        memcpy(dir, path, dlen);
+        dir[dlen] = '\0';
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    uid_t me = geteuid();
+    struct stat st;
+    if (fstat(dfd, &st) != 0 || (st.st_uid != me && st.st_uid != 0) ||
+        ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
+        close(dfd);
+        return -1;
+    }
+    const int flags = O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    int fd = openat(dfd, base, flags);
+    if (fd < 0 && errno == ENOENT) {
+        fd = openat(dfd, base, flags | O_CREAT | O_EXCL, 0644);
+        if (fd < 0 && errno == EEXIST)        /* another process of the tree was first */
+            fd = openat(dfd, base, flags);
+    }
+    close(dfd);
+    if (fd < 0)
+        return -1;
+    char magic[8] = {0};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != me || st.st_nlink != 1 ||
+        (st.st_size != 0 && st.st_size != (off_t)sizeof(struct numad_shim_stats)) ||
+        (st.st_size != 0 && (pread(fd, magic, 8, 0) != 8 ||
+                             (memcmp(magic, NUMAD_STATS_MAGIC, 8) != 0 &&
+                              memcmp(magic, "\0\0\0\0\0\0\0\0", 8) != 0)))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static void open_stats(const char *path)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    int fd = open_stats_fd(path);
     if (fd < 0)
         return;
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (size < (off_t)sizeof(struct numad_shim_stats) &&
-        ftruncate(fd, sizeof(struct numad_shim_stats)) != 0) {
+    if (ftruncate(fd, sizeof(struct numad_shim_stats)) != 0) {   /* no-op if already that size */
         close(fd);
         return;
     }
@@ -894,8 +954,11 @@ static void open_stats(const char *path)
     g_stats = st;
 }
 
+/* Every NUMAD_SHIM_* variable is read through here: none under AT_SECURE. */
 static const char *env(const char *name)
 {
+    if (g_secure)
+        return NULL;
     const char *v = getenv(name);
     return (v && *v) ? v : NULL;
 }
@@ -1063,20 +1126,13 @@ static int split_tabs(char *line, char **fields, int max)
     return n;
 }
 
-/* 1 match, 0 no match, -1 the regex does not compile.  May allocate
- * (regcomp): constructor only, never on the fork path. */
-static int ere_match(const char *ere, const char *subject)
+/* 1 match, 0 no match.  An empty glob matches anything; fnmatch(3) without
+ * flags: '*' and '?' cross '/', a backslash quotes the next character. */
+static int glob_match(const char *glob, const char *subject)
 {
-    if (!*ere)
+    if (!*glob)
         return 1;
-    if (!subject)
-        return 0;
-    regex_t re;
-    if (regcomp(&re, ere, REG_EXTENDED | REG_NOSUB) != 0)
-        return -1;
-    int rc = regexec(&re, subject, 0, NULL, 0);
-    regfree(&re);
-    return rc == 0;
+    return subject && fnmatch(glob, subject, 0) == 0;
 }
 
 static int read_bounded(const char *path, char *buf, size_t size)
@@ -1200,12 +1256,8 @@ static int evaluate_rules(const char *path, struct shim_rule *out, const char **
         return RULE_NO_MATCH;
     if (nincl) {
         int any = 0;
-        for (int i = 0; i < nincl && !any; i++) {
-            int m = ere_match(includes[i], comm);
-            if (m < 0)
-                return RULE_INVALID;
-            any = m;
-        }
+        for (int i = 0; i < nincl && !any; i++)
+            any = glob_match(includes[i], comm);
         if (!any)
             return RULE_NOT_INCLUDED;
     }
@@ -1216,10 +1268,7 @@ static int evaluate_rules(const char *path, struct shim_rule *out, const char **
         struct shim_rule *r = &rules[i];
         if (r->uid >= 0 && r->uid != uid)
             continue;
-        int m = ere_match(r->comm, comm);
-        if (m < 0)
-            return RULE_INVALID;
-        if (!m)
+        if (!glob_match(r->comm, comm))
             continue;
         if (*r->exe) {
             if (exe_state == 0) {
@@ -1227,10 +1276,7 @@ static int evaluate_rules(const char *path, struct shim_rule *out, const char **
                 exe_state = n > 0 ? 1 : -1;
                 exe[n > 0 ? n : 0] = '\0';
             }
-            m = ere_match(r->exe, exe_state > 0 ? exe : NULL);
-            if (m < 0)
-                return RULE_INVALID;
-            if (!m)
+            if (!glob_match(r->exe, exe_state > 0 ? exe : NULL))
                 continue;
         }
         *out = *r;
@@ -1299,6 +1345,7 @@ VISIBLE int numad_shim_rule(char *name, int size)
 __attribute__((constructor)) static void numad_shim_init(void)
 {
     int saved_errno = errno;
+    g_secure = getauxval(AT_SECURE) != 0;
     real_fork = (fork_fn)dlsym(RTLD_NEXT, "fork");
     real__Fork = (fork_fn)dlsym(RTLD_NEXT, "_Fork");
     real_posix_spawn = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
