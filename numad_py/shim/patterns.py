@@ -109,14 +109,31 @@ def _alternative(p: str) -> str:
     return "".join(out)
 
 
+def _split_alternatives(p: str) -> list[str]:
+    """Split at each ``|`` that is not escaped and not inside a ``[...]`` class."""
+    parts, start, i, in_class = [], 0, 0, False
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+            # a ']' first in the class (after an optional '^') is a literal
+            i += 3 if p.startswith("[^]", i) else 2 if p.startswith(("[]", "[^"), i) else 1
+            continue
+        if c == "]" and in_class:
+            in_class = False
+        elif c == "|" and not in_class:
+            parts.append(p[start:i])
+            start = i + 1
+        i += 1
+    return [*parts, p[start:]]
+
+
 def regex_to_globs(pattern: str) -> list[str]:
     """Globs whose union matches what ``re.fullmatch(pattern, name)`` matches."""
-    alternatives = pattern.split("|")
-    # A '|' that is escaped or inside a class is not an alternation; such patterns
-    # are left out rather than parsed further.
-    if any(a.endswith("\\") for a in alternatives[:-1]) or (
-            len(alternatives) > 1 and "[" in pattern):
-        raise NotExpressible("'|' inside a class or escaped")
+    alternatives = _split_alternatives(pattern)
     if len(alternatives) > MAX_ALTERNATIVES:
         raise NotExpressible(f"more than {MAX_ALTERNATIVES} alternatives")
     globs = [_alternative(a) for a in alternatives]

@@ -105,7 +105,7 @@ def test_shim_path_exports():
 # --- exec ------------------------------------------------------------------------
 
 def _exec(args: str, **env_extra) -> subprocess.CompletedProcess:
-    code = ("import sys; from numad_py.shim import exec_main; "
+    code = ("import sys; from numad_py.cli.exec_cmd import exec_main; "
             f"sys.exit(exec_main({args}))")
     return subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, **env_extra})
