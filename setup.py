@@ -53,4 +53,7 @@ class build_ext_with_shim(build_ext):
 setup(
     cffi_modules=["cext/numa_build.py:ffi"],
     cmdclass={"build_ext": build_ext_with_shim},
+    # The cffi module is built for the stable ABI (_numa.abi3.so) and the shim
+    # uses no Python at all: one wheel serves CPython 3.11 and later.
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

@@ -63,7 +63,7 @@ def exec_main(
     elif spread is not None:
         strategy, nodes = "spread", frozenset(spread)
     else:
-        strategy, nodes = "least-loaded", frozenset(least_loaded)
+        strategy, nodes = "least-loaded", frozenset(least_loaded or ())
     try:
         _validate(nodes, cpus=cpus, mode=mode)
         env = build_env(os.environ, strategy=strategy, nodes=nodes, mode=mode, cpus=cpus,
@@ -74,7 +74,7 @@ def exec_main(
 
             set_mempolicy(Mode.parse(mode), nodes)
             if cpus:
-                os.sched_setaffinity(0, read_topology().node(node).cpus)
+                os.sched_setaffinity(0, read_topology().node(min(nodes)).cpus)
     except ShimError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

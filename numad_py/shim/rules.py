@@ -189,7 +189,7 @@ def compile_shim_rules(
     return out
 
 
-def encode_shim_rules(rules: Sequence, **kwargs) -> str:
+def encode_shim_rules(rules: ShimRules | Sequence, **kwargs) -> str:
     """The rules file's text for these config rules (see :func:`compile_shim_rules`). Pure."""
     compiled = rules if isinstance(rules, ShimRules) else compile_shim_rules(rules, **kwargs)
     lines = [RULES_HEADER,

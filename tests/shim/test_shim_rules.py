@@ -37,9 +37,9 @@ def rule(**kw) -> Rule:
     return Rule.model_validate(kw)
 
 
-def rule_line(comm_ere: str, action: str = "spread", nodes: str = str(NODE0), mode: str = "preferred",
+def rule_line(comm_glob: str, action: str = "spread", nodes: str = str(NODE0), mode: str = "preferred",
               cpus: str = "0", exe: str = "", uid: str = "-", name: str = "t") -> str:
-    return "\t".join(["rule", name, comm_ere, exe, uid, action, nodes, mode, cpus])
+    return "\t".join(["rule", name, comm_glob, exe, uid, action, nodes, mode, cpus])
 
 
 def write_rules(path, *lines: str, header: str = RULES_HEADER):
