@@ -880,7 +880,8 @@ static void add_cpu(int id, void *ctx)
 /* The stats file is shared by a process tree, so it may exist already.  It
  * is used only if it is a regular file of ours with one link, empty or of
  * the stats size, in a directory nobody else can swap names in (owned by us
- * or root, not group/other-writable unless sticky).  The last component is
+ * or root, not group/other-writable unless sticky, not reached through a
+ * symlink of another user).  The last component is
  * never followed if it is a symlink; a new file is created O_EXCL.
  * Anything else: no stats file (the counters stay per process). */
 static int open_stats_fd(const char *path)
@@ -899,11 +900,14 @@ static int open_stats_fd(const char *path)
         memcpy(dir, path, dlen);
         dir[dlen] = '\0';
     }
+    uid_t me = geteuid();
+    struct stat st;
+    /* a symlinked directory only if the link is ours or root's (not one planted in /tmp) */
+    if (lstat(dir, &st) != 0 || (S_ISLNK(st.st_mode) && st.st_uid != me && st.st_uid != 0))
+        return -1;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -1;
-    uid_t me = geteuid();
-    struct stat st;
     if (fstat(dfd, &st) != 0 || (st.st_uid != me && st.st_uid != 0) ||
         ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
         close(dfd);

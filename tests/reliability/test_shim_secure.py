@@ -181,3 +181,15 @@ def test_directory_or_file_of_another_user_is_not_trusted(world):
     assert planted.stat().st_size == 0
     probe(world, {**env, "NUMAD_SHIM_STATS": str(sticky / "mine")})    # sticky: own new file is fine
     assert (sticky / "mine").stat().st_size == STATS_SIZE
+    # nobody's symlink in the sticky dir, pointing at a root-owned directory
+    root_dir = world / "roots"
+    root_dir.mkdir(mode=0o755)
+    link = sticky / "linkdir"
+    link.symlink_to(root_dir)
+    os.lchown(link, nobody.pw_uid, nobody.pw_gid)
+    probe(world, {**env, "NUMAD_SHIM_STATS": str(link / "stats")})
+    assert not (root_dir / "stats").exists()
+    own_link = world / "own-link"                                     # root's own symlink: followed
+    own_link.symlink_to(root_dir)
+    probe(world, {**env, "NUMAD_SHIM_STATS": str(own_link / "stats")})
+    assert (root_dir / "stats").stat().st_size == STATS_SIZE
