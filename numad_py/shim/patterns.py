@@ -11,11 +11,13 @@ of globs states exactly are written for the shim:
 * a class of letters, digits, ``_`` and ``.`` with ranges: ``[a-z0-9_]``,
   ``[^0-9]`` (glob ``[a-z0-9_]``, ``[!0-9]``), not repeated;
 * ``^``/``\\A`` and ``$``/``\\Z`` at the ends (a full match anchors anyway);
+* ``x?`` for one of the above but ``.*``/``.+``: two globs, with and without it;
 * top-level ``|``: one glob per alternative.
 
-Anything else (groups, repeats of a character, ``\\d``, lookaround, flags)
-raises :class:`NotExpressible`; the rules compiler then leaves the rule out
-of the shim's file and says so.  For names of printable ASCII the globs
+At most 16 globs per regex, none of them empty.  Anything else (groups,
+``+ * {m,n}`` on anything but ``.``, ``\\d``, lookaround, flags) raises
+:class:`NotExpressible`; the rules compiler then leaves the rule out of the
+shim's file and says so.  For names of printable ASCII the globs
 match exactly what the regex matches; a name holding a newline or a
 non-ASCII character may differ on ``?``, ``*`` and classes (the shim
 counts bytes and lets ``*`` cross a newline).
@@ -67,7 +69,7 @@ def _char_class(p: str, i: int) -> tuple[int, str]:
     return j + 1, "[" + ("!" if negate else "") + body + "]"
 
 
-def _alternative(p: str) -> str:
+def _alternative(p: str) -> list[str]:
     if p.startswith("^"):
         p = p[1:]
     elif p.startswith("\\A"):
@@ -76,7 +78,7 @@ def _alternative(p: str) -> str:
         p = p[:-2]
     elif p.endswith("$") and not p.endswith("\\$"):
         p = p[:-1]
-    out: list[str] = []
+    variants: list[str] = [""]          # one glob per choice of the optional ('x?') atoms
     i = 0
     while i < len(p):
         c = p[i]
@@ -84,29 +86,35 @@ def _alternative(p: str) -> str:
             e = p[i + 1:i + 2]
             if not e or e.isalnum() or e.isspace() or not e.isascii():
                 raise NotExpressible(f"escape \\{e}")
-            out.append(_literal(e))
+            atom = _literal(e)
             i += 2
         elif c == ".":
             following = p[i + 1:i + 2]
             if following in ("*", "+"):
-                out.append("*" if following == "*" else "?*")
+                atom = "*" if following == "*" else "?*"
                 i += 2 + p.startswith("?", i + 2)      # lazy: the same strings match in full
             else:
-                out.append("?")
+                atom = "?"
                 i += 1
         elif c == "[":
-            i, glob = _char_class(p, i)
-            out.append(glob)
+            i, atom = _char_class(p, i)
         elif c in _REGEX_SPECIAL:
             raise NotExpressible(f"{c!r} here (groups, repeats and inner anchors have no glob)")
         else:
-            out.append(_literal(c))
+            atom = _literal(c)
             i += 1
-        if i < len(p) and p[i] in "*+?{" and out[-1] not in ("*", "?*"):
-            raise NotExpressible(f"repeat {p[i]!r} (a glob repeats only '.')")
-    if not out:
-        raise NotExpressible("an empty alternative")
-    return "".join(out)
+        if atom not in ("*", "?*") and p.startswith("?", i):
+            i += 1 + p.startswith("?", i + 1)          # 'x?' or lazy 'x??': with and without
+            variants = [v + a for v in variants for a in ("", atom)]
+            if len(variants) > MAX_ALTERNATIVES:
+                raise NotExpressible(f"more than {MAX_ALTERNATIVES} variants of optional characters")
+        else:
+            variants = [v + atom for v in variants]
+        if i < len(p) and p[i] in "*+?{" and atom not in ("*", "?*"):
+            raise NotExpressible(f"repeat {p[i]!r} (a glob repeats only '.', and 'x?' is written twice)")
+    if "" in variants:
+        raise NotExpressible("an alternative that matches the empty name")
+    return variants
 
 
 def _split_alternatives(p: str) -> list[str]:
@@ -136,5 +144,7 @@ def regex_to_globs(pattern: str) -> list[str]:
     alternatives = _split_alternatives(pattern)
     if len(alternatives) > MAX_ALTERNATIVES:
         raise NotExpressible(f"more than {MAX_ALTERNATIVES} alternatives")
-    globs = [_alternative(a) for a in alternatives]
+    globs = [g for a in alternatives for g in _alternative(a)]
+    if len(globs) > MAX_ALTERNATIVES:
+        raise NotExpressible(f"more than {MAX_ALTERNATIVES} globs")
     return list(dict.fromkeys(globs))
