@@ -46,6 +46,10 @@
  * reads only the default rules file (written by the daemon as root) and
  * writes no stats file.
  *
+ * This file: the fork path, the interposers and the constructor.  The
+ * rules-file reader is rules.c, the stats file's safe open stats_file.c,
+ * the vfork entry vfork.c (shared declarations: shim_int.h).
+ *
  * The fork path: no malloc, no locks, no stdio, no libnuma; raw syscalls,
  * C11 atomics, static/stack buffers only.  Every failure degrades to the
  * plain call and bumps a counter.  Not covered: statically linked programs
@@ -57,7 +61,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,12 +76,11 @@
 #include <unistd.h>
 
 #include "numad_shim.h"
+#include "shim_int.h"
 
 #define VISIBLE __attribute__((visibility("default")))
-#define HIDDEN __attribute__((visibility("hidden")))
 
 #define MAX_CFG_NODES 64
-#define NODEMASK_BITS 1024                       /* MAX_NUMNODES of distro kernels */
 #define LONG_BITS (8 * (int)sizeof(unsigned long))
 #define NODEMASK_LONGS (NODEMASK_BITS / LONG_BITS)
 #define MAXNODE_ARG (NODEMASK_BITS + 1)          /* kernel drops the last bit */
@@ -86,7 +88,6 @@
 #define CPUMASK_LONGS (CPUMASK_BITS / LONG_BITS)
 #define MAX_MAPS 16
 #define DEFAULT_TABLE "/run/numad-py/node-table"
-#define DEFAULT_RULES "/run/numad-py/shim-rules"
 
 #define MPOL_DEFAULT_ 0
 #define MPOL_PREFERRED_ 1
@@ -827,7 +828,7 @@ static int read_file(const char *path, char *buf, size_t size)
 }
 
 /* "0-3,5" -> callback per id; returns -1 on syntax error or id >= limit. */
-static int parse_list(const char *s, int limit, void (*add)(int, void *), void *ctx)
+HIDDEN int numad_parse_list(const char *s, int limit, void (*add)(int, void *), void *ctx)
 {
     int any = 0;
     while (*s) {
@@ -877,67 +878,9 @@ static void add_cpu(int id, void *ctx)
     mask[id / LONG_BITS] |= 1UL << (id % LONG_BITS);
 }
 
-/* The stats file is shared by a process tree, so it may exist already.  It
- * is used only if it is a regular file of ours with one link, empty or of
- * the stats size, in a directory nobody else can swap names in (owned by us
- * or root, not group/other-writable unless sticky, not reached through a
- * symlink of another user).  The last component is
- * never followed if it is a symlink; a new file is created O_EXCL.
- * Anything else: no stats file (the counters stay per process). */
-static int open_stats_fd(const char *path)
-{
-    char dir[512];
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    if (!*base || dlen >= sizeof(dir))
-        return -1;
-    if (!slash)
-        strcpy(dir, ".");
-    else if (dlen == 0)
-        strcpy(dir, "/");
-    else {
-        memcpy(dir, path, dlen);
-        dir[dlen] = '\0';
-    }
-    uid_t me = geteuid();
-    struct stat st;
-    /* a symlinked directory only if the link is ours or root's (not one planted in /tmp) */
-    if (lstat(dir, &st) != 0 || (S_ISLNK(st.st_mode) && st.st_uid != me && st.st_uid != 0))
-        return -1;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -1;
-    if (fstat(dfd, &st) != 0 || (st.st_uid != me && st.st_uid != 0) ||
-        ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
-        close(dfd);
-        return -1;
-    }
-    const int flags = O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-    int fd = openat(dfd, base, flags);
-    if (fd < 0 && errno == ENOENT) {
-        fd = openat(dfd, base, flags | O_CREAT | O_EXCL, 0644);
-        if (fd < 0 && errno == EEXIST)        /* another process of the tree was first */
-            fd = openat(dfd, base, flags);
-    }
-    close(dfd);
-    if (fd < 0)
-        return -1;
-    char magic[8] = {0};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != me || st.st_nlink != 1 ||
-        (st.st_size != 0 && st.st_size != (off_t)sizeof(struct numad_shim_stats)) ||
-        (st.st_size != 0 && (pread(fd, magic, 8, 0) != 8 ||
-                             (memcmp(magic, NUMAD_STATS_MAGIC, 8) != 0 &&
-                              memcmp(magic, "\0\0\0\0\0\0\0\0", 8) != 0)))) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static void open_stats(const char *path)
 {
-    int fd = open_stats_fd(path);
+    int fd = numad_stats_open_fd(path);
     if (fd < 0)
         return;
     if (ftruncate(fd, sizeof(struct numad_shim_stats)) != 0) {   /* no-op if already that size */
@@ -978,7 +921,7 @@ static int add_nodes(const char *list, const char *sysfs)
             return -1;
         list = mem;
     }
-    return parse_list(list, NODEMASK_BITS, add_node, NULL);
+    return numad_parse_list(list, NODEMASK_BITS, add_node, NULL);
 }
 
 /* The configuration proper, from env vars or from a rules-file line. */
@@ -1037,7 +980,7 @@ static void apply_config(const char *strategy, const char *mode, const char *nod
             g_state = STATE_BAD_CONFIG;           /* no such node */
             continue;
         }
-        if (parse_list(buf, CPUMASK_BITS, add_cpu, g_cpumask[i]) == 0)
+        if (numad_parse_list(buf, CPUMASK_BITS, add_cpu, g_cpumask[i]) == 0)
             g_has_cpus[i] = 1;                    /* empty list: memory-only node */
     }
 }
@@ -1086,215 +1029,15 @@ static void configure_env(const char *strategy)
 
 /* ---- the rules file (format: numad_shim.h, docs/shim.md) ---- */
 
-#define RULE_INVALID (-2)
-#define RULE_NO_FILE (-1)
-#define RULE_NO_MATCH (-3)
-#define RULE_NOT_INCLUDED (-4)
-#define RULE_ENV (-5)
 static int g_rule = RULE_NO_FILE;   /* what the rules file decided for this process */
 static char g_rule_name[128];
-
-struct shim_rule {
-    char *name, *comm, *exe, *action, *nodes, *mode;
-    long uid;          /* -1: any */
-    int pin;
-};
-
-static int is_one_of(const char *s, const char *const *words)
-{
-    for (; *words; words++)
-        if (!strcmp(s, *words))
-            return 1;
-    return 0;
-}
-
-static void ignore_id(int id, void *ctx)
-{
-    (void)id;
-    (void)ctx;
-}
-
-/* Split at tabs in place; returns the number of fields. */
-static int split_tabs(char *line, char **fields, int max)
-{
-    int n = 0;
-    fields[n++] = line;
-    for (char *p = line; *p; p++) {
-        if (*p == '\t') {
-            *p = '\0';
-            if (n == max)
-                return max + 1;
-            fields[n++] = p + 1;
-        }
-    }
-    return n;
-}
-
-/* 1 match, 0 no match.  An empty glob matches anything; fnmatch(3) without
- * flags: '*' and '?' cross '/', a backslash quotes the next character. */
-static int glob_match(const char *glob, const char *subject)
-{
-    if (!*glob)
-        return 1;
-    return subject && fnmatch(glob, subject, 0) == 0;
-}
-
-static int read_bounded(const char *path, char *buf, size_t size)
-{
-    /* -1: cannot open/read; -2: larger than size-1 bytes */
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t got = 0;
-    for (;;) {
-        if (got == size - 1) {
-            char extra;
-            ssize_t n;
-            do
-                n = read(fd, &extra, 1);
-            while (n < 0 && errno == EINTR);
-            close(fd);
-            buf[got] = '\0';
-            return n > 0 ? -2 : (int)got;
-        }
-        ssize_t n = read(fd, buf + got, size - 1 - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            close(fd);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    return (int)got;
-}
-
-static const char *const ACTIONS[] = {"none", "fixed", "spread", "round-robin", "least-loaded", NULL};
-static const char *const MODES[] = {"preferred", "bind", "interleave", "preferred-many", "preferred_many", NULL};
-
-/* Returns the matching rule index, or RULE_* (<0). Fills *out on a match. */
-static int evaluate_rules(const char *path, struct shim_rule *out, const char **table)
-{
-    static char text[NUMAD_RULES_MAX_BYTES + 1];
-    static struct shim_rule rules[NUMAD_RULES_MAX_RULES];
-    static char *includes[NUMAD_RULES_MAX_INCLUDES];
-    int nrules = 0, nincl = 0;
-    *table = NULL;
-
-    int len = read_bounded(path, text, sizeof(text));
-    if (len == -1)
-        return RULE_NO_FILE;
-    if (len < 0 || memchr(text, '\0', (size_t)len))
-        return RULE_INVALID;
-
-    /* Pass 1: syntax of the whole file (all or nothing). */
-    char *line = text;
-    int lineno = 0;
-    while (*line) {
-        char *nl = strchr(line, '\n');
-        if (!nl)
-            return RULE_INVALID;               /* truncated: last line unterminated */
-        *nl = '\0';
-        if (nl - line > NUMAD_RULES_MAX_LINE)
-            return RULE_INVALID;
-        char *next = nl + 1;
-        if (lineno++ == 0) {
-            if (strcmp(line, NUMAD_RULES_HEADER) != 0)
-                return RULE_INVALID;
-        } else if (*line && *line != '#') {
-            char *f[10];
-            int n = split_tabs(line, f, 10);
-            if (!strcmp(f[0], "table") && n == 2 && f[1][0] == '/' && !*table) {
-                *table = f[1];
-            } else if (!strcmp(f[0], "include") && n == 2 && f[1][0]) {
-                if (nincl == NUMAD_RULES_MAX_INCLUDES)
-                    return RULE_INVALID;
-                includes[nincl++] = f[1];
-            } else if (!strcmp(f[0], "rule") && n == 9) {
-                if (nrules == NUMAD_RULES_MAX_RULES)
-                    return RULE_INVALID;
-                struct shim_rule *r = &rules[nrules++];
-                r->name = f[1];
-                r->comm = f[2];
-                r->exe = f[3];
-                if (!strcmp(f[4], "-")) {
-                    r->uid = -1;
-                } else {
-                    char *end;
-                    if (f[4][0] < '0' || f[4][0] > '9')
-                        return RULE_INVALID;
-                    r->uid = strtol(f[4], &end, 10);
-                    if (*end)
-                        return RULE_INVALID;
-                }
-                r->action = f[5];
-                r->nodes = f[6];
-                r->mode = f[7];
-                if (!is_one_of(r->action, ACTIONS) || !is_one_of(r->mode, MODES))
-                    return RULE_INVALID;
-                if (strcmp(r->action, "none") != 0 && strcmp(r->nodes, "all") != 0 &&
-                    parse_list(r->nodes, NODEMASK_BITS, ignore_id, NULL) < 0)
-                    return RULE_INVALID;
-                if (!strcmp(f[8], "0"))
-                    r->pin = 0;
-                else if (!strcmp(f[8], "1"))
-                    r->pin = 1;
-                else
-                    return RULE_INVALID;
-            } else {
-                return RULE_INVALID;
-            }
-        }
-        line = next;
-    }
-    if (lineno == 0)
-        return RULE_INVALID;                   /* empty file: not even a header */
-
-    /* Pass 2: this program against the list, first match wins. */
-    char comm[17] = {0};
-    if (prctl(PR_GET_NAME, comm, 0, 0, 0) != 0)
-        return RULE_NO_MATCH;
-    if (nincl) {
-        int any = 0;
-        for (int i = 0; i < nincl && !any; i++)
-            any = glob_match(includes[i], comm);
-        if (!any)
-            return RULE_NOT_INCLUDED;
-    }
-    static char exe[4096];
-    int exe_state = 0;                         /* 0 unread, 1 read, -1 unreadable */
-    long uid = (long)getuid();
-    for (int i = 0; i < nrules; i++) {
-        struct shim_rule *r = &rules[i];
-        if (r->uid >= 0 && r->uid != uid)
-            continue;
-        if (!glob_match(r->comm, comm))
-            continue;
-        if (*r->exe) {
-            if (exe_state == 0) {
-                ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-                exe_state = n > 0 ? 1 : -1;
-                exe[n > 0 ? n : 0] = '\0';
-            }
-            if (!glob_match(r->exe, exe_state > 0 ? exe : NULL))
-                continue;
-        }
-        *out = *r;
-        return i;
-    }
-    return RULE_NO_MATCH;
-}
 
 static void configure_rules(void)
 {
     const char *path = env("NUMAD_SHIM_RULES");
-    struct shim_rule r;
+    struct numad_rule r;
     const char *table;
-    g_rule = evaluate_rules(path ? path : DEFAULT_RULES, &r, &table);
+    g_rule = numad_rules_evaluate(path ? path : DEFAULT_RULES, &r, &table);
     if (g_rule == RULE_INVALID) {
         count(NC_RULES_INVALID);
         return;
