@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 import pwd
 
+from .files import replace_atomically
 from .patterns import MAX_ALTERNATIVES, NotExpressible, regex_to_globs
 
 log = logging.getLogger(__name__)
@@ -230,20 +231,12 @@ def publish_shim_rules(
     data = encode_shim_rules(compiled).encode()
     path = Path(path)
     try:
-        if path.read_bytes() == data:
+        if not path.is_symlink() and path.read_bytes() == data:
             return compiled.placing
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_atomically(path, data)
     return compiled.placing
 
 

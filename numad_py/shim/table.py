@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 import ctypes
+import errno
 from dataclasses import dataclass, field
 import mmap
 import os
 from pathlib import Path
 import struct
 import time
+
+from .files import replace_atomically
 
 DEFAULT_TABLE_PATH = Path("/run/numad-py/node-table")
 
@@ -30,7 +33,6 @@ ENTRY_PRESENT = 0x1
 ENTRY_HAS_CPUS = 0x2
 # Byte offsets of the header fields the publisher stores one at a time.
 OFF_SEQ, OFF_GEN, OFF_UPDATED, OFF_EXPIRES, OFF_FLAGS = 24, 32, 40, 48, 56
-
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,11 @@ def publish_node_table(
     nr = (max(nodes) + 1) if nodes else 0
 
     old_generation = 0
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
+    try:   # never through a symlink: a planted one is replaced below, not followed
+        fd: int | None = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ELOOP):
+            raise
         fd = None
     if fd is not None:
         try:
@@ -177,17 +181,17 @@ def publish_node_table(
     generation = old_generation + 1
     data = encode_table(nodes, generation=generation, updated_ns=now, expires_ns=expires)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fchmod(f.fileno(), 0o644)
     old_fd = None
     try:
-        old_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        old_fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         pass
-    os.replace(tmp, path)
+    try:
+        replace_atomically(path, data)
+    except BaseException:
+        if old_fd is not None:
+            os.close(old_fd)
+        raise
     if old_fd is not None:  # tell readers that mapped the old file to re-open the path
         try:
             if os.fstat(old_fd).st_size >= TABLE_HEADER.size:
