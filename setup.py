@@ -1,30 +1,59 @@
-"""Build numad_py: the cffi binding (numad_py._numa) and the LD_PRELOAD shim.
+"""Build what pyproject.toml cannot say: the cffi binding and the LD_PRELOAD shim.
 
-The shim is a plain C shared library, not a Python module: it is built as
-an Extension only to reuse setuptools' compiler setup, and it never calls
-into Python.  ``numad-py shim-path`` finds it next to the package.
+Metadata lives in pyproject.toml (PEP 621).  The shim is a plain C shared
+library that never calls into Python, so it is not a Python extension: the
+``build_ext`` step below compiles ``cext/preload/*.c`` with the system C
+compiler into ``numad_py/libnumad_shim.so`` (next to the package in place for
+``pip install -e .``, in build/lib for a wheel); ``numad-py shim-path``
+finds it there.
 """
 
+from __future__ import annotations
+
 from glob import glob
+import os
+import shlex
+import subprocess
+import sysconfig
 
-from setuptools import Extension, setup
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
-preload_sources = sorted(glob("cext/preload/*.c"))
-ext_modules = []
-if preload_sources:
-    ext_modules.append(
-        Extension(
-            "numad_py._preload",
-            sources=preload_sources,
-            include_dirs=["cext/preload"],
-            # No libnuma, no libpython: raw syscalls only on the fork path.
-            extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
-            extra_link_args=["-ldl"],
-        )
-    )
+SHIM_SOURCES = sorted(glob("cext/preload/*.c"))
+SHIM_HEADERS = sorted(glob("cext/preload/*.h"))
+SHIM_NAME = "libnumad_shim.so"     # numad_py/shim/locate.py LIBRARY_NAME
+# No libnuma, no libpython: raw syscalls only on the fork path.
+SHIM_CFLAGS = ["-O2", "-Wall", "-fPIC", "-shared", "-fvisibility=hidden", "-Icext/preload"]
+SHIM_LIBS = ["-ldl"]
 
-# Metadata lives in pyproject.toml (PEP 621); only the compiled parts are here.
+
+class build_ext_with_shim(build_ext):
+    """build_ext (the cffi module) plus the shim as a plain shared library."""
+
+    def _shim_target(self) -> str:
+        base = "" if self.inplace else self.build_lib
+        return os.path.join(base, "numad_py", SHIM_NAME)
+
+    def run(self) -> None:
+        super().run()
+        target = self._shim_target()
+        if not self.force and os.path.exists(target) and all(
+                os.path.getmtime(src) <= os.path.getmtime(target) for src in SHIM_SOURCES + SHIM_HEADERS):
+            return
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+        cmd = [*cc, *SHIM_CFLAGS, "-o", target, *SHIM_SOURCES, *SHIM_LIBS]
+        self.announce(" ".join(cmd), level=2)
+        subprocess.run(cmd, check=True)
+
+    def get_outputs(self) -> list[str]:
+        return [*super().get_outputs(), self._shim_target()]
+
+
 setup(
     cffi_modules=["cext/numa_build.py:ffi"],
-    ext_modules=ext_modules,
+    cmdclass={"build_ext": build_ext_with_shim},
+    # The cffi module is built for the stable ABI (_numa.abi3.so) and the shim
+    # uses no Python at all: one wheel serves CPython 3.11 and later.
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

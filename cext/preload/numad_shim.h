@@ -27,7 +27,7 @@
  *          20     4  reserved
  *          24     8  reserved
  *
- *    Writer protocol (numad_py/shim.py publish_node_table): if the file
+ *    Writer protocol (numad_py/shim/table.py publish_node_table): if the file
  *    exists with the same magic/version/nr_entries it is updated IN PLACE:
  *    seq |= 1 (odd), write entries + generation + times, seq += 1 (even).
  *    Otherwise a new file is written to a temp name and renamed over the
@@ -39,17 +39,17 @@
  *
  * 2. The RULES file (default /run/numad-py/shim-rules, env NUMAD_SHIM_RULES
  *    overrides), text, read only by the constructor and only when
- *    NUMAD_SHIM_STRATEGY is unset.  Written by numad_py/shim.py
+ *    NUMAD_SHIM_STRATEGY is unset.  Written by numad_py/shim/rules.py
  *    publish_shim_rules (temp + rename).  See docs/shim.md:
  *
- *      numad-py-shim-rules 1                    first line, exactly
+ *      numad-py-shim-rules 2                    first line, exactly
  *      # comment / blank lines ignored
  *      table<TAB>PATH                           optional node table path
- *      include<TAB>ERE                          0..64; if any, comm must match one
- *      rule<TAB>NAME<TAB>COMM-ERE<TAB>EXE-ERE<TAB>UID<TAB>ACTION<TAB>NODES<TAB>MODE<TAB>CPUS
+ *      include<TAB>GLOB                         0..64; if any, comm must match one
+ *      rule<TAB>NAME<TAB>COMM-GLOB<TAB>EXE-GLOB<TAB>UID<TAB>ACTION<TAB>NODES<TAB>MODE<TAB>CPUS
  *
- *    EREs are POSIX extended regexes, anchored by the writer (^(...)$);
- *    an empty field matches anything.  UID: decimal real uid or "-".
+ *    GLOBs are fnmatch(3) patterns matched with no flags (whole name; '*'
+ *    and '?' cross '/'; backslash quotes); an empty field matches anything.  UID: decimal real uid or "-".
  *    ACTION: none | fixed | spread | least-loaded ("none" stops the search:
  *    first match wins).  NODES: node list, "all", or "-" with none.
  *    MODE: preferred | bind | interleave | preferred-many.  CPUS: 0 | 1.
@@ -58,7 +58,8 @@
  *    (counted NC_RULES_INVALID, shim dormant): a partial rule list would
  *    break first-match-wins.
  *
- * 3. The optional STATS file (env NUMAD_SHIM_STATS=path): a counter block
+ * 3. The optional STATS file (env NUMAD_SHIM_STATS=path, ignored under
+ *    AT_SECURE): a counter block
  *    every process of the tree maps MAP_SHARED and bumps atomically, so
  *    one file aggregates a whole process tree.  Without it the counters
  *    are per process (read in-process with numad_shim_counters()).
@@ -105,7 +106,7 @@ struct numad_table_entry {
 _Static_assert(sizeof(struct numad_table_header) == 64, "table header layout");
 _Static_assert(sizeof(struct numad_table_entry) == 32, "table entry layout");
 
-#define NUMAD_RULES_HEADER "numad-py-shim-rules 1"
+#define NUMAD_RULES_HEADER "numad-py-shim-rules 2"   /* 1 held regexes */
 #define NUMAD_RULES_MAX_BYTES 65536
 #define NUMAD_RULES_MAX_LINE 1023
 #define NUMAD_RULES_MAX_RULES 64
@@ -114,7 +115,8 @@ _Static_assert(sizeof(struct numad_table_entry) == 32, "table entry layout");
 #define NUMAD_STATS_MAGIC "NUMADST1"
 #define NUMAD_STATS_VERSION 1
 
-/* Keep in step with numad_py/shim.py COUNTERS. */
+/* numad_py/shim/stats.py COUNTERS names these (NC_X "x", NC_FB_X "fallback_x");
+ * tests/shim/test_shim_layout.py reads this enum and compares. */
 enum numad_counter {
     NC_CALLS = 0,          /* interposed calls in a process that places children */
     NC_PLACED,             /* children started with the chosen node's policy */

@@ -33,13 +33,22 @@
  *   NUMAD_SHIM_DISABLE    1: dormant
  *   NUMAD_SHIM_RULES      rules file (default /run/numad-py/shim-rules), read
  *                         only when NUMAD_SHIM_STRATEGY is unset: the daemon's
- *                         policy names the programs (comm / exe regex, uid)
+ *                         policy names the programs (comm / exe glob, uid)
  *                         whose children are placed, and how.  First matching
  *                         line wins; no file or no match: dormant.  Format in
- *                         numad_shim.h and docs/shim.md.  Regexes are POSIX
- *                         EREs compiled with regcomp() here in the
- *                         constructor (which may allocate), never on the
+ *                         numad_shim.h and docs/shim.md.  Globs are matched
+ *                         with fnmatch(3) in the constructor, never on the
  *                         fork path.
+ *
+ * In a program started with AT_SECURE (setuid/setgid, file capabilities)
+ * EVERY variable above is ignored: the person who set the environment is
+ * not the one whose privileges the program runs with.  Such a program
+ * reads only the default rules file (written by the daemon as root) and
+ * writes no stats file.
+ *
+ * This file: the fork path, the interposers and the constructor.  The
+ * rules-file reader is rules.c, the stats file's safe open stats_file.c,
+ * the vfork entry vfork.c (shared declarations: shim_int.h).
  *
  * The fork path: no malloc, no locks, no stdio, no libnuma; raw syscalls,
  * C11 atomics, static/stack buffers only.  Every failure degrades to the
@@ -52,26 +61,26 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <regex.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "numad_shim.h"
+#include "shim_int.h"
 
 #define VISIBLE __attribute__((visibility("default")))
-#define HIDDEN __attribute__((visibility("hidden")))
 
 #define MAX_CFG_NODES 64
-#define NODEMASK_BITS 1024                       /* MAX_NUMNODES of distro kernels */
 #define LONG_BITS (8 * (int)sizeof(unsigned long))
 #define NODEMASK_LONGS (NODEMASK_BITS / LONG_BITS)
 #define MAXNODE_ARG (NODEMASK_BITS + 1)          /* kernel drops the last bit */
@@ -79,7 +88,6 @@
 #define CPUMASK_LONGS (CPUMASK_BITS / LONG_BITS)
 #define MAX_MAPS 16
 #define DEFAULT_TABLE "/run/numad-py/node-table"
-#define DEFAULT_RULES "/run/numad-py/shim-rules"
 
 #define MPOL_DEFAULT_ 0
 #define MPOL_PREFERRED_ 1
@@ -92,6 +100,7 @@ enum { STRAT_FIXED = 1, STRAT_SPREAD, STRAT_LEAST };
 
 /* ---- configuration: written by the constructor only, read-only after ---- */
 static int g_state = STATE_DORMANT;
+static int g_secure;              /* AT_SECURE: the environment is not trusted */
 static int g_strategy;
 static int g_mode = MPOL_PREFERRED_;
 static int g_pin;
@@ -819,7 +828,7 @@ static int read_file(const char *path, char *buf, size_t size)
 }
 
 /* "0-3,5" -> callback per id; returns -1 on syntax error or id >= limit. */
-static int parse_list(const char *s, int limit, void (*add)(int, void *), void *ctx)
+HIDDEN int numad_parse_list(const char *s, int limit, void (*add)(int, void *), void *ctx)
 {
     int any = 0;
     while (*s) {
@@ -871,12 +880,10 @@ static void add_cpu(int id, void *ctx)
 
 static void open_stats(const char *path)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    int fd = numad_stats_open_fd(path);
     if (fd < 0)
         return;
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (size < (off_t)sizeof(struct numad_shim_stats) &&
-        ftruncate(fd, sizeof(struct numad_shim_stats)) != 0) {
+    if (ftruncate(fd, sizeof(struct numad_shim_stats)) != 0) {   /* no-op if already that size */
         close(fd);
         return;
     }
@@ -894,8 +901,11 @@ static void open_stats(const char *path)
     g_stats = st;
 }
 
+/* Every NUMAD_SHIM_* variable is read through here: none under AT_SECURE. */
 static const char *env(const char *name)
 {
+    if (g_secure)
+        return NULL;
     const char *v = getenv(name);
     return (v && *v) ? v : NULL;
 }
@@ -911,7 +921,7 @@ static int add_nodes(const char *list, const char *sysfs)
             return -1;
         list = mem;
     }
-    return parse_list(list, NODEMASK_BITS, add_node, NULL);
+    return numad_parse_list(list, NODEMASK_BITS, add_node, NULL);
 }
 
 /* The configuration proper, from env vars or from a rules-file line. */
@@ -970,7 +980,7 @@ static void apply_config(const char *strategy, const char *mode, const char *nod
             g_state = STATE_BAD_CONFIG;           /* no such node */
             continue;
         }
-        if (parse_list(buf, CPUMASK_BITS, add_cpu, g_cpumask[i]) == 0)
+        if (numad_parse_list(buf, CPUMASK_BITS, add_cpu, g_cpumask[i]) == 0)
             g_has_cpus[i] = 1;                    /* empty list: memory-only node */
     }
 }
@@ -1019,232 +1029,15 @@ static void configure_env(const char *strategy)
 
 /* ---- the rules file (format: numad_shim.h, docs/shim.md) ---- */
 
-#define RULE_INVALID (-2)
-#define RULE_NO_FILE (-1)
-#define RULE_NO_MATCH (-3)
-#define RULE_NOT_INCLUDED (-4)
-#define RULE_ENV (-5)
 static int g_rule = RULE_NO_FILE;   /* what the rules file decided for this process */
 static char g_rule_name[128];
-
-struct shim_rule {
-    char *name, *comm, *exe, *action, *nodes, *mode;
-    long uid;          /* -1: any */
-    int pin;
-};
-
-static int is_one_of(const char *s, const char *const *words)
-{
-    for (; *words; words++)
-        if (!strcmp(s, *words))
-            return 1;
-    return 0;
-}
-
-static void ignore_id(int id, void *ctx)
-{
-    (void)id;
-    (void)ctx;
-}
-
-/* Split at tabs in place; returns the number of fields. */
-static int split_tabs(char *line, char **fields, int max)
-{
-    int n = 0;
-    fields[n++] = line;
-    for (char *p = line; *p; p++) {
-        if (*p == '\t') {
-            *p = '\0';
-            if (n == max)
-                return max + 1;
-            fields[n++] = p + 1;
-        }
-    }
-    return n;
-}
-
-/* 1 match, 0 no match, -1 the regex does not compile.  May allocate
- * (regcomp): constructor only, never on the fork path. */
-static int ere_match(const char *ere, const char *subject)
-{
-    if (!*ere)
-        return 1;
-    if (!subject)
-        return 0;
-    regex_t re;
-    if (regcomp(&re, ere, REG_EXTENDED | REG_NOSUB) != 0)
-        return -1;
-    int rc = regexec(&re, subject, 0, NULL, 0);
-    regfree(&re);
-    return rc == 0;
-}
-
-static int read_bounded(const char *path, char *buf, size_t size)
-{
-    /* -1: cannot open/read; -2: larger than size-1 bytes */
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t got = 0;
-    for (;;) {
-        if (got == size - 1) {
-            char extra;
-            ssize_t n;
-            do
-                n = read(fd, &extra, 1);
-            while (n < 0 && errno == EINTR);
-            close(fd);
-            buf[got] = '\0';
-            return n > 0 ? -2 : (int)got;
-        }
-        ssize_t n = read(fd, buf + got, size - 1 - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            close(fd);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    return (int)got;
-}
-
-static const char *const ACTIONS[] = {"none", "fixed", "spread", "round-robin", "least-loaded", NULL};
-static const char *const MODES[] = {"preferred", "bind", "interleave", "preferred-many", "preferred_many", NULL};
-
-/* Returns the matching rule index, or RULE_* (<0). Fills *out on a match. */
-static int evaluate_rules(const char *path, struct shim_rule *out, const char **table)
-{
-    static char text[NUMAD_RULES_MAX_BYTES + 1];
-    static struct shim_rule rules[NUMAD_RULES_MAX_RULES];
-    static char *includes[NUMAD_RULES_MAX_INCLUDES];
-    int nrules = 0, nincl = 0;
-    *table = NULL;
-
-    int len = read_bounded(path, text, sizeof(text));
-    if (len == -1)
-        return RULE_NO_FILE;
-    if (len < 0 || memchr(text, '\0', (size_t)len))
-        return RULE_INVALID;
-
-    /* Pass 1: syntax of the whole file (all or nothing). */
-    char *line = text;
-    int lineno = 0;
-    while (*line) {
-        char *nl = strchr(line, '\n');
-        if (!nl)
-            return RULE_INVALID;               /* truncated: last line unterminated */
-        *nl = '\0';
-        if (nl - line > NUMAD_RULES_MAX_LINE)
-            return RULE_INVALID;
-        char *next = nl + 1;
-        if (lineno++ == 0) {
-            if (strcmp(line, NUMAD_RULES_HEADER) != 0)
-                return RULE_INVALID;
-        } else if (*line && *line != '#') {
-            char *f[10];
-            int n = split_tabs(line, f, 10);
-            if (!strcmp(f[0], "table") && n == 2 && f[1][0] == '/' && !*table) {
-                *table = f[1];
-            } else if (!strcmp(f[0], "include") && n == 2 && f[1][0]) {
-                if (nincl == NUMAD_RULES_MAX_INCLUDES)
-                    return RULE_INVALID;
-                includes[nincl++] = f[1];
-            } else if (!strcmp(f[0], "rule") && n == 9) {
-                if (nrules == NUMAD_RULES_MAX_RULES)
-                    return RULE_INVALID;
-                struct shim_rule *r = &rules[nrules++];
-                r->name = f[1];
-                r->comm = f[2];
-                r->exe = f[3];
-                if (!strcmp(f[4], "-")) {
-                    r->uid = -1;
-                } else {
-                    char *end;
-                    if (f[4][0] < '0' || f[4][0] > '9')
-                        return RULE_INVALID;
-                    r->uid = strtol(f[4], &end, 10);
-                    if (*end)
-                        return RULE_INVALID;
-                }
-                r->action = f[5];
-                r->nodes = f[6];
-                r->mode = f[7];
-                if (!is_one_of(r->action, ACTIONS) || !is_one_of(r->mode, MODES))
-                    return RULE_INVALID;
-                if (strcmp(r->action, "none") != 0 && strcmp(r->nodes, "all") != 0 &&
-                    parse_list(r->nodes, NODEMASK_BITS, ignore_id, NULL) < 0)
-                    return RULE_INVALID;
-                if (!strcmp(f[8], "0"))
-                    r->pin = 0;
-                else if (!strcmp(f[8], "1"))
-                    r->pin = 1;
-                else
-                    return RULE_INVALID;
-            } else {
-                return RULE_INVALID;
-            }
-        }
-        line = next;
-    }
-    if (lineno == 0)
-        return RULE_INVALID;                   /* empty file: not even a header */
-
-    /* Pass 2: this program against the list, first match wins. */
-    char comm[17] = {0};
-    if (prctl(PR_GET_NAME, comm, 0, 0, 0) != 0)
-        return RULE_NO_MATCH;
-    if (nincl) {
-        int any = 0;
-        for (int i = 0; i < nincl && !any; i++) {
-            int m = ere_match(includes[i], comm);
-            if (m < 0)
-                return RULE_INVALID;
-            any = m;
-        }
-        if (!any)
-            return RULE_NOT_INCLUDED;
-    }
-    static char exe[4096];
-    int exe_state = 0;                         /* 0 unread, 1 read, -1 unreadable */
-    long uid = (long)getuid();
-    for (int i = 0; i < nrules; i++) {
-        struct shim_rule *r = &rules[i];
-        if (r->uid >= 0 && r->uid != uid)
-            continue;
-        int m = ere_match(r->comm, comm);
-        if (m < 0)
-            return RULE_INVALID;
-        if (!m)
-            continue;
-        if (*r->exe) {
-            if (exe_state == 0) {
-                ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-                exe_state = n > 0 ? 1 : -1;
-                exe[n > 0 ? n : 0] = '\0';
-            }
-            m = ere_match(r->exe, exe_state > 0 ? exe : NULL);
-            if (m < 0)
-                return RULE_INVALID;
-            if (!m)
-                continue;
-        }
-        *out = *r;
-        return i;
-    }
-    return RULE_NO_MATCH;
-}
 
 static void configure_rules(void)
 {
     const char *path = env("NUMAD_SHIM_RULES");
-    struct shim_rule r;
+    struct numad_rule r;
     const char *table;
-    g_rule = evaluate_rules(path ? path : DEFAULT_RULES, &r, &table);
+    g_rule = numad_rules_evaluate(path ? path : DEFAULT_RULES, &r, &table);
     if (g_rule == RULE_INVALID) {
         count(NC_RULES_INVALID);
         return;
@@ -1299,6 +1092,7 @@ VISIBLE int numad_shim_rule(char *name, int size)
 __attribute__((constructor)) static void numad_shim_init(void)
 {
     int saved_errno = errno;
+    g_secure = getauxval(AT_SECURE) != 0;
     real_fork = (fork_fn)dlsym(RTLD_NEXT, "fork");
     real__Fork = (fork_fn)dlsym(RTLD_NEXT, "_Fork");
     real_posix_spawn = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");

@@ -234,7 +234,7 @@ def cmd_status(args) -> int:
 # --- fork-time placement ---------------------------------------------------
 
 def cmd_exec(args) -> int:
-    from ..shim import exec_main
+    from .exec_cmd import exec_main
     command = args.command_argv[1:] if args.command_argv[:1] == ["--"] else args.command_argv
     return exec_main(
         command,

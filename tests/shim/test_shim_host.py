@@ -105,7 +105,7 @@ def test_shim_path_exports():
 # --- exec ------------------------------------------------------------------------
 
 def _exec(args: str, **env_extra) -> subprocess.CompletedProcess:
-    code = ("import sys; from numad_py.shim import exec_main; "
+    code = ("import sys; from numad_py.cli.exec_cmd import exec_main; "
             f"sys.exit(exec_main({args}))")
     return subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, **env_extra})
@@ -322,3 +322,21 @@ def test_seccomp_denies_set_mempolicy(tmp_path, err):
     assert rec["children"]["system_status"] == 3
     s = read_stats(stats)
     assert s["fallback_set_policy"] >= 6 and s["placed"] == 0, s
+
+
+def test_publishers_replace_a_planted_symlink_instead_of_writing_through_it(tmp_path):
+    from numad_py.shim import publish_shim_rules
+    from numad_py.config.models import Rule
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    table, rules = tmp_path / "node-table", tmp_path / "shim-rules"
+    table.symlink_to(victim)
+    rules.symlink_to(victim)
+    pid_tmp = tmp_path / f".node-table.{os.getpid()}.tmp"        # the temp name, planted too
+    pid_tmp.symlink_to(victim)
+    publish_node_table(table, {0: 100})
+    publish_shim_rules(rules, [Rule.model_validate({"match": {"comm": "cc"}, "spread_children": "0"})])
+    assert victim.read_bytes() == b"precious\n"
+    assert not table.is_symlink() and read_node_table(table).nodes[0].free_bytes == 100
+    assert not rules.is_symlink() and rules.read_text().startswith("numad-py-shim-rules 2\n")
