@@ -195,7 +195,7 @@ def run_one(kernel: str, topology: str, env: dict, python: Path, rundir: Path, p
     script = rwdir / "guest.sh"
     script.write_text(guest_script(kernel, topology, rwdir, python, pytest_args, blocked))
     console = rwdir / "console.log"
-    overlays = [a for d in overlays_for(blocked) for a in ("--overlay-rwdir", d)]
+    overlays = [f"--overlay-rwdir={d}" for d in overlays_for(blocked)]
     cmd = [env["NUMAD_VM_VNG"], "-v", "-r", env[KERNELS[kernel]], "--disable-kvm",
            *vng_args(spec), *overlays, "--rwdir", str(rwdir), "--exec", f"bash {script}"]
     print(f"== {kernel}/{topology}: booting kernel {kernel} in a {len(spec['nodes'])}-node guest "

@@ -83,7 +83,8 @@ def _cpu_range(cpus: list[int]) -> str:
 def vng_args(spec: dict) -> list[str]:
     args = ["--cpus", str(CPUS), "-m", spec["memory"]]
     if "hmat" in spec:
-        return args + ["--qemu-opts", " ".join(hmat_qemu_opts(spec))]
+        # "=": a separate value starting with "-" would read as an option to vng's argparse.
+        return args + ["--qemu-opts=" + " ".join(hmat_qemu_opts(spec))]
     for node in spec["nodes"]:
         text = node["mem"]
         if node["cpus"]:
