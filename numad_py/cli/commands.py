@@ -72,15 +72,32 @@ def _non_empty(option: str, value: str | None) -> str | None:
 
 def cmd_topology(args) -> int:
     from ..topology import read_topology
-    topo = read_topology()
+    # sys_root: tests hand a literal sysfs tree; the parser has no such option.
+    topo = read_topology(getattr(args, "sys_root", None) or "/sys")
+
+    def access_text(node_id: int) -> str:
+        a = topo.access.get(node_id)
+        if a is None:
+            return ""
+
+        def pair(read, write, unit):
+            return "?" if read is None and write is None else f"{read}/{write} {unit}"
+        return (f"; from node(s) {format_nodes(a.initiators) or '-'}: latency r/w "
+                f"{pair(a.read_latency_ns, a.write_latency_ns, 'ns')}, bandwidth r/w "
+                f"{pair(a.read_bandwidth_mib_s, a.write_bandwidth_mib_s, 'MiB/s')}")
 
     def text() -> str:
         ids = sorted(topo.node_ids)
         lines = [f"{len(ids)} node(s): {format_nodes(ids)}"]
         for n in topo.nodes:
             kind = " (memory only)" if n.has_memory and not n.has_cpu else ""
+            tier = topo.tier_of(n.id)
             lines.append(f"node {n.id}: cpus {format_nodes(n.cpus) or '-'}; "
-                         f"memory {format_size(n.mem_total)}, free {format_size(n.mem_free)}{kind}")
+                         f"memory {format_size(n.mem_total)}, free {format_size(n.mem_free)}{kind}"
+                         + (f"; tier {tier}" if tier is not None else "") + access_text(n.id))
+        if topo.tiers:
+            lines.append("memory tiers (fastest first): "
+                         + "; ".join(f"tier {t}: {format_nodes(nodes)}" for t, nodes in topo.memory_tiers))
         lines.append("distances: " + "  ".join(f"{i:>4}" for i in ids))
         for a in ids:
             lines.append(f"{a:>9}: " + "  ".join(f"{topo.distances[(a, b)]:>4}" for b in ids))

@@ -2,6 +2,14 @@
 
 * ``@pytest.mark.topology("two", "four")`` — the VM topologies a test needs;
   it is skipped in the others.  Unmarked tests run in every topology.
+* ``@pytest.mark.kernel(">=6.9")`` — kernel releases the test needs (one or
+  more of ``>= > <= < ==`` against major.minor[.patch] of ``uname -r``).
+* ``@pytest.mark.kernel_feature("weighted_interleave")`` — runs only where
+  the running kernel has every named feature; ``kernel_lacks(...)`` only
+  where it has none of them (a test that expects "unsupported").  Features
+  are probed in the guest (``KERNEL_FEATURES``); an unknown name is an error.
+  Skips from these three say "needs VM topology/kernel": tests/vm/run.py
+  counts them as "another kernel/topology", never as failures.
 * On a machine without ``NUMAD_VM_TOPOLOGY`` (the host, one node) the whole
   directory is skipped with a reason that says how to run it.
 
@@ -12,14 +20,18 @@ shows it), ``workload`` (start child processes from workload.py),
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
+import operator
 import os
+import re
 import select
 import stat
 import subprocess
 import sys
 import sysconfig
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,15 +41,12 @@ REPO = HERE.parent.parent
 WORKLOAD = HERE / "workload.py"
 VM_TOPOLOGY = os.environ.get("NUMAD_VM_TOPOLOGY", "")
 TOPOLOGY_SKIP_PREFIX = "needs VM topology"  # tests/vm/run.py tells these skips from others
+KERNEL_SKIP_PREFIX = "needs VM kernel"      # ... and these
 NOBODY = 65534
 
 # What tests/vm/run.py asked qemu for (nodes with memory size and cpus,
 # distances): tests compare what the kernel shows against it.
 VM_SPEC = json.loads(os.environ.get("NUMAD_VM_SPEC", "{}"))
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "topology(*names): VM topologies the test needs (two, four, memonly)")
 
 
 def _in_this_dir(item) -> bool:
@@ -61,6 +70,86 @@ def pytest_collection_modifyitems(config, items):
         if marker is not None and VM_TOPOLOGY not in marker.args:
             item.add_marker(pytest.mark.skip(
                 reason=f"{TOPOLOGY_SKIP_PREFIX} {'/'.join(marker.args)} (this VM is {VM_TOPOLOGY})"))
+            continue
+        reason = kernel_mismatch(item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=f"{KERNEL_SKIP_PREFIX} {reason}"))
+
+
+# --- kernel markers --------------------------------------------------------
+
+def _home_node_syscall() -> bool:
+    """set_mempolicy_home_node(0, 0, 0, 0): 0 where it exists, ENOSYS where not (x86-64: 450)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(450, 0, 0, 0, 0) == 0 or ctypes.get_errno() != errno.ENOSYS
+
+
+# name -> how the running kernel shows it has the feature
+KERNEL_FEATURES: dict[str, Callable[[], bool]] = {
+    # MPOL_WEIGHTED_INTERLEAVE and its per-node weights (6.9)
+    "weighted_interleave": lambda: Path("/sys/kernel/mm/mempolicy/weighted_interleave").is_dir(),
+    # DAMON's sysfs interface (CONFIG_DAMON_SYSFS)
+    "damon": lambda: Path("/sys/kernel/mm/damon/admin").is_dir(),
+    # memory tiers (6.1); HMAT-driven tier placement needs a newer kernel, see kernel(">=6.7")
+    "memory_tiers": lambda: Path("/sys/devices/virtual/memory_tiering").is_dir(),
+    # /sys/kernel/mm/page_idle (CONFIG_IDLE_PAGE_TRACKING; Debian's 6.12 has none)
+    "idle_page_tracking": lambda: Path("/sys/kernel/mm/page_idle/bitmap").exists(),
+    "set_mempolicy_home_node": _home_node_syscall,
+}
+_OPS: dict[str, Callable[[tuple, tuple], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt, "<": operator.lt,
+}
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def release_tuple(release: str) -> tuple[int, ...]:
+    """"6.12.117+deb12-amd64" -> (6, 12, 117); "6.1.0-57-amd64" -> (6, 1, 0)."""
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+    if not m:
+        raise ValueError(f"unparsable kernel release {release!r}")
+    return tuple(int(g) for g in m.groups() if g is not None)
+
+
+def kernel_satisfies(spec: str, release: str) -> bool:
+    """``spec`` like ">=6.9" against ``release``, comparing as many parts as the spec names."""
+    m = re.fullmatch(r"\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+){0,2})\s*", spec)
+    if not m:
+        raise pytest.UsageError(f"bad kernel marker {spec!r}: expected e.g. '>=6.9' or '<6.12'")
+    want = tuple(int(x) for x in m.group(2).split("."))
+    have = release_tuple(release)[:len(want)]
+    return _OPS[m.group(1)](have, want)
+
+
+_feature_cache: dict[str, bool] = {}
+
+
+def kernel_has(name: str) -> bool:
+    if name not in KERNEL_FEATURES:
+        raise pytest.UsageError(f"unknown kernel feature {name!r} (known: {', '.join(sorted(KERNEL_FEATURES))})")
+    if name not in _feature_cache:
+        _feature_cache[name] = bool(KERNEL_FEATURES[name]())
+    return _feature_cache[name]
+
+
+def kernel_mismatch(item) -> str:
+    """Why this kernel is the wrong one for ``item`` ("" when it is right)."""
+    release = kernel_release()
+    for marker in item.iter_markers("kernel"):
+        for spec in marker.args:
+            if not kernel_satisfies(spec, release):
+                return f"{spec} (this VM runs {release})"
+    for marker in item.iter_markers("kernel_feature"):
+        missing = [n for n in marker.args if not kernel_has(n)]
+        if missing:
+            return f"with {', '.join(missing)} ({release} lacks it)"
+    for marker in item.iter_markers("kernel_lacks"):
+        present = [n for n in marker.args if kernel_has(n)]
+        if present:
+            return f"without {', '.join(present)} ({release} has it)"
+    return ""
 
 
 # --- topology --------------------------------------------------------------
@@ -213,26 +302,18 @@ def smaps_field(pid: int, start: int, field: str) -> int:
 def _reachable_interpreter(stack: list[str]) -> str:
     """A path to this interpreter that uid 65534 can exec.
 
-    The venv's python is often under /root (0700), and the guest sees the
-    host's / read-only, so no chmod: bind-mount the directory below the
-    unreachable one at a fresh 0755 mount point (guest only) and use the
-    interpreter through it.  ``stack`` collects what to unmount.
+    A checkout under /root (0700) is out of nobody's reach; tests/vm/run.py's
+    guest script makes such ancestors traversable (chmod o+x, in the guest's
+    overlay only), so here it is only checked.  ``stack`` (mount points to
+    undo) stays for callers; nothing is mounted any more.
     """
     real = Path(os.path.realpath(sys.executable))
-    blocked = [p for p in real.parents if not p.stat().st_mode & stat.S_IXOTH]
-    if not blocked:
-        return str(real)
-    if not VM_TOPOLOGY:
-        pytest.fail(f"{blocked[0]} is not reachable by other users (and this is not the VM)")
-    inner = blocked[0]                     # deepest unreachable directory, e.g. /root
-    below = real.relative_to(inner)        # e.g. .pyenv/versions/3.11.7/bin/python3.11
-    top = below.parts[0]
-    point = Path(tempfile.mkdtemp(prefix="numad-nobody-", dir="/run" if os.access("/run", os.W_OK) else None))
-    point.chmod(0o755)
-    (point / top).mkdir()
-    subprocess.run(["mount", "--bind", str(inner / top), str(point / top)], check=True)
-    stack.append(str(point / top))
-    return str(point / below)
+    for path in (real, Path(sys.executable), REPO):
+        blocked = [p for p in path.parents if not p.stat().st_mode & stat.S_IXOTH]
+        if blocked:
+            pytest.fail(f"{blocked[-1]} is not traversable by other users, so nobody cannot reach {path}: "
+                        "run through tests/vm/run.py, which opens it in the guest")
+    return str(real)
 
 
 @pytest.fixture(scope="session")

@@ -248,6 +248,7 @@ def test_target_confined_by_its_cpuset_is_named_as_the_cause(workload, cpuset_cg
 # --- per-page and per-call errors ------------------------------------------
 
 @pytest.mark.topology("two")
+@pytest.mark.kernel("<6.12")  # 6.12's move_pages status walk (folio_walk) reports such a page as -ENOENT
 def test_untouched_anonymous_pages_query_as_efault_on_this_kernel(workload):
     """Kernel fact (6.1, FOLL_DUMP): a never-touched anonymous page reads back -EFAULT, not -ENOENT."""
     child = workload("--mib", 0, "--untouched-mib", 4)
@@ -419,6 +420,7 @@ def test_interleave_spreads_pages_over_all_nodes(workload, topo):
 
 
 @pytest.mark.topology("two")
+@pytest.mark.kernel_lacks("weighted_interleave")  # 6.9+ has MPOL_WEIGHTED_INTERLEAVE
 def test_weighted_interleave_is_unsupported_on_6_1_and_preferred_many_supported():
     assert os.uname().release.startswith("6.1.")
     assert numa.supports(Mode.PREFERRED_MANY) is True
@@ -426,6 +428,7 @@ def test_weighted_interleave_is_unsupported_on_6_1_and_preferred_many_supported(
 
 
 @pytest.mark.topology("two")
+@pytest.mark.kernel_lacks("weighted_interleave")  # 6.9+ has MPOL_WEIGHTED_INTERLEAVE
 def test_weighted_interleave_raises_unsupported(workload):
     with pytest.raises(ChildError) as err:
         policy_child(workload, "weighted-interleave", "0-1")

@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Run tests/numa inside QEMU guests with real multi-node NUMA topologies.
+"""Run tests/numa inside QEMU guests: several kernels, real multi-node NUMA topologies.
 
-Each topology boots ONE guest (virtme-ng, TCG: --disable-kvm) that runs the
-whole tests/numa group with the project's venv; results come back through a
-shared --rwdir: the pytest log (streamed here while it runs), a junit XML
-and an rc file.  vng's own exit code is not trusted.
+Each (kernel, topology) pair boots ONE guest (virtme-ng, TCG: --disable-kvm)
+that runs the whole tests/numa group with the project's venv; results come
+back through a shared --rwdir: the pytest log (streamed here while it runs),
+a junit XML and an rc file.  vng's own exit code is not trusted.  The pairs
+and the topologies are in tests/vm/topologies.py; docs/kernels.md says what
+runs where and how long it takes.
 
-    python tests/vm/run.py                         # all topologies
-    python tests/vm/run.py --topology two -k thp   # iterate on one test
-    python tests/vm/run.py --topology four -- -x --tb=long
+    python tests/vm/run.py                                 # the default matrix
+    python tests/vm/run.py --list                          # ... print it
+    python tests/vm/run.py --topology two -k thp           # `two` on each kernel of the matrix
+    python tests/vm/run.py --kernel 6.12 --topology tiered # exactly that pair
+    python tests/vm/run.py --kernel 6.12 -- tests/numa/test_cli.py -x
 
-Fails (exit 1) if any topology failed, errored, timed out, did not boot, or
-ran zero tests.  Under CI=true (or --strict) a skip for any reason other
-than "this test needs another topology" fails too.  Stdlib only.
+Fails (exit 1) if any guest failed, errored, timed out, did not boot (or its
+kernel could not be installed), or ran zero tests.  Under CI=true (or
+--strict) a skip for any reason other than "this test needs another
+topology/kernel" fails too.  Stdlib only.
 """
 
 from __future__ import annotations
@@ -30,69 +35,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guest_runner import Tail, last_lines, run_guest
+from topologies import DEFAULT_MATRIX, KERNELS, TOPOLOGIES, vng_args
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 OUT = HERE / "out"
-TOPOLOGY_SKIP_PREFIX = "needs VM topology"  # must match tests/numa/conftest.py
-
-# Four nodes, one CPU each; distances are neither uniform nor symmetric
-# (ACPI SLIT allows d(a,b) != d(b,a)): node 3 is far from everyone, and
-# 0->1 is cheaper than 1->0.
-FOUR_DISTANCES = [
-    [10, 16, 24, 40],
-    [18, 10, 20, 32],
-    [24, 20, 10, 28],
-    [40, 32, 28, 10],
-]
-
-TOPOLOGIES = {
-    "two": {
-        "memory": "2G",
-        "nodes": [{"mem": "1G", "cpus": [0, 1]}, {"mem": "1G", "cpus": [2, 3]}],
-    },
-    "four": {
-        "memory": "2G",
-        "nodes": [{"mem": "512M", "cpus": [i]} for i in range(4)],
-        "distances": FOUR_DISTANCES,
-    },
-    "memonly": {
-        "memory": "3G",
-        "nodes": [{"mem": "1G", "cpus": [0, 1]}, {"mem": "1G", "cpus": [2, 3]}, {"mem": "1G", "cpus": []}],
-    },
-}
-CPUS = 4
-
-
-def vng_args(spec: dict) -> list[str]:
-    args = ["--cpus", str(CPUS), "-m", spec["memory"]]
-    for node in spec["nodes"]:
-        cpus = node["cpus"]
-        text = node["mem"]
-        if cpus:
-            text += f",cpus={min(cpus)}-{max(cpus)}" if len(cpus) > 1 else f",cpus={cpus[0]}"
-        args += ["--numa", text]
-    dist = spec.get("distances")
-    if dist:
-        for a, row in enumerate(dist):
-            for b, value in enumerate(row):
-                if a != b:
-                    args += ["--numa-distance", f"{a},{b}={value}"]
-    return args
+# Skips that only say "this test belongs to another guest": counted apart,
+# never a failure.  Must match tests/numa/conftest.py.
+ELSEWHERE_SKIP_PREFIXES = ("needs VM topology", "needs VM kernel")
+# Directories vng 1.42 already overlays in the guest (writable there, host untouched).
+VNG_OVERLAYS = ("/etc", "/lib", "/home", "/opt", "/srv", "/usr", "/var", "/tmp")
 
 
 # --- setup -----------------------------------------------------------------
 
-def setup_env(skip_setup: bool) -> dict[str, str]:
-    """Kernel and vng paths: from the environment, or tests/vm/setup.sh --print-env."""
-    if skip_setup and os.environ.get("NUMAD_VM_KERNEL") and os.environ.get("NUMAD_VM_VNG"):
-        return {"NUMAD_VM_KERNEL": os.environ["NUMAD_VM_KERNEL"], "NUMAD_VM_VNG": os.environ["NUMAD_VM_VNG"]}
-    proc = subprocess.run(["bash", str(HERE / "setup.sh"), "--print-env"], stdout=subprocess.PIPE, text=True)
+def setup_env(kernels: list[str], skip_setup: bool) -> dict[str, str]:
+    """vng and one vmlinuz per kernel: from the environment, or tests/vm/setup.sh --print-env.
+
+    NUMAD_VM_KERNEL (no suffix) still names a 6.1 kernel, as it did when
+    there was only one.
+    """
+    def from_environ(kernel: str) -> str:
+        value = os.environ.get(KERNELS[kernel], "")
+        return value or (os.environ.get("NUMAD_VM_KERNEL", "") if kernel == "6.1" else "")
+
+    env = {"NUMAD_VM_VNG": os.environ.get("NUMAD_VM_VNG", "")}
+    env.update({KERNELS[k]: from_environ(k) for k in kernels})
+    if skip_setup and all(env.values()):
+        return env
+    cmd = ["bash", str(HERE / "setup.sh"), "--print-env"]
+    for kernel in kernels:
+        cmd += ["--kernel", kernel]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"vm: tests/vm/setup.sh failed (exit {proc.returncode}): cannot boot the test VMs")
-    env = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-    for key in ("NUMAD_VM_KERNEL", "NUMAD_VM_VNG"):
-        env[key] = os.environ.get(key) or env.get(key, "")
+        raise SystemExit(f"vm: tests/vm/setup.sh failed (exit {proc.returncode}) for kernel(s) "
+                         f"{', '.join(kernels)}: cannot boot the test VMs")
+    reported = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    for key in env:
+        env[key] = env[key] or reported.get(key, "")
         if not env[key]:
             raise SystemExit(f"vm: setup.sh did not report {key}")
     return env
@@ -105,39 +85,71 @@ def venv_python() -> Path:
     raise SystemExit(f"vm: no venv at {REPO / '.venv'}: run `make venv` first")
 
 
-# --- one topology ----------------------------------------------------------
+def unreachable_dirs(paths: list[Path]) -> list[Path]:
+    """Ancestors of ``paths`` that other users cannot traverse (e.g. /root, mode 0700).
+
+    Tests that run as nobody need the checkout and the venv; the guest script
+    makes these traversable in the guest only.
+    """
+    found: list[Path] = []
+    for path in paths:
+        for parent in reversed(path.parents):
+            if parent not in found and not parent.stat().st_mode & 0o001:
+                found.append(parent)
+    return found
+
+
+def overlays_for(blocked: list[Path]) -> list[str]:
+    """The guest sees the host's / read-only except vng's overlays: overlay the outermost blocked dirs."""
+    def covered(p: Path, by: str) -> bool:
+        return p == Path(by) or Path(by) in p.parents
+    outer = [p for p in blocked if not any(q != p and q in p.parents for q in blocked)]
+    return [str(p) for p in outer if not any(covered(p, d) for d in VNG_OVERLAYS)]
+
+
+# --- one guest --------------------------------------------------------------
 
 @dataclass
 class Outcome:
-    name: str
+    kernel: str
+    topology: str
     seconds: float = 0.0
     rc: int | None = None
+    release: str = ""
     passed: int = 0
     failed: int = 0
     errors: int = 0
-    skipped_topology: int = 0
+    skipped_elsewhere: int = 0
     skipped_other: list[str] = field(default_factory=list)
     xfailed: int = 0
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kernel}/{self.topology}"
 
     @property
     def ran(self) -> int:
         return self.passed + self.failed + self.errors
 
     def line(self) -> str:
-        skipped = self.skipped_topology + len(self.skipped_other)
-        text = (f"{self.name}: {self.passed} passed, {self.failed} failed, {self.errors} errors, "
-                f"{skipped} skipped ({self.skipped_topology} for another topology)")
+        skipped = self.skipped_elsewhere + len(self.skipped_other)
+        text = (f"kernel {self.kernel} ({self.release or 'did not report'}), topology {self.topology}: "
+                f"{self.passed} passed, {self.failed} failed, {self.errors} errors, "
+                f"{skipped} skipped ({self.skipped_elsewhere} for another kernel/topology)")
         if self.xfailed:
             text += f", {self.xfailed} xfailed"
         return text + f", pytest rc={self.rc}, {self.seconds:.0f}s"
 
 
-def guest_script(name: str, spec: dict, rwdir: Path, python: Path, pytest_args: list[str]) -> str:
+def guest_script(kernel: str, topology: str, rwdir: Path, python: Path, pytest_args: list[str],
+                 blocked: list[Path]) -> str:
     q = shlex.quote
+    stem = rwdir.name
     env = {
-        "NUMAD_VM_TOPOLOGY": name,
-        "NUMAD_VM_SPEC": json.dumps(spec),
+        "NUMAD_VM_TOPOLOGY": topology,
+        "NUMAD_VM_KERNEL_NAME": kernel,
+        "NUMAD_VM_SPEC": json.dumps(TOPOLOGIES[topology]),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
     }
@@ -146,64 +158,89 @@ def guest_script(name: str, spec: dict, rwdir: Path, python: Path, pytest_args: 
     # its stack after faulthandler_timeout instead of only timing out.
     paths = [] if any(a.startswith("tests/") for a in pytest_args) else ["tests/numa"]
     pytest = [str(python), "-m", "pytest", *paths, "-p", "no:cacheprovider", "-rfEx",
-              "-o", "faulthandler_timeout=240", f"--junitxml={rwdir / (name + '.xml')}", *pytest_args]
-    return "\n".join([
+              "-o", "faulthandler_timeout=240", f"--junitxml={rwdir / (stem + '.xml')}", *pytest_args]
+    lines = [
         "#!/bin/bash",
-        f"rc={q(str(rwdir / (name + '.rc')))}",
-        f"log={q(str(rwdir / (name + '.log')))}",
-        f"cd {q(str(REPO))} || {{ echo 'guest: cannot cd to the repo' >\"$log\"; echo 96 >\"$rc\"; exit 0; }}",
+        f"rc={q(str(rwdir / (stem + '.rc')))}",
+        f"log={q(str(rwdir / (stem + '.log')))}",
+    ]
+    # Tests that run as nobody need to reach the checkout and the venv; a
+    # checkout under /root (0700) is not.  These dirs are overlays in the
+    # guest (vng's, or --overlay-rwdir from run.py): the host keeps its modes.
+    for d in blocked:
+        lines.append(f"chmod o+x {q(str(d))} || echo 'guest: cannot chmod o+x {d}' >>\"$log\"")
+    lines += [
+        f"cd {q(str(REPO))} || {{ echo 'guest: cannot cd to the repo' >>\"$log\"; echo 96 >\"$rc\"; exit 0; }}",
         # Kernel NUMA balancing would move test pages on its own and make
         # placement assertions a race; the daemon's reporting of it is tested
         # on the host.  Off for the whole guest.
         "echo 0 >/proc/sys/kernel/numa_balancing 2>/dev/null",
         "echo \"guest: $(uname -r), nodes $(cat /sys/devices/system/node/online), $(nproc) cpus, "
-        "numa_balancing $(cat /proc/sys/kernel/numa_balancing)\" >\"$log\"",
+        "numa_balancing $(cat /proc/sys/kernel/numa_balancing)\" >>\"$log\"",
         f"export {exports}",
         f"{' '.join(q(a) for a in pytest)} >>\"$log\" 2>&1",
         "echo $? >\"$rc\"",
         "",
-    ])
+    ]
+    return "\n".join(lines)
 
 
-def run_topology(name: str, env: dict, python: Path, rundir: Path, pytest_args: list[str],
-                 timeout: float, verbose: bool) -> Outcome:
-    spec = TOPOLOGIES[name]
-    rwdir = rundir / name
+def run_one(kernel: str, topology: str, env: dict, python: Path, rundir: Path, pytest_args: list[str],
+            timeout: float, verbose: bool) -> Outcome:
+    spec = TOPOLOGIES[topology]
+    stem = f"{kernel}-{topology}"
+    rwdir = rundir / stem
     rwdir.mkdir(parents=True)
+    blocked = unreachable_dirs([REPO, python, python.resolve()])
     script = rwdir / "guest.sh"
-    script.write_text(guest_script(name, spec, rwdir, python, pytest_args))
+    script.write_text(guest_script(kernel, topology, rwdir, python, pytest_args, blocked))
     console = rwdir / "console.log"
-    cmd = [env["NUMAD_VM_VNG"], "-v", "-r", env["NUMAD_VM_KERNEL"], "--disable-kvm",
-           *vng_args(spec), "--rwdir", str(rwdir), "--exec", f"bash {script}"]
-    print(f"== {name}: booting {len(spec['nodes'])}-node guest "
+    overlays = [f"--overlay-rwdir={d}" for d in overlays_for(blocked)]
+    cmd = [env["NUMAD_VM_VNG"], "-v", "-r", env[KERNELS[kernel]], "--disable-kvm",
+           *vng_args(spec), *overlays, "--rwdir", str(rwdir), "--exec", f"bash {script}"]
+    print(f"== {kernel}/{topology}: booting kernel {kernel} in a {len(spec['nodes'])}-node guest "
           f"({' '.join(shlex.quote(a) for a in vng_args(spec))})", flush=True)
     if verbose:
         print("   " + " ".join(shlex.quote(c) for c in cmd), flush=True)
 
-    outcome = Outcome(name)
-    tail = Tail(rwdir / f"{name}.log", f"[{name}] ")
-    tails = [tail, Tail(console, f"[{name} console] ")] if verbose else [tail]
+    outcome = Outcome(kernel, topology)
+    prefix = f"[{kernel}/{topology}] "
+    tail = Tail(rwdir / f"{stem}.log", prefix)
+    tails = [tail, Tail(console, f"[{kernel}/{topology} console] ")] if verbose else [tail]
     timed_out, outcome.seconds = run_guest(cmd, console, tails, timeout, REPO)
 
     if timed_out:
         outcome.problems.append(f"timed out after {timeout:.0f}s")
     if not tail.seen:
-        outcome.problems.append("the guest never started the tests (boot failure?)")
-        print(f"[{name}] --- last console lines ({console}) ---", flush=True)
+        outcome.problems.append(f"kernel {kernel} never started the tests (boot failure?)")
+        print(f"{prefix}--- last console lines ({console}) ---", flush=True)
         for line in last_lines(console, 40):
-            print(f"[{name}]   {line}", flush=True)
+            print(f"{prefix}  {line}", flush=True)
+    outcome.release = guest_release(rwdir / f"{stem}.log")
 
-    rc_file = rwdir / f"{name}.rc"
+    rc_file = rwdir / f"{stem}.rc"
     if rc_file.exists() and rc_file.read_text().strip().lstrip("-").isdigit():
         outcome.rc = int(rc_file.read_text().strip())
     else:
         outcome.problems.append(f"no exit code from the guest ({rc_file.name} missing)")
 
-    read_junit(rwdir / f"{name}.xml", outcome)
+    read_junit(rwdir / f"{stem}.xml", outcome)
     if outcome.rc not in (None, 0) and not (outcome.failed or outcome.errors):
         outcome.problems.append(f"pytest exited {outcome.rc}"
                                 + (" (no tests collected)" if outcome.rc == 5 else ""))
     return outcome
+
+
+def guest_release(log: Path) -> str:
+    """The `uname -r` the guest script wrote first: proof of which kernel ran."""
+    try:
+        head = log.read_text(errors="replace").splitlines()[:5]
+    except FileNotFoundError:
+        return ""
+    for line in head:
+        if line.startswith("guest: "):
+            return line.split()[1].rstrip(",")
+    return ""
 
 
 def read_junit(path: Path, outcome: Outcome) -> None:
@@ -226,8 +263,8 @@ def read_junit(path: Path, outcome: Outcome) -> None:
             message = skip.get("message", "")
             if skip.get("type") == "pytest.xfail":
                 outcome.xfailed += 1
-            elif TOPOLOGY_SKIP_PREFIX in message:
-                outcome.skipped_topology += 1
+            elif any(prefix in message for prefix in ELSEWHERE_SKIP_PREFIXES):
+                outcome.skipped_elsewhere += 1
             else:
                 outcome.skipped_other.append(f"{case.get('classname')}.{case.get('name')}: {message}")
         else:
@@ -242,45 +279,19 @@ def prune(keep: int = 8) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                epilog="Arguments after -- go to pytest inside the guest.")
-    p.add_argument("--topology", action="append", choices=sorted(TOPOLOGIES),
-                   help="run only this topology (repeatable); default: all")
-    p.add_argument("-k", dest="keyword", help="pytest -k expression")
-    p.add_argument("-x", "--exitfirst", action="store_true", help="pytest -x")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("NUMAD_VM_TIMEOUT", 1500)),
-                   help="seconds per topology, boot included (default 1500: the quiet-machine run takes 2-8 min, a loaded one much more)")
-    p.add_argument("--strict", action="store_true", default=os.environ.get("CI", "") == "true",
-                   help="fail on skips other than topology skips (default under CI=true)")
-    p.add_argument("--no-setup", action="store_true",
-                   help="trust NUMAD_VM_KERNEL/NUMAD_VM_VNG instead of running setup.sh")
-    p.add_argument("--verbose", action="store_true", help="also stream the guest console")
-    args = p.parse_args(argv)
+def select_pairs(kernels: list[str] | None, topologies: list[str] | None) -> list[tuple[str, str]]:
+    """Both given: every kernel x topology.  One given: the default matrix's pairs with it."""
+    if kernels and topologies:
+        return [(k, t) for k in dict.fromkeys(kernels) for t in dict.fromkeys(topologies)]
+    pairs = [(k, t) for k, t in DEFAULT_MATRIX
+             if (not kernels or k in kernels) and (not topologies or t in topologies)]
+    if not pairs:
+        raise SystemExit(f"vm: the default matrix has no pair for {kernels or topologies}; "
+                         "name both --kernel and --topology")
+    return pairs
 
-    names = args.topology or list(TOPOLOGIES)
-    pytest_args = list(extra)
-    if args.keyword:
-        pytest_args += ["-k", args.keyword]
-    if args.exitfirst:
-        pytest_args.append("-x")
-    filtered = bool(args.keyword) or bool(extra)
 
-    env = setup_env(args.no_setup)
-    python = venv_python()
-    OUT.mkdir(parents=True, exist_ok=True)
-    prune()
-    rundir = OUT / time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}")
-    print(f"vm: kernel {env['NUMAD_VM_KERNEL']}, results in {rundir}", flush=True)
-
-    t0 = time.monotonic()
-    outcomes = [run_topology(n, env, python, rundir, pytest_args, args.timeout, args.verbose) for n in names]
-
+def report(outcomes: list[Outcome], strict: bool, filtered: bool, seconds: float, rundir: Path) -> bool:
     print("\n== VM test summary", flush=True)
     bad = False
     for o in outcomes:
@@ -292,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         if o.failed or o.errors:
             o.problems.append(f"{o.failed} failed, {o.errors} errors")
         if o.skipped_other:
-            (o.problems if args.strict else []).append(f"{len(o.skipped_other)} skipped for another reason")
+            (o.problems if strict else []).append(f"{len(o.skipped_other)} skipped for another reason")
             for s in o.skipped_other:
                 print(f"     skipped: {s}", flush=True)
         for problem in o.problems:
@@ -300,11 +311,63 @@ def main(argv: list[str] | None = None) -> int:
         bad = bad or bool(o.problems)
     total_pass = sum(o.passed for o in outcomes)
     total_fail = sum(o.failed + o.errors for o in outcomes)
-    total_skip = sum(o.skipped_topology + len(o.skipped_other) for o in outcomes)
-    print(f"   topologies: {', '.join(names)}; {time.monotonic() - t0:.0f}s; logs: {rundir}", flush=True)
+    total_skip = sum(o.skipped_elsewhere + len(o.skipped_other) for o in outcomes)
+    print(f"   guests: {', '.join(o.name for o in outcomes)}; {seconds:.0f}s; logs: {rundir}", flush=True)
     if bad and total_fail == 0:
-        total_fail = sum(1 for o in outcomes if o.problems)  # count broken topologies as failures
+        total_fail = sum(1 for o in outcomes if o.problems)  # count broken guests as failures
     print(f"vm: {total_pass} passed, {total_fail} failed, {total_skip} skipped", flush=True)
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0],
+                                epilog="Arguments after -- go to pytest inside the guest.")
+    p.add_argument("--kernel", action="append", choices=sorted(KERNELS),
+                   help="run only on this kernel (repeatable); default: the matrix's")
+    p.add_argument("--topology", action="append", choices=sorted(TOPOLOGIES),
+                   help="run only this topology (repeatable); default: the matrix's")
+    p.add_argument("--list", action="store_true", help="print the (kernel, topology) pairs and exit")
+    p.add_argument("-k", dest="keyword", help="pytest -k expression")
+    p.add_argument("-x", "--exitfirst", action="store_true", help="pytest -x")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("NUMAD_VM_TIMEOUT", 1500)),
+                   help="seconds per guest, boot included (default 1500: the quiet-machine run takes "
+                        "1-8 min, a loaded one much more)")
+    p.add_argument("--strict", action="store_true", default=os.environ.get("CI", "") == "true",
+                   help="fail on skips other than another-kernel/topology skips (default under CI=true)")
+    p.add_argument("--no-setup", action="store_true",
+                   help="trust NUMAD_VM_VNG and NUMAD_VM_KERNEL_<6_1|6_12> instead of running setup.sh")
+    p.add_argument("--verbose", action="store_true", help="also stream the guest console")
+    args = p.parse_args(argv)
+
+    pairs = select_pairs(args.kernel, args.topology)
+    if args.list:
+        for kernel, topology in pairs:
+            print(f"{kernel} {topology}")
+        return 0
+    pytest_args = list(extra)
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    if args.exitfirst:
+        pytest_args.append("-x")
+    filtered = bool(args.keyword) or bool(extra)
+
+    env = setup_env(list(dict.fromkeys(k for k, _ in pairs)), args.no_setup)
+    python = venv_python()
+    OUT.mkdir(parents=True, exist_ok=True)
+    prune()
+    rundir = OUT / time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}")
+    for kernel in dict.fromkeys(k for k, _ in pairs):
+        print(f"vm: kernel {kernel}: {env[KERNELS[kernel]]}", flush=True)
+    print(f"vm: results in {rundir}", flush=True)
+
+    t0 = time.monotonic()
+    outcomes = [run_one(k, t, env, python, rundir, pytest_args, args.timeout, args.verbose) for k, t in pairs]
+    bad = report(outcomes, args.strict, filtered, time.monotonic() - t0, rundir)
     return 1 if bad else 0
 
 

@@ -2,26 +2,42 @@
 # Install what the multi-node VM harness needs, only what is missing.
 # Idempotent and quiet when everything is present (a Debian 12 machine, root).
 #
-#   tests/vm/setup.sh              packages + virtme-ng + kernel
-#   tests/vm/setup.sh --packages   Debian packages only (what `pip install -e .` needs too)
-#   tests/vm/setup.sh --print-env  everything, then print NUMAD_VM_KERNEL=/NUMAD_VM_VNG= on stdout
+#   tests/vm/setup.sh                     packages + virtme-ng + every kernel (6.1, 6.12)
+#   tests/vm/setup.sh --kernel 6.12       ... only that kernel (repeatable)
+#   tests/vm/setup.sh --packages          Debian packages only (what `pip install -e .` needs too)
+#   tests/vm/setup.sh --print-env [--kernel K]...
+#        everything, then on stdout: NUMAD_VM_CACHE=, NUMAD_VM_VNG=, one
+#        NUMAD_VM_KERNEL_<name>= per kernel (6.1 -> NUMAD_VM_KERNEL_6_1) and
+#        NUMAD_VM_KERNEL= (the default kernel, 6.1, when it was asked for)
 #
-# The kernel is Debian's linux-image-*-amd64, fetched with `apt-get download`
-# and unpacked with `dpkg -x` into the cache (never installed with dpkg -i).
+# Kernels are Debian's, fetched with `apt-get download` and unpacked with
+# `dpkg -x` into the cache (never installed with dpkg -i):
+#   6.1   linux-image-amd64's dependency (bookworm)
+#   6.12  linux-image-6.12-amd64's dependency (bookworm-security); its .ko.xz
+#         modules are decompressed and depmod re-run, since virtme-ng 1.42
+#         loads only plain or .zst modules.
 # Cache: $NUMAD_VM_CACHE, else /var/cache/numad-py-vm if writable, else tests/vm/.cache.
+# One directory per kernel release, kernels/<uname -r>/root, that appears by
+# an atomic rename only once complete: concurrent runs never see half a kernel.
 set -euo pipefail
 
 VNG_VERSION=1.42
 # python3-dev: the cffi module's headers; busybox-static, file: virtme-ng's guest init;
-# prometheus: promtool and the real-scrape test; systemd: systemd-analyze for the unit tests.
+# prometheus: promtool and the real-scrape test; systemd: systemd-analyze for the unit tests;
+# xz-utils: decompresses the 6.12 kernel's modules (a minbase root may lack it).
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libnuma-dev numactl
-          qemu-system-x86 kmod busybox-static file prometheus systemd)
+          qemu-system-x86 kmod busybox-static file prometheus systemd xz-utils)
+
+# name -> the Debian (meta-)package whose linux-image-<version> dependency is that kernel.
+declare -A KERNEL_META=([6.1]=linux-image-amd64 [6.12]=linux-image-6.12-amd64)
+KERNEL_NAMES=(6.1 6.12)
+DEFAULT_KERNEL=6.1
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-mode="${1:-all}"
 
 say() { echo "vm-setup: $*" >&2; }
+die() { say "$*"; exit 1; }
 
 cache_dir() {
     if [[ -n "${NUMAD_VM_CACHE:-}" ]]; then
@@ -84,60 +100,115 @@ install_vng() {
     rm -rf "$cache/vng-venv"
     python3 -m venv "$cache/vng-venv" >&2
     "$cache/vng-venv/bin/pip" install -q --disable-pip-version-check "virtme-ng==$VNG_VERSION" >&2
-    find_vng "$cache" >/dev/null || { say "virtme-ng did not install"; exit 1; }
+    find_vng "$cache" >/dev/null || die "virtme-ng did not install"
 }
 
+# The newest complete cached kernel of this name ("6.1" matches 6.1.*, not 6.12.*).
 find_kernel() {
-    local cache="$1" k
-    for k in $(ls -1 "$cache"/kernel/root/boot/vmlinuz-* 2>/dev/null | sort -V -r); do
-        local ver="${k##*/vmlinuz-}"
-        if [[ -d "$cache/kernel/root/lib/modules/$ver" ]]; then echo "$k"; return; fi
+    local cache="$1" name="$2" dir rel
+    for dir in $(ls -1d "$cache/kernels/$name".* 2>/dev/null | sort -V -r); do
+        rel="${dir##*/}"
+        if [[ -f "$dir/root/boot/vmlinuz-$rel" && -f "$dir/root/lib/modules/$rel/modules.dep" ]]; then
+            echo "$dir/root/boot/vmlinuz-$rel"; return
+        fi
     done
     return 1
 }
 
-install_kernel() {
-    local cache="$1"
-    if find_kernel "$cache" >/dev/null; then return; fi
-    local pkg
-    pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+resolve_package() {
+    local meta="$1" pkg
+    pkg="$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
     if [[ -z "$pkg" ]]; then
         apt_update
-        pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+        pkg="$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
     fi
-    [[ -n "$pkg" ]] || { say "cannot resolve linux-image-amd64 to a kernel package"; exit 1; }
-    say "fetching $pkg (apt-get download + dpkg -x into $cache/kernel)"
-    local tmp
-    tmp="$(mktemp -d "$cache/kernel.tmp.XXXXXX")"
+    [[ -n "$pkg" ]] || die "cannot resolve $meta to a kernel package (is its apt source configured?)"
+    echo "$pkg"
+}
+
+# virtme-ng 1.42 loads plain or .zst modules only: decompress .ko.xz, rebuild modules.dep.
+plain_modules() {
+    local root="$1" rel="$2" count
+    count="$(find "$root/lib/modules/$rel" -name '*.ko.xz' | wc -l)"
+    [[ "$count" -gt 0 ]] || return 0
+    command -v xz >/dev/null || die "xz is missing (package xz-utils) and $rel has compressed modules"
+    say "decompressing $count modules of $rel"
+    find "$root/lib/modules/$rel" -name '*.ko.xz' -print0 | xargs -0 -r -n 256 xz -d
+    depmod -b "$root" "$rel"
+}
+
+install_kernel() {
+    local cache="$1" name="$2"
+    if find_kernel "$cache" "$name" >/dev/null; then return; fi
+    local meta="${KERNEL_META[$name]}" pkg tmp rel
+    pkg="$(resolve_package "$meta")"
+    say "fetching $pkg for kernel $name (apt-get download + dpkg -x into $cache/kernels)"
+    mkdir -p "$cache/kernels"
+    tmp="$(mktemp -d "$cache/kernels/.tmp.XXXXXX")"
+    trap "rm -rf '$tmp'" EXIT
     (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >&2)
     dpkg -x "$tmp"/*.deb "$tmp/root"
     rm -f "$tmp"/*.deb
-    # Another run may have won the race: keep theirs.
-    if find_kernel "$cache" >/dev/null; then rm -rf "$tmp"; return; fi
-    rm -rf "$cache/kernel"
-    mv "$tmp" "$cache/kernel"
-    find_kernel "$cache" >/dev/null || { say "no vmlinuz with modules in $pkg"; exit 1; }
+    # Merged-/usr packages put modules in usr/lib/modules; vng and depmod look in lib/modules.
+    if [[ ! -d "$tmp/root/lib/modules" && -d "$tmp/root/usr/lib/modules" ]]; then
+        ln -s usr/lib "$tmp/root/lib"
+    fi
+    rel="$(ls -1 "$tmp/root/boot" | sed -n 's/^vmlinuz-//p' | head -n1)"
+    [[ -n "$rel" && -d "$tmp/root/lib/modules/$rel" ]] || die "no vmlinuz with modules in $pkg"
+    [[ "$rel" == "$name".* ]] || die "$pkg holds kernel $rel, not $name.*"
+    plain_modules "$tmp/root" "$rel"
+    [[ -f "$tmp/root/lib/modules/$rel/modules.dep" ]] || depmod -b "$tmp/root" "$rel"
+    chmod 755 "$tmp"
+    # Atomic publish; if another run won the race, keep theirs.
+    if ! mv -T "$tmp" "$cache/kernels/$rel" 2>/dev/null; then
+        rm -rf "$tmp"
+    fi
+    trap - EXIT
+    find_kernel "$cache" "$name" >/dev/null || die "kernel $name did not install into $cache/kernels"
 }
 
+env_name() { echo "NUMAD_VM_KERNEL_${1//./_}"; }
+
+# --- arguments ---------------------------------------------------------------
+
+mode=all
+kernels=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --packages|--print-env|--all|all) mode="${1#--}" ;;
+        --kernel)
+            [[ $# -ge 2 ]] || die "--kernel needs a name: ${KERNEL_NAMES[*]}"
+            [[ -n "${KERNEL_META[$2]:-}" ]] || die "unknown kernel '$2' (known: ${KERNEL_NAMES[*]})"
+            kernels+=("$2"); shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) say "unknown option $1"; exit 2 ;;
+    esac
+    shift
+done
+[[ ${#kernels[@]} -gt 0 ]] || kernels=("${KERNEL_NAMES[@]}")
+
 case "$mode" in
-    --packages)
+    packages)
         install_packages
         ;;
-    all|--all|--print-env)
+    all|print-env)
         install_packages
         cache="$(cache_dir)"
+        # One installer at a time per cache (several checkouts may share it);
+        # kernels are also published by atomic rename, so readers never wait.
+        exec 9>>"$cache/.install.lock"
+        flock 9
         install_vng "$cache"
-        install_kernel "$cache"
-        if [[ "$mode" == --print-env ]]; then
+        for k in "${kernels[@]}"; do install_kernel "$cache" "$k"; done
+        flock -u 9
+        if [[ "$mode" == print-env ]]; then
             echo "NUMAD_VM_CACHE=$cache"
             echo "NUMAD_VM_VNG=$(find_vng "$cache")"
-            echo "NUMAD_VM_KERNEL=$(find_kernel "$cache")"
+            for k in "${kernels[@]}"; do
+                path="$(find_kernel "$cache" "$k")"
+                echo "$(env_name "$k")=$path"
+                [[ "$k" != "$DEFAULT_KERNEL" ]] || echo "NUMAD_VM_KERNEL=$path"
+            done
         fi
-        ;;
-    -h|--help)
-        sed -n '2,12p' "$0"
-        ;;
-    *)
-        say "unknown option $mode"; exit 2
         ;;
 esac
