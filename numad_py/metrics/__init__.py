@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from .collector import NumadCollector, StateProvider
 from .events import REASONS, REQUEST_RESULTS, TICK_STAGES, Metrics
-from .http import DEFAULT_HOST, DEFAULT_LISTEN, DEFAULT_PORT, MetricsServer, parse_listen, start_http_server
+from ..defaults import DEFAULT_HOST, DEFAULT_LISTEN, DEFAULT_PORT, parse_listen
+from .http import MetricsServer, start_http_server
 
 __all__ = [
     "DEFAULT_HOST", "DEFAULT_LISTEN", "DEFAULT_PORT", "Metrics", "MetricsServer", "NumadCollector", "REASONS",

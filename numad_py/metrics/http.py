@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from ..defaults import DEFAULT_HOST, DEFAULT_LISTEN, DEFAULT_PORT, parse_listen
+from ..defaults import parse_listen
 from .events import Metrics
 
 log = logging.getLogger("numad_py.metrics")
