@@ -144,7 +144,7 @@ def test_advice_is_logged_once_per_process_and_advised_node(tmp_path, caplog):
 
 
 def test_a_huge_scan_interval_sleeps_in_slices(tmp_path):
-    d = make_daemon(tmp_path, scan_interval="3000000h")
+    d = make_daemon(tmp_path, scan_interval="24h")  # the longest the config allows
     thread = threading.Thread(target=d.run, daemon=True)
     thread.start()
     time.sleep(0.3)

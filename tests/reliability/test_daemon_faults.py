@@ -73,12 +73,18 @@ def test_sighup_with_any_broken_file_keeps_the_old_rules(tmp_path):
         d.kill()
 
 
-def test_a_huge_scan_interval_does_not_kill_run_once(tmp_path):
+def test_a_huge_scan_interval_is_a_config_error_not_a_crash(tmp_path):
+    # It used to pass check-config and then kill `run --once` with struct.error.
     config = write_config(tmp_path, interval="3000000h")
     proc = subprocess.run([NUMAD, "run", "--once", "--config", str(config)],
                           capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "scan_interval" in proc.stderr and "Traceback" not in proc.stderr and "struct.error" not in proc.stderr
+    (tmp_path / "longest").mkdir()
+    longest = write_config(tmp_path / "longest", interval="24h")
+    proc = subprocess.run([NUMAD, "run", "--once", "--config", str(longest)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr and "struct.error" not in proc.stderr
 
 
 def test_metrics_port_in_use_is_one_line_naming_the_holder_and_leaves_nothing(tmp_path):
@@ -109,7 +115,7 @@ def test_a_second_daemon_on_the_same_socket_names_the_first_and_touches_nothing(
         second = subprocess.run([NUMAD, "run", "--config", str(first.config)],
                                 capture_output=True, text=True, timeout=60)
         assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
-        assert f"held by pid {first.proc.pid} (numad-py)" in second.stderr, second.stderr
+        assert f"in use by pid {first.proc.pid} (numad-py)" in second.stderr, second.stderr
         # The first one's socket and status file are still there and still say it is alive.
         assert (tmp_path / "run" / "control.sock").exists()
         status = first.status()
