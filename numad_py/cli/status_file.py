@@ -1,7 +1,7 @@
 """The daemon's status.json, read when its control socket does not answer.
 
 The file outlives a daemon that was killed, so it is never taken as proof
-that a daemon runs: its ``pid`` and ``pid_start_time`` must name a live process.
+that a daemon runs: its ``pid`` and ``start_time`` must name a live process.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def daemon_state(data: dict[str, Any]) -> str:
     if "_path" not in data:
         return "no control socket answers and no status file in " + ", ".join(data.get("_looked_in", []))
     pid = data.get("pid")
-    started = data.get("pid_start_time")
+    started = data.get("start_time")
     if not isinstance(pid, int) or pid <= 0:
         return f"{data['_path']} names no daemon pid"
     try:

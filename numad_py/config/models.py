@@ -132,6 +132,11 @@ class DaemonSettings(_Model):
     )
     state_dir: str = Field(defaults.STATE_DIR, description="Directory for state kept across restarts.")
     runtime_dir: str = Field(defaults.RUNTIME_DIR, description="Directory for runtime files (node table, pid file).")
+    reload_on_change: bool = Field(
+        False,
+        description="Reload the policy when its files change, checked once per scan (for a Kubernetes ConfigMap, "
+        "where nobody sends SIGHUP); a broken file keeps the old rules, as with SIGHUP.",
+    )
 
     @field_validator("scan_interval", "max_stall")
     @classmethod

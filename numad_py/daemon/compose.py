@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import procfs
 from ..act.executor import Executor
 from ..act.pacing import Pacer, StallBound
+from ..config.watch import ConfigWatcher
 from ..config import Config, ConfigError, Problem, load_config
 from ..control.server import ControlServer
 from ..decide.planner import plan as make_plan
@@ -80,6 +81,7 @@ def build_daemon(config_path: str, *, dry_run: bool = False, environ: Mapping[st
         metrics=metrics, dry_run=dry_run,
         identity={"pid": os.getpid(), "start_time": procfs.start_time(os.getpid()),
                   "socket": socket_path, "runtime_dir": str(runtime.path)},
+        config_changed=ConfigWatcher(config_path).changed,
     )
     cell.append(daemon)
     control = ControlServer(

@@ -59,6 +59,7 @@ class Daemon:
         endpoints: Sequence = (),                    # .start(), .stop(); started in order
         dry_run: bool = False,
         identity: dict | None = None,                # pid, start_time, socket... for the status file
+        config_changed: Callable[[], bool] | None = None,  # for [daemon] reload_on_change
     ):
         self.config = config
         self.config_path = config_path
@@ -77,6 +78,7 @@ class Daemon:
         self.endpoints = list(endpoints)
         self.dry_run = dry_run
         self.identity = dict(identity or {"pid": os.getpid()})
+        self._config_changed = config_changed
         self.state = DaemonState(last_reload=time.time())
         if history_store is not None:
             self.state.history = history_store.load()
@@ -117,6 +119,9 @@ class Daemon:
         self.heartbeat.start()
         try:
             while not self.stop_event.is_set():
+                if self._policy_files_changed():
+                    log.info("policy files changed: reloading")
+                    self._reload_requested = True
                 if self._reload_requested:
                     self._reload()
                 self.tick()
@@ -131,6 +136,12 @@ class Daemon:
                 self._attempt("status", self.status_file.remove)
             log.info("numad-py stopping after %d tick(s)", self.state.ticks)
         return 0
+
+    def _policy_files_changed(self) -> bool:
+        if not self.config.daemon.reload_on_change or self._config_changed is None:
+            return False
+        ok, changed = self._attempt("reload", self._config_changed)
+        return bool(ok and changed)
 
     def _sleep_until_next_tick(self) -> None:
         deadline = time.monotonic() + self.config.daemon.scan_interval

@@ -62,7 +62,7 @@ def test_status_of_a_dead_daemon_is_exit_3(tmp_path, capsys):
 
 
 def test_status_of_a_reused_pid_is_exit_3(tmp_path, capsys):
-    _status_file(tmp_path, pid_start_time=procfs.start_time(os.getpid()) - 1000)
+    _status_file(tmp_path, start_time=procfs.start_time(os.getpid()) - 1000)
     assert main(["status", "--runtime-dir", str(tmp_path), "--socket", str(tmp_path / "none")]) == 3
     assert "another process" in capsys.readouterr().out
 
@@ -73,7 +73,7 @@ def test_status_with_no_daemon_and_no_file_is_exit_3_in_json(tmp_path, capsys):
 
 
 def test_status_of_a_live_daemon_whose_socket_is_silent_says_so(tmp_path, capsys):
-    _status_file(tmp_path, pid_start_time=procfs.start_time(os.getpid()))
+    _status_file(tmp_path, start_time=procfs.start_time(os.getpid()))
     assert main(["status", "--runtime-dir", str(tmp_path), "--socket", str(tmp_path / "none")]) == 0
     out = capsys.readouterr().out
     assert "running" in out and "does not answer" in out
