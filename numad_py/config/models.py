@@ -49,6 +49,7 @@ MAX_COOLDOWN = 7 * DAY
 MAX_EVERY = 7 * DAY
 MAX_BUDGET = 1 << 40          # 1 TiB/s: beyond any memory bus
 MAX_REGEX = 4096              # characters in one regex
+MAX_REGEX_NESTING = 100       # groups inside groups: sre recurses per level
 
 
 class _Model(BaseModel):
@@ -58,6 +59,10 @@ class _Model(BaseModel):
 def _check_regex(pattern: str) -> str:
     if len(pattern) > MAX_REGEX:
         raise ValueError(f"regex of {len(pattern)} characters is longer than the limit of {MAX_REGEX}")
+    if _group_depth(pattern) > MAX_REGEX_NESTING:
+        # Whether sre compiles it depends on the caller's stack depth: refuse
+        # it here rather than let the daemon's matcher hit RecursionError.
+        raise ValueError(f"bad regex {_short(pattern)}: groups nested more than {MAX_REGEX_NESTING} deep")
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -66,6 +71,23 @@ def _check_regex(pattern: str) -> str:
         # a{99999999999} overflows sre's repeat count; deep nesting recurses
         raise ValueError(f"bad regex {_short(pattern)}: too large or too deeply nested ({type(exc).__name__})") from None
     return pattern
+
+
+def _group_depth(pattern: str) -> int:
+    """The deepest nesting of unescaped parentheses (an upper bound of sre's group nesting)."""
+    depth = deepest = 0
+    escaped = False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def _short(text: str, limit: int = 60) -> str:

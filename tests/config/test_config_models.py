@@ -159,3 +159,20 @@ def test_check_config_and_the_daemon_agree_on_listen(listen):
     assert config_ok == daemon_ok
     assert config_ok == (listen not in ("::1:9816", "[127.0.0.1]:1", "host:65536", "host:２", "a b:1",
                                         "[::1]9816", "[zz]:1"))
+
+
+def test_deeply_nested_regex_is_refused_whatever_the_recursion_limit():
+    # sre compiles 500 nested groups under a high recursion limit and fails under
+    # the default one: the config must not depend on the stack of whoever loads it.
+    import sys
+
+    deep = "(" * 500 + "a" + ")" * 500
+    old = sys.getrecursionlimit()
+    try:
+        for limit in (1000, 10000):
+            sys.setrecursionlimit(limit)
+            with pytest.raises(ValueError, match="nested more than 100 deep"):
+                Match.model_validate({"comm": deep})
+    finally:
+        sys.setrecursionlimit(old)
+    assert Match.model_validate({"comm": "(" * 100 + "a" + ")" * 100}).comm
