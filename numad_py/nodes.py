@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# Node sets that mean the same on every machine, resolved at each tick (decide/nodesets.py).
+NODE_SETS = ("cpu", "memory-only", "fast-tier", "slow-tier")
 MAX_NODE = 1023  # the kernel's MAX_NUMNODES on x86_64 distro kernels (CONFIG_NODES_SHIFT=10)
 MAX_CPU = 65535  # far above NR_CPUS (8192 at most on x86_64): bounds a cpulist's set
 

@@ -36,6 +36,12 @@ def check_config_main(config_path: str | None) -> int:
     if config is None:
         return 1
     print(f"OK: {len(config.rules)} rules from {', '.join(config.files)}")
+    if config.rules and _online_nodes() is not None:
+        from ..decide.planner import inactive_rules
+        from ..sense.node_load import node_snapshot
+        inactive = inactive_rules(config.rules, node_snapshot(sample_seconds=0))
+        for rule in config.rules:
+            print(f"  {rule.name}: {inactive.get(rule.name, 'active here')} (nodes = {rule.nodes!r})")
     return 0
 
 
@@ -51,6 +57,8 @@ def plan_main(config_path: str | None, as_json: bool) -> int:
     for action in result:
         moves = f"{format_nodes(action.from_nodes) or '-'} -> {format_nodes(action.target_nodes) or '-'}"
         print(f"{action.kind:<7} pid {action.pid} ({action.comm}) [{moves}]: {action.reason}")
+    for name, why in sorted(result.inactive.items()):
+        print(f"rule {name!r} is {why}")
     if not result.actions:
         print(f"nothing to do: {len(result.matched)} matching process(es), all placed")
     return 0

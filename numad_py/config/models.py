@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from .. import defaults
-from ..nodes import NodeListError, format_nodes, parse_nodes
+from ..nodes import NODE_SETS, NodeListError, format_nodes, parse_nodes
 from ..selectors import check_selector
 from ..stall import DEFAULT_MAX_STALL
 from ..units import parse_duration, parse_size
@@ -108,18 +108,19 @@ def _check_node_list(text: str, info: ValidationInfo, *, allow_auto: bool) -> st
         if allow_auto:
             return AUTO
         raise ValueError("'auto' is not allowed here: give a node list like '0-3,5' or 'all'")
-    if spec == ALL:
-        return ALL
+    if spec == ALL or spec in NODE_SETS:
+        return spec
     try:
         nodes = parse_nodes(spec)
     except NodeListError as exc:
         raise ValueError(str(exc)) from None
     online = (info.context or {}).get("online_nodes")
-    if online is not None:
+    if online is not None and not (info.data or {}).get("fleet"):
         missing = nodes - online
         if missing:
             subject = f"node {format_nodes(missing)} does" if len(missing) == 1 else f"nodes {format_nodes(missing)} do"
-            raise ValueError(f"{subject} not exist on this machine (online nodes: {format_nodes(online) or 'none'})")
+            raise ValueError(f"{subject} not exist on this machine (online nodes: {format_nodes(online) or 'none'}; "
+                             "a rule shared by machines of other shapes says fleet = true)")
     return format_nodes(nodes)
 
 
@@ -254,10 +255,16 @@ class Rule(_Model):
 
     name: str = Field("", description="Shown in logs, plans and metrics; defaults to FILESTEM[INDEX].")
     match: Match = Field(default_factory=Match, description="Which processes the rule applies to (at least one criterion).")
+    fleet: bool = Field(
+        False,
+        description="The rule is shared by machines of other shapes: literal nodes this host lacks make the "
+        "rule inactive here instead of a config error.",
+    )
     nodes: str = Field(
         AUTO,
-        description="Target nodes: a list like \"0-3,5\", \"all\", or \"auto\" (best node by free memory, "
-        "CPU load and distance; advisory unless enabled).",
+        description="Target nodes: a list like \"0-3,5\", \"all\", a set that means the same on every machine "
+        "(\"cpu\", \"memory-only\", \"fast-tier\", \"slow-tier\"; empty here = rule inactive here), or \"auto\" "
+        "(best node by free memory, CPU load and distance; advisory unless enabled).",
     )
     auto: bool = Field(False, description="Let this rule's nodes = \"auto\" act even when [daemon] auto is false.")
     memory: Literal["all"] | list[str] = Field(
@@ -341,11 +348,12 @@ class Rule(_Model):
         return copy
 
     def target_nodes(self, all_nodes: Iterable[int]) -> frozenset[int] | None:
-        """The explicit target node set; None for ``auto``."""
+        """The literal target node set; None for ``auto``; ValueError for a set like ``cpu``."""
         return None if self.nodes == AUTO else parse_nodes(self.nodes, all_nodes=all_nodes)
 
     def explicit_nodes(self, all_nodes: Iterable[int]) -> frozenset[int]:
-        """The target node set of a rule that names one; ValueError for ``auto`` (decided elsewhere)."""
+        """The node set of a rule that names a literal list or ``all``; ValueError for ``auto`` and the
+        machine-independent sets (the planner resolves those against each snapshot: decide/nodesets.py)."""
         if self.nodes == AUTO:
             raise ValueError(f"rule {self.name!r} has nodes = \"auto\": no explicit node set")
         return parse_nodes(self.nodes, all_nodes=all_nodes)

@@ -79,6 +79,7 @@ class Daemon:
         self.dry_run = dry_run
         self.identity = dict(identity or {"pid": os.getpid()})
         self._config_changed = config_changed
+        self._inactive: dict[str, str] = {}
         self.state = DaemonState(last_reload=time.time())
         if history_store is not None:
             self.state.history = history_store.load()
@@ -185,6 +186,7 @@ class Daemon:
             self._act(plan, snapshot)
             self.state.managed = count_by_rule(plan.matched.values())
             self.state.metrics_view = rule_view(snapshot, plan, self.config)
+            self._note_inactive(plan.inactive)
             for publish in self.publishers:
                 self._attempt("publish", publish, snapshot, self.config)
             if self.history_store is not None and not self.dry_run:
@@ -198,6 +200,15 @@ class Daemon:
         if ok:
             self.notifier.status(f"tick {self.state.ticks}: {len(plan)} action(s), "
                                  f"{len(plan.matched)} managed process(es)")
+
+    def _note_inactive(self, inactive) -> None:
+        """One log line when a rule becomes inactive on this machine (or active again)."""
+        for name, why in sorted(inactive.items()):
+            if self._inactive.get(name) != why:
+                log.info("rule %r is %s", name, why)
+        for name in sorted(set(self._inactive) - set(inactive)):
+            log.info("rule %r is active again", name)
+        self._inactive = dict(inactive)
 
     def _act(self, plan, snapshot) -> None:
         attempted, completed, unmovable = [], [], {}

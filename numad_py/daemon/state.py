@@ -41,7 +41,9 @@ def rule_view(snapshot, plan, config) -> dict:
     ``numa_balancing`` is the kernel's mode, reported as read: a rule cannot switch it off
     for one process (there is no per-process opt-out to call), so it is only shown.
     """
-    rules: dict[str, dict] = {r.name: {"processes": 0, "resident_bytes": {}} for r in config.rules}
+    inactive = getattr(plan, "inactive", {}) or {}
+    rules: dict[str, dict] = {r.name: {"processes": 0, "resident_bytes": {}, "inactive": inactive.get(r.name)}
+                              for r in config.rules}
     by_identity = {p.identity: p for p in snapshot.processes}
     for identity, rule_name in plan.matched.items():
         entry = rules.setdefault(rule_name, {"processes": 0, "resident_bytes": {}})

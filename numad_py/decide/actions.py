@@ -59,6 +59,7 @@ class Plan:
 
     actions: tuple[Action, ...] = ()
     matched: Mapping[Identity, str] = field(default_factory=dict)
+    inactive: Mapping[str, str] = field(default_factory=dict)   # rule -> why it cannot act on this machine
 
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions)

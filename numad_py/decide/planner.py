@@ -24,6 +24,7 @@ from dataclasses import replace
 from ..config.models import AUTO, Config, DaemonSettings, Rule
 from ..units import format_size
 from ..nodes import format_nodes
+from . import nodesets
 from .actions import KIND_ORDER, Action, Plan
 from .auto import choose_node
 from .history import History, ProcessHistory
@@ -33,6 +34,7 @@ from .snapshot import ProcessInfo, Snapshot
 
 def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
     rule_position = {rule.name: i for i, rule in enumerate(config.rules)}
+    inactive = inactive_rules(config.rules, snapshot)
     actions: list[Action] = []
     matched = {}
     for proc in snapshot.processes:
@@ -40,12 +42,26 @@ def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
         if rule is None:
             continue
         matched[proc.identity] = rule.name
+        if rule.name in inactive:
+            continue
         entry = history.get(proc.identity)
         if is_due(rule, entry, snapshot.time, config.daemon.cooldown):
             unmovable = entry.unmovable_bytes if entry is not None else 0
             actions.extend(actions_for(proc, rule, snapshot, config.daemon, unmovable=unmovable))
     actions.sort(key=lambda a: (rule_position[a.rule], a.pid, a.start_time, KIND_ORDER[a.kind]))
-    return Plan(actions=tuple(actions), matched=matched)
+    return Plan(actions=tuple(actions), matched=matched, inactive=inactive)
+
+
+def inactive_rules(rules, snapshot: Snapshot) -> dict[str, str]:
+    """Rules whose node set is empty on this machine -> why: they match but never act here."""
+    out = {}
+    for rule in rules:
+        if rule.nodes == AUTO or not (nodesets.is_symbol(rule.nodes) or rule.fleet):
+            continue
+        if not nodesets.resolve(rule.nodes, snapshot):
+            what = f"no {rule.nodes} node" if nodesets.is_symbol(rule.nodes) else f"none of nodes {rule.nodes}"
+            out[rule.name] = f"inactive here: this machine has {what}"
+    return out
 
 
 def is_due(rule: Rule, entry: ProcessHistory | None, now: float, cooldown: float) -> bool:
@@ -86,13 +102,15 @@ def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozense
         if choice is None:
             return frozenset(), f"auto found no node with room for {format_size(proc.rss)}{limit}"
         return frozenset({choice.node}), choice.why
-    wanted = rule.explicit_nodes(snapshot.node_ids)
+    wanted = nodesets.resolve(rule.nodes, snapshot)
     target = wanted & allowed
     if not target:
-        return frozenset(), f"targets node {format_nodes(wanted)}, none of which is usable{limit or ' (not online)'}"
+        asked = rule.nodes if nodesets.is_symbol(rule.nodes) else f"node {format_nodes(wanted) or rule.nodes}"
+        return frozenset(), f"targets {asked}, none of which is usable{limit or ' (not online)'}"
     if target != wanted:
         return target, f"target node {format_nodes(target)} (rule asks {format_nodes(wanted)}){limit}"
-    return target, f"target node {format_nodes(target)} from the rule"
+    source = f"the rule's {rule.nodes} set" if nodesets.is_symbol(rule.nodes) else "the rule"
+    return target, f"target node {format_nodes(target)} from {source}"
 
 
 def _memory_actions(

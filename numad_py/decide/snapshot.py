@@ -15,6 +15,7 @@ class NodeInfo:
     mem_total: int  # bytes
     mem_free: int   # bytes
     has_cpu: bool
+    tier: int | None = None  # kernel memory tier id, higher = slower; None = no tiers known
 
 
 @dataclass(frozen=True)

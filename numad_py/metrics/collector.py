@@ -99,12 +99,15 @@ class NumadCollector(Collector):
             rres = GaugeMetricFamily("numad_rule_resident_bytes",
                                      "Resident memory a rule moves (its memory selection) on each node, at the last scan.",
                                      labels=["rule", "node"])
+            ractive = GaugeMetricFamily("numad_rule_active",
+                                        "1 if the rule's node set exists on this machine, 0 if it is inactive here.",
+                                        labels=["rule"])
             if live:
                 try:
-                    self._add_state(self.state_provider() or {}, ts, bal, procs, rproc, rres)
+                    self._add_state(self.state_provider() or {}, ts, bal, procs, rproc, rres, ractive)
                 except Exception as exc:  # a bug in the provider must not fail the scrape
                     self._failed("state", exc)
-            yield from (ts, bal, procs, rproc, rres)
+            yield from (ts, bal, procs, rproc, rres, ractive)
 
         errs = CounterMetricFamily("numad_collector_errors", "Scrape-time reads that failed, by source.", labels=["source"])
         with self._lock:
@@ -113,7 +116,7 @@ class NumadCollector(Collector):
         yield errs
 
     @staticmethod
-    def _add_state(state: Mapping[str, Any], ts, bal, procs, rproc, rres) -> None:
+    def _add_state(state: Mapping[str, Any], ts, bal, procs, rproc, rres, ractive) -> None:
         if state.get("time") is not None:
             ts.add_metric([], float(state["time"]))
         if state.get("numa_balancing") is not None:
@@ -123,6 +126,7 @@ class NumadCollector(Collector):
         for name, rule in sorted((state.get("rules") or {}).items()):
             rule = rule or {}
             rproc.add_metric([str(name)], int(rule.get("processes", 0) or 0))
+            ractive.add_metric([str(name)], 0 if rule.get("inactive") else 1)
             resident = rule.get("resident_bytes") or {}
             for node in sorted(resident, key=lambda n: int(n)):
                 rres.add_metric([str(name), str(int(node))], int(resident[node]))

@@ -25,7 +25,8 @@ def node_snapshot(*, sample_seconds: float = 0.25, proc_root: str = "/proc", sys
         time.sleep(sample_seconds)
     after = parse_cpu_times(_proc_stat(proc_root))
     topo = read_topology(sys_root)
-    nodes = tuple(NodeInfo(id=n.id, cpus=n.cpus, mem_total=n.mem_total, mem_free=n.mem_free, has_cpu=n.has_cpu)
+    nodes = tuple(NodeInfo(id=n.id, cpus=n.cpus, mem_total=n.mem_total, mem_free=n.mem_free, has_cpu=n.has_cpu,
+                     tier=topo.tier_of(n.id))
                   for n in topo.nodes)
     load = {}
     for node in nodes:

@@ -142,7 +142,8 @@ class Sensor:
             return (), {}  # a kernel without NUMA: nothing to place
         topo = read_topology(self.sys_root)
         nodes = tuple(
-            NodeInfo(id=n.id, cpus=n.cpus, mem_total=n.mem_total, mem_free=n.mem_free, has_cpu=n.has_cpu)
+            NodeInfo(id=n.id, cpus=n.cpus, mem_total=n.mem_total, mem_free=n.mem_free, has_cpu=n.has_cpu,
+                     tier=topo.tier_of(n.id))
             for n in topo.nodes
         )
         return nodes, dict(topo.distances)

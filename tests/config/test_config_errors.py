@@ -62,7 +62,7 @@ CASES = [
     (
         "node that does not exist",
         "[[rule]]\nmatch.comm = \"a\"\nnodes = \"0\"\n\n[[rule]]\nmatch.comm = \"b\"\nnodes = \"1,3\"\n",
-        ["numad-py.toml:7: rules[1].nodes: node 3 does not exist on this machine (online nodes: 0-1)"],
+        ["numad-py.toml:7: rules[1].nodes: node 3 does not exist on this machine (online nodes: 0-1; a rule shared by machines of other shapes says fleet = true)"],
     ),
     (
         "toml syntax error",
@@ -143,7 +143,7 @@ def test_rule_index_is_per_file_and_all_files_report(tmp_path):
     )
     assert problems(path) == [
         "rules.d/10-a.toml:1: daemon: unknown key 'daemon' (rules.d files hold only [[rule]] tables)",
-        "rules.d/20-b.toml:7: rules[1].nodes: node 9 does not exist on this machine (online nodes: 0-1)",
+        "rules.d/20-b.toml:7: rules[1].nodes: node 9 does not exist on this machine (online nodes: 0-1; a rule shared by machines of other shapes says fleet = true)",
     ]
 
 
