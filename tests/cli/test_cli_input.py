@@ -77,3 +77,14 @@ def test_status_of_a_live_daemon_whose_socket_is_silent_says_so(tmp_path, capsys
     assert main(["status", "--runtime-dir", str(tmp_path), "--socket", str(tmp_path / "none")]) == 0
     out = capsys.readouterr().out
     assert "running" in out and "does not answer" in out
+
+
+def test_the_fleet_policy_on_this_one_node_host(tmp_path):
+    # The same files the VM test runs in the 2-node, 4-node and memory-only guests.
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "numa"))
+    from test_fleet import write_policy
+    config = write_policy(tmp_path)
+    proc = run("check-config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert "cold-to-cxl: inactive here: this machine has no memory-only node" in proc.stdout
+    assert "db-on-cpus: active here" in proc.stdout
