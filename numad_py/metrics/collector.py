@@ -78,17 +78,26 @@ class NumadCollector(Collector):
                                      labels=["node"])
             cpus = GaugeMetricFamily("numad_node_cpus", "CPUs on the NUMA node (0 for a memory-only node).",
                                      labels=["node"])
+            tier = GaugeMetricFamily("numad_node_memory_tier", "The kernel's memory tier of the node (higher = slower).",
+                                     labels=["node"])
+            shape = GaugeMetricFamily("numad_host_nodes", "Nodes of this host by kind, to group hosts by shape: cpu "
+                                      "(nodes with CPUs), memory_only, slow_tier (below the fastest memory tier).",
+                                      labels=["kind"])
             if live:
                 try:
-                    for n in read_topology(self.sys_root).nodes:
+                    topo = read_topology(self.sys_root)
+                    for n in topo.nodes:
                         total.add_metric([str(n.id)], n.mem_total)
                         free.add_metric([str(n.id)], n.mem_free)
                         cpus.add_metric([str(n.id)], len(n.cpus))
+                        if topo.tier_of(n.id) is not None:
+                            tier.add_metric([str(n.id)], topo.tier_of(n.id))
+                    shape.add_metric(["cpu"], sum(1 for n in topo.nodes if n.has_cpu))
+                    shape.add_metric(["memory_only"], len(topo.memory_only_nodes))
+                    shape.add_metric(["slow_tier"], len(topo.slow_tier_nodes))
                 except (OSError, ValueError) as exc:
                     self._failed("topology", exc)
-            yield total
-            yield free
-            yield cpus
+            yield from (total, free, cpus, tier, shape)
 
         if self.state_provider is not None:
             ts = GaugeMetricFamily("numad_snapshot_timestamp_seconds", "Unix time of the snapshot behind the rule gauges.")

@@ -52,6 +52,7 @@ STATE = {
     "rules": {
         "db": {"processes": 3, "resident_bytes": {0: 1 << 30, "2": 8192}},
         "idle": {"processes": 0, "resident_bytes": {}},
+        "cxl": {"processes": 0, "resident_bytes": {}, "inactive": "inactive here: this machine has no memory-only node"},
     },
 }
 
@@ -180,6 +181,19 @@ def test_per_node_memory_from_a_literal_sysfs(metrics):
     assert samples(metrics, "numad_node_cpus") == {(("node", "0"),): 2, (("node", "2"),): 0, (("node", "3"),): 2}
 
 
+def test_host_shape_and_memory_tiers(metrics, sysfs):
+    # Without tiers: the shape from CPUs alone.
+    assert samples(metrics, "numad_host_nodes") == {(("kind", "cpu"),): 2, (("kind", "memory_only"),): 1,
+                                                    (("kind", "slow_tier"),): 0}
+    assert samples(metrics, "numad_node_memory_tier") == {}
+    tiers = sysfs / "devices/virtual/memory_tiering"
+    for name, nodelist in (("memory_tier4", "0,3"), ("memory_tier72", "2")):
+        (tiers / name).mkdir(parents=True)
+        (tiers / name / "nodelist").write_text(nodelist + "\n")
+    assert samples(metrics, "numad_host_nodes")[(("kind", "slow_tier"),)] == 1
+    assert samples(metrics, "numad_node_memory_tier") == {(("node", "0"),): 4, (("node", "2"),): 72, (("node", "3"),): 4}
+
+
 def test_per_node_memory_is_read_at_scrape_time(metrics, sysfs):
     assert samples(metrics, "numad_node_memory_free_bytes")[(("node", "0"),)] == 524288 * 1024
     meminfo = sysfs / "devices/system/node/node0/meminfo"
@@ -192,7 +206,10 @@ def test_state_provider_view(metrics):
         (("node", "0"), ("rule", "db")): 1 << 30,
         (("node", "2"), ("rule", "db")): 8192,
     }
-    assert samples(metrics, "numad_rule_processes") == {(("rule", "db"),): 3, (("rule", "idle"),): 0}
+    assert samples(metrics, "numad_rule_processes") == {(("rule", "db"),): 3, (("rule", "idle"),): 0,
+                                                        (("rule", "cxl"),): 0}
+    assert samples(metrics, "numad_rule_active") == {(("rule", "db"),): 1, (("rule", "idle"),): 1,
+                                                     (("rule", "cxl"),): 0}
     assert samples(metrics, "numad_numa_balancing")[()] == 0
     assert samples(metrics, "numad_processes")[()] == 42
     assert samples(metrics, "numad_snapshot_timestamp_seconds")[()] == 1700000000.5
