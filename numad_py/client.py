@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from .control import protocol as P
+from .control import wire as P  # no pydantic: a light import for every CLI command
 from .errors import InvalidArgument, NumaError
 
 from .defaults import CONTROL_SOCKET as DEFAULT_SOCKET  # written once

@@ -110,6 +110,19 @@ def parse_status_field(text: str, name: str) -> str | None:
     return None
 
 
+def parse_cpu_times(proc_stat: str) -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy ticks, total ticks) from the ``cpuN`` lines; idle and iowait are not busy."""
+    out = {}
+    for line in proc_stat.splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *values = line.split()
+            ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+            total = sum(ticks)
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+            out[int(name[3:])] = (total - idle, total)
+    return out
+
+
 def parse_boot_time(proc_stat: str) -> float:
     for line in proc_stat.splitlines():
         if line.startswith("btime "):

@@ -90,8 +90,9 @@ class NumadCollector(Collector):
                         total.add_metric([str(n.id)], n.mem_total)
                         free.add_metric([str(n.id)], n.mem_free)
                         cpus.add_metric([str(n.id)], len(n.cpus))
-                        if topo.tier_of(n.id) is not None:
-                            tier.add_metric([str(n.id)], topo.tier_of(n.id))
+                        node_tier = topo.tier_of(n.id)
+                        if node_tier is not None:
+                            tier.add_metric([str(n.id)], node_tier)
                     shape.add_metric(["cpu"], sum(1 for n in topo.nodes if n.has_cpu))
                     shape.add_metric(["memory_only"], len(topo.memory_only_nodes))
                     shape.add_metric(["slow_tier"], len(topo.slow_tier_nodes))

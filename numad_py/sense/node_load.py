@@ -10,7 +10,7 @@ import time
 
 from ..decide.snapshot import NodeInfo, Snapshot
 from ..topology import read_topology
-from .processes import parse_cpu_times
+from ..procfs import parse_cpu_times
 
 
 def _proc_stat(proc_root: str) -> str:

@@ -31,7 +31,7 @@ from ..decide.match import first_rule, is_considered
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
-from ..procfs import CLOCK_TICKS, PF_KTHREAD, parse_stat, parse_status_field
+from ..procfs import CLOCK_TICKS, PF_KTHREAD, parse_cpu_times, parse_stat, parse_status_field
 from ..topology import NODE_DIR, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
 from .residency import memory_residency
@@ -235,19 +235,6 @@ class Sensor:
             load[node.id] = busy / total if total > 0 else 0.0
         self._last_cpu_times = times
         return load
-
-
-def parse_cpu_times(proc_stat: str) -> dict[int, tuple[int, int]]:
-    """Per CPU: (busy ticks, total ticks) from the ``cpuN`` lines; idle and iowait are not busy."""
-    out = {}
-    for line in proc_stat.splitlines():
-        if line.startswith("cpu") and line[3:4].isdigit():
-            name, *values = line.split()
-            ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
-            total = sum(ticks)
-            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-            out[int(name[3:])] = (total - idle, total)
-    return out
 
 
 def take_snapshot(config: Config, **roots) -> Snapshot:
