@@ -190,10 +190,6 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
             c.close()
         active_seconds = time.monotonic() - t0
         daemon_cpu = cpu_seconds(proc.pid) - cpu0
-        t0 = time.monotonic()
-        cli = subprocess.run([NUMAD, "status", "--socket", sock], capture_output=True, text=True,
-                             timeout=60)
-        cli_seconds = time.monotonic() - t0
         pids_current = (cg / "pids.current").read_text().strip() if cg is not None else "?"
         slowest = max(latencies, default=0.0)
         print(f"\ncontrol load in the VM ({'systemd-run' if systemd else 'pids cgroup'} "
@@ -202,7 +198,12 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
               f"answered {answered[0]}, failures {len(failures)}; status probes {len(latencies)}, "
               f"median {sorted(latencies)[len(latencies) // 2] * 1000 if latencies else 0:.0f} ms, "
               f"slowest {slowest * 1000:.0f} ms; daemon threads peak {peak_threads}, pids.current "
-              f"{pids_current}; CLI status {cli_seconds:.1f} s (with interpreter start-up)")
+              f"{pids_current}")
+        t0 = time.monotonic()
+        cli = subprocess.run([NUMAD, "status", "--socket", sock], capture_output=True, text=True,
+                             timeout=240)
+        cli_seconds = time.monotonic() - t0
+        print(f"CLI numad-py status: exit {cli.returncode} in {cli_seconds:.1f} s (interpreter start-up included)")
         assert not failures, failures[:5]
         assert answered[0] == ACTIVE * ROUNDS
         assert slowest < 1.0
@@ -217,13 +218,13 @@ def test_thousand_idle_two_hundred_active_under_tasksmax(tmp_path):
         t0 = time.monotonic()
         code = proc.wait(timeout=30)
         stop_seconds = time.monotonic() - t0
+        print(f"daemon stopped in {stop_seconds:.1f} s with exit {code}")
         for s in idle:
             s.close()
         log.close()
         text = (tmp_path / "daemon.log").read_text()
         if cg is not None:
             cg.rmdir()
-    print(f"stopped in {stop_seconds:.1f} s with exit {code}")
     assert code == 0, text
     assert "Traceback" not in text, text
     assert not os.path.exists(sock)
