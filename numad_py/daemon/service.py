@@ -118,6 +118,8 @@ class Daemon:
                  " (dry-run: nothing will be changed)" if self.dry_run else "")
         self.notifier.ready(f"{len(self.config.rules)} rules")
         self.heartbeat.start()
+        if self.status_file is not None:     # `numad-py status` answers before the first tick ends
+            self._attempt("status", self.status_file.write, self.status())
         try:
             while not self.stop_event.is_set():
                 if self._policy_files_changed():

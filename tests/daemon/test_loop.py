@@ -158,3 +158,20 @@ def test_the_tick_and_the_status_carry_identity(tmp_path):
     d = make_daemon(tmp_path, identity={"pid": 1, "start_time": 2.5, "socket": "/x"})
     status = d.status()
     assert (status["pid"], status["start_time"], status["socket"]) == (1, 2.5, "/x")
+
+
+def test_the_status_file_is_written_at_start_and_removed_at_a_clean_exit(tmp_path):
+    from numad_py.daemon.statefiles import StatusFile
+
+    (tmp_path / "run").mkdir(exist_ok=True)
+    seen = []
+
+    def sense(config):
+        seen.append((tmp_path / "run" / "status.json").exists())
+        return Script().sense(config)
+
+    d = make_daemon(tmp_path, status_file=StatusFile(tmp_path / "run"))
+    d._sense = sense
+    assert d.run(once=True) == 0
+    assert seen == [True]                         # before the first tick ended
+    assert not (tmp_path / "run" / "status.json").exists()

@@ -362,7 +362,7 @@ def test_scheduled_work_progresses_while_a_request_holds_the_executor(workload, 
     big = workload("--mib", "24", "--policy", "preferred", "--node", "0", "--seed", "111")
     small = workload("--mib", "4", "--policy", "preferred", "--node", "0", "--seed", "112")
     d = daemon("", daemon_toml='budget = "1MiB"')
-    d.wait_log(r"numad-py started")
+    d.wait_log(r"numad-py started", timeout=180)
     result: dict = {}
     request = threading.Thread(target=lambda: result.update(
         Client(str(d.dir / "run" / "control.sock")).migrate(big.pid, [1])), daemon=True)

@@ -23,7 +23,7 @@ def test_sigkill_mid_migration_then_restart_places_everything_and_loses_nothing(
     rules = rule_for(120, "1")
     first = Daemon(tmp_path, rules, daemon_toml='budget = "2MiB"')
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150
         while share_on(child.pid, start, 1) < 0.1 and time.monotonic() < deadline:
             time.sleep(0.1)
         moved_at_kill = share_on(child.pid, start, 1)
