@@ -129,7 +129,8 @@ def migrate_ranges(
     scratch = _Scratch(min(MAX_BATCH, max(npages for _first, npages in spans)))
     c_targets = ffi.new("int[]", targets)
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
-    carry = _HugeTail(pid, targets)
+    # Only where huge pages are: elsewhere the tail queries would be pure overhead.
+    carry = _HugeTail(pid, targets, enabled=_huge_pages_in(pid, ranges) > 0)
     done_pages = 0
     t0 = time.monotonic()
     for first, npages in spans:
@@ -186,8 +187,9 @@ class _HugeTail:
     after were moved by this chunk, and later chunks count them as moved.
     """
 
-    def __init__(self, pid: int, targets: Sequence[int]):
+    def __init__(self, pid: int, targets: Sequence[int], *, enabled: bool = True):
         self.pid = pid
+        self.enabled = enabled
         self.targets = frozenset(targets)
         self.tail: list[int] = []        # addresses off target before the chunk
         self.moved_along: list[int] = []  # addresses later chunks will find on target
@@ -200,7 +202,7 @@ class _HugeTail:
 
     def look_before(self, end: int, tail_end: int) -> None:
         self.tail = []
-        if tail_end <= end:
+        if not self.enabled or tail_end <= end:
             return
         addresses = list(range(end, tail_end, PAGE_SIZE))
         self.tail = [a for a, s in zip(addresses, self._query(addresses)) if s >= 0 and s not in self.targets]
