@@ -82,6 +82,12 @@ def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: Daemo
     ``unmovable``: misplaced bytes the last migration could not move; no
     migration is planned unless more than that is misplaced now.
     """
+    if rule.spread_children is not None and proc.task_policy not in (None, "default"):
+        # A child the fork shim placed (its task policy says so): the rule's nodes are the
+        # parent's; moving the child back would undo the spreading.
+        return [_action("advise", proc, rule, frozenset(),
+                        f"rule {rule.name!r}: placed at fork by the shim ({proc.task_policy}); "
+                        "spread children keep their node, the rule's nodes are for the parent")]
     target, target_why = _target(proc, rule, snapshot)
     if not target:
         return [_action("advise", proc, rule, frozenset(), f"rule {rule.name!r}: {target_why}; not acting")]

@@ -35,6 +35,9 @@ class ProcessInfo:
     threads: int = 1
     cpu_affinity: frozenset[int] | None = None
     mems_allowed: frozenset[int] | None = None  # cgroup cpuset.mems.effective; None = no limit known
+    # The task's memory policy as numa_maps shows it ("default", "prefer:1", ...); read only for
+    # rules with spread_children, whose children the fork shim placed.  None = not read.
+    task_policy: str | None = None
 
     @property
     def identity(self) -> Identity:

@@ -47,6 +47,22 @@ def parse_numa_maps(text: str) -> list[tuple[int, dict[int, int]]]:
     return out
 
 
+def parse_task_policy(text: str) -> str:
+    """The policy most mappings show in numa_maps: the task's own, where a mapping has none
+    (``default``, ``prefer:1``, ``bind:0-1``, ``interleave:0-3``…)."""
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        addr, _, rest = line.partition(" ")
+        if _HEX_ADDRESS.fullmatch(addr):
+            policy = rest.split(" ", 1)[0]
+            counts[policy] = counts.get(policy, 0) + 1
+    return max(counts, key=lambda p: (counts[p], p)) if counts else "default"
+
+
+def read_task_policy(pid: int, proc_root: str = procfs.PROC) -> str:
+    return parse_task_policy(procfs.read_text(pid, "numa_maps", root=proc_root))
+
+
 def read_maps(pid: int, proc_root: str = procfs.PROC) -> list[Mapping]:
     return procfs.maps(pid, root=proc_root)
 

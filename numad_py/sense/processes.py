@@ -34,6 +34,7 @@ from ..nodes import parse_cpulist
 from ..procfs import CLOCK_TICKS, PF_KTHREAD, parse_cpu_times, parse_stat, parse_status_field
 from ..topology import NODE_DIR, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
+from .maps import read_task_policy
 from .residency import memory_residency
 
 
@@ -180,11 +181,14 @@ class Sensor:
         rule = first_rule(config.rules, proc)   # the global filters passed above
         if rule is None:
             return None
-        return self._describe(proc, rule.memory)
+        return self._describe(proc, rule.memory, policy=rule.spread_children is not None)
 
-    def _describe(self, proc: _LazyProcess, memory: str | list[str]) -> ProcessInfo:
+    def _describe(self, proc: _LazyProcess, memory: str | list[str], *, policy: bool = False) -> ProcessInfo:
+        task_policy = None
         try:
             residency: dict[int, int] | None = memory_residency(proc.pid, memory, str(self.proc_root))
+            if policy:  # only rules that spread children need it: tells the shim's children apart
+                task_policy = read_task_policy(proc.pid, str(self.proc_root))
         except ProcessGone:
             raise _Gone from None
         except PermissionDenied:
@@ -204,6 +208,7 @@ class Sensor:
             threads=proc.threads,
             cpu_affinity=proc.cpu_affinity,
             mems_allowed=mems_allowed(cgroup, self.cgroup_root),
+            task_policy=task_policy,
         )
 
     def _user_name(self, uid: int) -> str | None:
