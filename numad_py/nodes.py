@@ -57,7 +57,9 @@ def _number(text: str, spec: str, limit: int | None, what: str) -> int:
 
 
 def _short(text: str, limit: int = 40) -> str:
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+    """repr() of at most ``limit`` characters of the shown text: escapes (\\U0001f600) count too."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit] + f"... ({len(text)} characters)"
 
 
 def format_nodes(nodes: Iterable[int]) -> str:

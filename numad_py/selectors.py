@@ -73,7 +73,7 @@ MAX_PID = 4194304  # PID_MAX_LIMIT on 64-bit kernels
 
 def parse_pid(text: str) -> int:
     """A process id as a user writes it: ASCII digits, 1 to PID_MAX_LIMIT."""
-    spec = text.strip() if isinstance(text, str) else ""
+    spec = text.strip(" \t\n") if isinstance(text, str) else ""   # not str.strip(): it eats "\x1f" too
     if not (spec.isascii() and spec.isdigit()) or len(spec) > 7 or not 0 < int(spec) <= MAX_PID:
         shown = repr(spec) if len(spec) <= 20 else repr(spec[:20]) + "..."
         raise InvalidArgument(f"bad pid {shown}: expected a process id like 1234")
