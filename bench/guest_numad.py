@@ -1,0 +1,284 @@
+"""Side by side with Debian's numad (issue 15), run inside the 2-node guest by guest_bench.py.
+
+One daemon at a time, each on fresh copies of the same workloads:
+
+* busy: N processes of MIB MiB (bench/c/busy_hold.c), allocated interleaved over nodes 0 and 1
+  (half their pages on the wrong node whichever node is picked), CPU-busy, plus one process an
+  admin placed with `numactl --cpunodebind=1 --membind=1`.  numad runs as `numad -i 5 -p PID..`,
+  numad-py with one rule `nodes = "auto"`, `auto = true`, `scan_interval = "5s"` matching the
+  workloads' comm.  Sampled every 0.5 s: each workload's pages per node (/proc/PID/numa_maps),
+  the daemon's utime+stime; around the run: /proc/vmstat pgmigrate_success.
+* idle: IDLE idle processes (bench/c/spawn_idle.c); the daemon's CPU seconds over the window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from numad_py import procfs
+from numad_py.errors import NumaError
+
+from numad_compare import all_settled, cpu_ticks, node_pages, ratio, settle_time, share, vmstat_value
+
+NUMAD = "/usr/bin/numad"
+NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
+COMM = "busy_hold"
+PLACED_NODE, PLACED_CPUS_NODE = 1, 1
+KHUGEPAGED_SLEEP = Path("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs")
+TICK = 100.0  # USER_HZ on Linux
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] numad-side: {msg}", flush=True)
+
+
+def read(pid: int | str, name: str) -> str | None:
+    try:
+        return procfs.read_text(pid, name)
+    except NumaError:  # ProcessGone / PermissionDenied: a sample missed, not a failure
+        return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    text = read(pid, "stat")
+    return None if text is None else cpu_ticks(text) / TICK
+
+
+def pages_of(pid: int) -> dict[int, int]:
+    text = read(pid, "numa_maps")
+    return {} if text is None else node_pages(text)
+
+
+def migrated() -> int:
+    return vmstat_value(Path("/proc/vmstat").read_text(), "pgmigrate_success")
+
+
+def cpus_allowed(pid: int) -> str | None:
+    text = read(pid, "status")
+    return None if text is None else procfs.parse_status_field(text, "Cpus_allowed_list")
+
+
+# --- the daemons ------------------------------------------------------------------
+
+class Daemon:
+    """One daemon run: start(pids) → pid to sample; stop() → its log text."""
+
+    def __init__(self, name: str, tmp: Path):
+        self.name, self.tmp, self.pid = name, tmp, 0
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, pids: list[int]) -> int:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        if self.name == "numad":
+            return self._start_numad(pids)
+        return self._start_numad_py()
+
+    def _start_numad(self, pids: list[int]) -> int:
+        before = set(procfs.pids())
+        args = [NUMAD, "-i", "5"] + [a for p in pids for a in ("-p", str(p))]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)  # forks, parent exits
+        (self.tmp / "numad.start").write_text(f"{args}\nrc {out.returncode}\n{out.stdout}{out.stderr}")
+        for _ in range(50):
+            found = [p for p in procfs.pids() if p not in before and (read(p, "comm") or "").strip() == "numad"]
+            if found:
+                self.pid = found[0]
+                return self.pid
+            time.sleep(0.1)
+        raise RuntimeError(f"numad did not stay up: rc {out.returncode} {out.stderr.strip()[-300:]}")
+
+    def _start_numad_py(self) -> int:
+        t = self.tmp
+        (t / "rules.d").mkdir(exist_ok=True)
+        conf = t / "numad-py.toml"
+        conf.write_text(
+            f'[daemon]\nscan_interval = "5s"\nstate_dir = "{t}/state"\nruntime_dir = "{t}/run"\n'
+            f'[metrics]\nlisten = ""\n[control]\nsocket = "{t}/run/control.sock"\n'
+            f'[[rule]]\nname = "bench-auto"\nmatch.comm = "{COMM}"\nnodes = "auto"\nauto = true\n')
+        self.logf = open(t / "numad-py.log", "w")
+        self.proc = subprocess.Popen([NUMAD_PY, "run", "--config", str(conf)], stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        return self.pid
+
+    def stop(self) -> str:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.logf.close()
+            return (self.tmp / "numad-py.log").read_text()[-6000:]
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            for _ in range(100):
+                if read(self.pid, "stat") is None:
+                    break
+                time.sleep(0.1)
+        logfile = Path("/var/log/numad.log")
+        text = logfile.read_text(errors="replace")[-6000:] if logfile.exists() else "(no /var/log/numad.log)"
+        (self.tmp / "numad.log").write_text(text)
+        return text
+
+
+# --- workloads --------------------------------------------------------------------
+
+def start_busy(bindir: Path, mib: int, count: int) -> tuple[list[subprocess.Popen], dict]:
+    busy = str(bindir / "busy_hold")
+    numactl = shutil.which("numactl") or "numactl"
+    argvs = [[busy, str(mib), "interleave"] for _ in range(count)]
+    argvs.append([numactl, f"--cpunodebind={PLACED_CPUS_NODE}", f"--membind={PLACED_NODE}", busy, str(mib), "keep"])
+    procs = [subprocess.Popen(a, stdout=subprocess.PIPE, text=True) for a in argvs]
+    infos = [json.loads(p.stdout.readline() or "{}") for p in procs]
+    if not all("pid" in i for i in infos):
+        stop_all(procs)
+        raise RuntimeError("a busy_hold workload did not start")
+    return procs, {"pids": [i["pid"] for i in infos]}
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[[float], None]) -> dict:
+    """Start the daemon, call sample(t) every 0.5 s for `window` seconds, stop it."""
+    m0 = migrated()
+    t0 = time.monotonic()
+    dpid = daemon.start(pids)
+    cpu: list[tuple[float, float]] = []
+    try:
+        while (t := time.monotonic() - t0) < window:
+            c = cpu_seconds(dpid)
+            if c is None:
+                raise RuntimeError(f"{daemon.name} exited during the run")
+            cpu.append((round(t, 2), c))
+            sample(t)
+            time.sleep(max(0.0, 0.5 - (time.monotonic() - t0 - t)))
+        end_cpu = cpu_seconds(dpid)
+    finally:
+        log_text = daemon.stop()
+    moved = migrated() - m0
+    total = end_cpu if end_cpu is not None else cpu[-1][1]
+    half = next((c for t, c in cpu if t >= window / 2), total)
+    return {"cpu_seconds": total, "cpu_second_half": total - half, "pages_migrated": moved,
+            "cpu_series": cpu[::10], "log_tail": log_text}
+
+
+def busy_case(name: str, bindir: Path, tmp: Path, *, mib: int, count: int, window: float) -> dict:
+    procs, info = start_busy(bindir, mib, count)
+    pids = info["pids"]
+    try:
+        time.sleep(2)  # let the workloads reach their loop before anything is measured
+        placed = pids[-1]
+        before = {"placed_pages": pages_of(placed), "placed_cpus": cpus_allowed(placed),
+                  "start_pages": {p: pages_of(p) for p in pids}}
+        samples: dict[int, list] = {p: [] for p in pids}
+
+        def sample(t: float) -> None:
+            for p in pids:
+                samples[p].append((round(t, 2), pages_of(p)))
+
+        res = run_window(Daemon(name, tmp / f"{name}-busy"), pids, window, sample)
+        after = {"placed_pages": pages_of(placed), "placed_cpus": cpus_allowed(placed),
+                 "end_pages": {p: pages_of(p) for p in pids}}
+    finally:
+        stop_all(procs)
+    settled = {p: settle_time(samples[p]) for p in pids[:-1]}
+    undid = (share(after["placed_pages"], PLACED_NODE) < 0.95 or after["placed_cpus"] != before["placed_cpus"])
+    res.update(before=before, after=after, undid_placement=undid,
+               settled={p: {"node": n, "seconds": s} for p, (n, s) in settled.items()},
+               all_settled_seconds=all_settled([s for _, s in settled.values()]),
+               samples={p: s[::4] for p, s in samples.items()})
+    return res
+
+
+def idle_case(name: str, bindir: Path, tmp: Path, *, idle: int, window: float) -> dict:
+    spawner = subprocess.Popen([str(bindir / "spawn_idle"), str(idle)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        spawned = int(spawner.stdout.readline().split()[1])  # type: ignore[union-attr]
+        res = run_window(Daemon(name, tmp / f"{name}-idle"), [], window, lambda t: None)
+        res["spawned"] = spawned
+    finally:
+        spawner.stdin.close()  # type: ignore[union-attr]
+        spawner.wait(timeout=120)
+    return res
+
+
+# --- the benchmark ----------------------------------------------------------------
+
+def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = 300, count: int = 4) -> dict:
+    """Both cases for both daemons; returns {"raw": ..., "rows": [side-by-side rows]}."""
+    if not Path(NUMAD).exists():
+        raise RuntimeError(f"{NUMAD} missing: bench/run.py installs Debian's numad on the host")
+    tmp = out / "numad-side"
+    khugepaged = KHUGEPAGED_SLEEP.read_text().strip() if KHUGEPAGED_SLEEP.exists() else None
+    raw: dict = {"window": window, "mib": mib, "count": count, "idle": idle, "busy": {}, "idle_case": {}}
+    try:
+        # numad first on the busy machine, numad-py first on the idle one.
+        for name in ("numad", "numad-py"):
+            log(f"busy: {name}, {count} x {mib} MiB + 1 placed, {window:.0f} s")
+            raw["busy"][name] = r = busy_case(name, bindir, tmp, mib=mib, count=count, window=window)
+            _restore(khugepaged)
+            log(f"busy {name}: settled {r['settled']} all {r['all_settled_seconds']}, "
+                f"{r['pages_migrated']} pages, {r['cpu_seconds']:.2f} s CPU, undid {r['undid_placement']}")
+        for name in ("numad-py", "numad"):
+            log(f"idle: {name}, {idle} idle processes, {window:.0f} s")
+            raw["idle_case"][name] = r = idle_case(name, bindir, tmp, idle=idle, window=window)
+            _restore(khugepaged)
+            log(f"idle {name}: {r['cpu_seconds']:.2f} s CPU")
+    finally:
+        _restore(khugepaged)
+    raw["khugepaged_scan_sleep_ms_before"] = khugepaged
+    return {"raw": raw, "rows": table_rows(raw)}
+
+
+def _restore(value: str | None) -> None:
+    """numad sets khugepaged's scan_sleep_millisecs at start (-H): put the old value back."""
+    if value is not None and KHUGEPAGED_SLEEP.exists() and KHUGEPAGED_SLEEP.read_text().strip() != value:
+        KHUGEPAGED_SLEEP.write_text(value)
+
+
+def table_rows(raw: dict) -> list[dict]:
+    b, i = raw["busy"], raw["idle_case"]
+    n, w = raw["count"], raw["window"]
+
+    def pair(fig: str, figure: str, get: Callable[[dict], object], cases: dict, goal: str = "-") -> dict:
+        a, c = get(cases["numad"]), get(cases["numad-py"])
+        rat = ratio(c, a) if isinstance(a, (int, float)) and isinstance(c, (int, float)) \
+            and not isinstance(a, bool) else None
+        return {"id": fig, "figure": figure, "numad": a, "numad_py": c, "ratio": rat, "goal": goal}
+
+    def placed(r: dict) -> str:
+        return f"{sum(1 for s in r['settled'].values() if s['seconds'] is not None)}/{n}"
+
+    return [
+        pair("n1", f"busy: s until all {n} workloads have >= 95% on one node", lambda r: r["all_settled_seconds"], b),
+        pair("n1b", f"busy: workloads placed at the end (of {n})", placed, b),
+        pair("n2", f"busy: pages migrated (pgmigrate_success) in {w:.0f} s", lambda r: r["pages_migrated"], b,
+             "<= 1.00"),
+        pair("n3", f"busy: daemon CPU s over {w:.0f} s", lambda r: round(r["cpu_seconds"], 2), b, "<= 1.00"),
+        pair("n3b", "busy: daemon CPU s, second half of the window", lambda r: round(r["cpu_second_half"], 2), b),
+        pair("n4", "busy: undid the numactl-placed process (node or CPUs)", lambda r: r["undid_placement"], b, "no"),
+        pair("n5", f"idle, {raw['idle']} idle processes: daemon CPU s over {w:.0f} s",
+             lambda r: round(r["cpu_seconds"], 2), i, "<= 1.00"),
+    ]
