@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from numad_compare import (  # noqa: E402
+from numad_compare import (
     all_settled,
     cpu_ticks,
     node_pages,
