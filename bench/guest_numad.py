@@ -32,6 +32,7 @@ NUMAD = "/usr/bin/numad"
 NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
 COMM = "busy_hold"
 PLACED_NODE, PLACED_CPUS_NODE = 1, 1
+GUEST_TMP = Path("/tmp/numad-bench-side")
 KHUGEPAGED_SLEEP = Path("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs")
 TICK = 100.0  # USER_HZ on Linux
 
@@ -72,10 +73,17 @@ class Daemon:
     """One daemon run: start(pids) → pid to sample; stop() → its log text."""
 
     def __init__(self, name: str, tmp: Path):
-        self.name, self.tmp, self.pid = name, tmp, 0
+        self.name, self.tmp, self.out_dir, self.pid = name, tmp, tmp, 0
         self.proc: subprocess.Popen | None = None
-        self.log_path = Path("/var/log/numad.log") if name == "numad" else tmp / "numad-py.log"
+        self.log_path = Path("/var/log/numad.log") if name == "numad" else GUEST_TMP / tmp.name / "numad-py.log"
         self.log_start = self.log_size()
+
+    def alive(self) -> bool:
+        """False once it exited (a zombie still has a /proc/PID/stat)."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        stat = read(self.pid, "stat")
+        return stat is not None and stat.rpartition(")")[2].split()[0] != "Z"
 
     def log_size(self) -> int:
         try:
@@ -106,7 +114,12 @@ class Daemon:
         raise RuntimeError(f"numad did not stay up: rc {rc}: {(self.tmp / 'numad.start').read_text()[-300:]}")
 
     def _start_numad_py(self) -> int:
-        t = self.tmp
+        # Its files live on the guest's tmpfs: binding the control socket on the 9p run
+        # directory fails with ENXIO (seen: the daemon died at startup).
+        t = self.tmp = GUEST_TMP / self.tmp.name
+        shutil.rmtree(t, ignore_errors=True)
+        (t / "run").mkdir(parents=True)
+        self.log_path = t / "numad-py.log"
         (t / "rules.d").mkdir(exist_ok=True)
         conf = t / "numad-py.toml"
         conf.write_text(
@@ -128,7 +141,10 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
             self.logf.close()
-            return (self.tmp / "numad-py.log").read_text()[-6000:]
+            text = self.log_path.read_text()
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "numad-py.log").write_text(text)  # the guest's /tmp does not outlive it
+            return text[-6000:]
         if self.pid:
             try:
                 os.kill(self.pid, signal.SIGTERM)
@@ -177,12 +193,14 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     dpid = daemon.start(pids)
     cpu: list[tuple[float, float]] = []
     first_log: float | None = None  # startup: numad-py imports for tens of seconds under TCG
+    exited_at: float | None = None
     try:
         while (t := time.monotonic() - t0) < window:
             c = cpu_seconds(dpid)
-            if c is None:
-                raise RuntimeError(f"{daemon.name} exited during the run")
-            cpu.append((round(t, 2), c))
+            if c is None or not daemon.alive():
+                exited_at = round(t, 2)  # the run goes on: the workloads are still sampled
+            if c is not None:
+                cpu.append((round(t, 2), c))
             if first_log is None and daemon.log_size() > daemon.log_start:
                 first_log = round(t, 2)
             sample(t)
@@ -194,6 +212,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     total = end_cpu if end_cpu is not None else cpu[-1][1]
     half = next((c for t, c in cpu if t >= window / 2), total)
     return {"cpu_seconds": total, "cpu_second_half": total - half, "pages_migrated": moved, "first_log": first_log,
+            "exited_at": exited_at,
             "cpu_series": cpu[::10], "log_tail": log_text}
 
 
@@ -276,6 +295,10 @@ def _restore(value: str | None) -> None:
         KHUGEPAGED_SLEEP.write_text(value)
 
 
+def _exited(r: dict) -> str:
+    return "no" if r.get("exited_at") is None else f"at {r['exited_at']:.0f} s"
+
+
 def table_rows(raw: dict) -> list[dict]:
     b, i = raw["busy"], raw["idle_case"]
     n, w = raw["count"], raw["window"]
@@ -293,6 +316,9 @@ def table_rows(raw: dict) -> list[dict]:
         pair("n1", f"busy: s until all {n} workloads have >= 95% on one node", lambda r: r["all_settled_seconds"], b),
         pair("n1b", f"busy: workloads placed at the end (of {n})", placed, b),
         pair("n1c", "busy: s from launch to the daemon's first log line", lambda r: r["first_log"], b),
+        {"id": "n0", "figure": "busy / idle: daemon exited before the end of the window", "goal": "no",
+         "numad": f"{_exited(b['numad'])} / {_exited(i['numad'])}", "ratio": None,
+         "numad_py": f"{_exited(b['numad-py'])} / {_exited(i['numad-py'])}"},
         pair("n2", f"busy: pages migrated (pgmigrate_success) in {w:.0f} s", lambda r: r["pages_migrated"], b,
              "<= 1.00"),
         pair("n3", f"busy: daemon CPU s over {w:.0f} s", lambda r: round(r["cpu_seconds"], 2), b, "<= 1.00"),
