@@ -594,6 +594,7 @@ def bench_placement() -> None:
 
 def bench_numad() -> None:
     import guest_numad  # bench/ is on sys.path: this script's own directory
+    from numad_compare import goal_met
 
     res = guest_numad.run(BIN, OUT, window=ARGS.numad_seconds, idle=ARGS.idle)
     RAW["numad"] = res["raw"]
@@ -605,9 +606,9 @@ def bench_numad() -> None:
                 not b, "")
             continue
         value = "-" if rat is None else round(rat, 3)
-        met = None if r["goal"] == "-" or rat is None else rat <= 1.0
-        if r["goal"] != "-" and rat is None:
-            met = False if b is None else None
+        # Busy figures count only if numad-py placed every workload; idle has no end state.
+        end_state = r["id"] == "n5" or res["raw"]["busy"]["numad-py"]["all_settled_seconds"] is not None
+        met = goal_met(r["goal"], rat, end_state=end_state) if r["goal"] != "no" else None
         row(r["id"], r["figure"] + ", numad-py / numad", value, r["goal"], met, f"numad {a}, numad-py {b}")
 
 

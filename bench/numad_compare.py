@@ -86,6 +86,16 @@ def ratio(numad_py: float | None, numad: float | None) -> float | None:
     return numad_py / numad
 
 
+def goal_met(goal: str, ratio_value: float | None, *, end_state: bool) -> bool | None:
+    """A "<= 1.00" goal (numad-py / numad) counts only when numad-py reached the end state:
+    moving nothing costs nothing, but places nothing either."""
+    if goal == "-":
+        return None
+    if not end_state or ratio_value is None:
+        return False
+    return ratio_value <= 1.0
+
+
 def side_by_side(rows: Sequence[dict]) -> str:
     """The printed table: figure, numad, numad-py, ratio (numad-py / numad)."""
     head = ("figure", "numad", "numad-py", "ratio")

@@ -94,3 +94,13 @@ def test_side_by_side_shows_never_and_yes_no() -> None:
     assert lines[2].split()[-3:] == ["20.50", "never", "-"]
     assert lines[3].split()[-3:] == ["yes", "no", "-"]
     assert lines[4].split()[-3:] == ["153600", "76800", "0.50"]
+
+
+def test_goal_met_only_with_the_end_state() -> None:
+    from numad_compare import goal_met
+
+    assert goal_met("<= 1.00", 0.0, end_state=False) is False  # moved nothing, placed nothing
+    assert goal_met("<= 1.00", 0.9, end_state=True) is True
+    assert goal_met("<= 1.00", 1.2, end_state=True) is False
+    assert goal_met("<= 1.00", None, end_state=True) is False
+    assert goal_met("-", 0.5, end_state=True) is None
