@@ -596,7 +596,8 @@ def bench_numad() -> None:
     import guest_numad  # bench/ is on sys.path: this script's own directory
     from numad_compare import goal_met
 
-    res = guest_numad.run(BIN, OUT, window=ARGS.numad_seconds, idle=ARGS.idle)
+    res = guest_numad.run(BIN, OUT, window=ARGS.numad_seconds, idle=ARGS.idle,
+                          daemons=tuple(ARGS.numad_daemons.split(",")), cases=tuple(ARGS.numad_cases.split(",")))
     RAW["numad"] = res["raw"]
     RAW["numad"]["rows"] = res["rows"]
     for r in res["rows"]:
@@ -643,6 +644,8 @@ def main() -> int:
     ap.add_argument("--chase-steps", type=int, default=2_000_000)
     ap.add_argument("--placement-reps", type=int, default=2)
     ap.add_argument("--numad-seconds", type=float, default=300, help="window per daemon in the numad side-by-side")
+    ap.add_argument("--numad-daemons", default="numad,numad-py", help="which daemons the numad benchmark runs")
+    ap.add_argument("--numad-cases", default="busy,idle", help="which of its cases (busy, idle)")
     ARGS = ap.parse_args()
     BIN, OUT = ARGS.bin, ARGS.out
     OUT.mkdir(parents=True, exist_ok=True)

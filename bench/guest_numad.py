@@ -263,7 +263,8 @@ def idle_case(name: str, bindir: Path, tmp: Path, *, idle: int, window: float) -
 WORKLOAD_MIB = 320
 
 
-def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOAD_MIB, count: int = 4) -> dict:
+def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOAD_MIB, count: int = 4,
+        daemons: tuple[str, ...] = ("numad", "numad-py"), cases: tuple[str, ...] = ("busy", "idle")) -> dict:
     """Both cases for both daemons; returns {"raw": ..., "rows": [side-by-side rows]}."""
     if not Path(NUMAD).exists():
         raise RuntimeError(f"{NUMAD} missing: bench/run.py installs Debian's numad on the host")
@@ -272,13 +273,13 @@ def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOA
     raw: dict = {"window": window, "mib": mib, "count": count, "idle": idle, "busy": {}, "idle_case": {}}
     try:
         # numad first on the busy machine, numad-py first on the idle one.
-        for name in ("numad", "numad-py"):
+        for name in [d for d in ("numad", "numad-py") if d in daemons and "busy" in cases]:
             log(f"busy: {name}, {count} x {mib} MiB + 1 placed, {window:.0f} s")
             raw["busy"][name] = r = busy_case(name, bindir, tmp, mib=mib, count=count, window=window)
             _restore(khugepaged)
             log(f"busy {name}: settled {r['settled']} all {r['all_settled_seconds']}, "
                 f"{r['pages_migrated']} pages, {r['cpu_seconds']:.2f} s CPU, undid {r['undid_placement']}")
-        for name in ("numad-py", "numad"):
+        for name in [d for d in ("numad-py", "numad") if d in daemons and "idle" in cases]:
             log(f"idle: {name}, {idle} idle processes, {window:.0f} s")
             raw["idle_case"][name] = r = idle_case(name, bindir, tmp, idle=idle, window=window)
             _restore(khugepaged)
@@ -286,7 +287,8 @@ def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOA
     finally:
         _restore(khugepaged)
     raw["khugepaged_scan_sleep_ms_before"] = khugepaged
-    return {"raw": raw, "rows": table_rows(raw)}
+    complete = all(len(raw[c]) == 2 for c in ("busy", "idle_case"))  # a partial run has no side-by-side
+    return {"raw": raw, "rows": table_rows(raw) if complete else []}
 
 
 def _restore(value: str | None) -> None:

@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, help="repetitions per ratio (default 5)")
     ap.add_argument("--quick", action="store_true", help="small sizes, 3 repetitions: a smoke test, not a result")
     ap.add_argument("--timeout", type=float, default=5400, help="seconds for the whole guest run")
+    ap.add_argument("--numad-daemons", help="numad benchmark: only these daemons (numad,numad-py); no side-by-side")
+    ap.add_argument("--numad-cases", help="numad benchmark: only these cases (busy,idle); no side-by-side")
     ap.add_argument("--table", type=Path, help="only print the table of this results.json")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where to write the results JSON")
     args = ap.parse_args(argv)
@@ -214,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         guest_args += ["--reps", "3", "--mib", "64", "--stall-mib", "256", "--idle", "200", "--daemon-seconds", "20",
                        "--forks", "100", "--fork-reps", "3", "--chase-mib", "64", "--chase-steps", "300000",
                        "--placement-reps", "1", "--numad-seconds", "60"]
+    for flag in ("numad_daemons", "numad_cases"):
+        if getattr(args, flag):
+            guest_args += ["--" + flag.replace("_", "-"), getattr(args, flag)]
     if args.reps:
         guest_args += ["--reps", str(args.reps), "--fork-reps", str(args.reps)]
 
