@@ -7,7 +7,7 @@ TCG emulation absolute times mean little, ratios do.
     python bench/guest_bench.py --bin DIR --out DIR [--host-memcpy GBPS] [--only a,b] [--reps N]
 
 Writes OUT/guest.json: {"meta", "rows" (the table), "raw" (everything measured)}.
-Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement.
+Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement, numad (guest_numad.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ PAGE = numa.PAGE_SIZE
 PY = sys.executable
 NUMAD = str(Path(PY).parent / "numad-py")
 DEFAULT_STALL = 0.020  # the daemon's default max_stall (etc/numad-py/numad-py.toml)
-ALL = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement")
+ALL = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad")
 
 BIN: Path
 OUT: Path
@@ -590,6 +590,29 @@ def bench_placement() -> None:
         "the NUMA penalty this VM shows (TCG models none)")
 
 
+# --- issue 15: side by side with Debian's numad ----------------------------------------
+
+def bench_numad() -> None:
+    import guest_numad  # bench/ is on sys.path: this script's own directory
+    from numad_compare import goal_met
+
+    res = guest_numad.run(BIN, OUT, window=ARGS.numad_seconds, idle=ARGS.idle,
+                          daemons=tuple(ARGS.numad_daemons.split(",")), cases=tuple(ARGS.numad_cases.split(",")))
+    RAW["numad"] = res["raw"]
+    RAW["numad"]["rows"] = res["rows"]
+    for r in res["rows"]:
+        a, b, rat = r["numad"], r["numad_py"], r["ratio"]
+        if isinstance(a, bool):
+            row(r["id"], r["figure"], f"numad {'yes' if a else 'no'}, numad-py {'yes' if b else 'no'}", r["goal"],
+                not b, "")
+            continue
+        value = "-" if rat is None else round(rat, 3)
+        # Busy figures count only if numad-py placed every workload; idle has no end state.
+        end_state = r["id"] == "n5" or res["raw"]["busy"]["numad-py"]["all_settled_seconds"] is not None
+        met = goal_met(r["goal"], rat, end_state=end_state) if r["goal"] != "no" else None
+        row(r["id"], r["figure"] + ", numad-py / numad", value, r["goal"], met, f"numad {a}, numad-py {b}")
+
+
 # --- main ----------------------------------------------------------------------------
 
 def set_numa_balancing(value: str | None) -> str | None:
@@ -620,6 +643,9 @@ def main() -> int:
     ap.add_argument("--chase-mib", type=int, default=256)
     ap.add_argument("--chase-steps", type=int, default=2_000_000)
     ap.add_argument("--placement-reps", type=int, default=2)
+    ap.add_argument("--numad-seconds", type=float, default=300, help="window per daemon in the numad side-by-side")
+    ap.add_argument("--numad-daemons", default="numad,numad-py", help="which daemons the numad benchmark runs")
+    ap.add_argument("--numad-cases", default="busy,idle", help="which of its cases (busy, idle)")
     ARGS = ap.parse_args()
     BIN, OUT = ARGS.bin, ARGS.out
     OUT.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ absolute times under TCG emulation mean little.
     python3 bench/run.py --quick                  # small sizes, few repetitions: a smoke test
     python3 bench/run.py --table bench/results.json   # print the table of an earlier run
 
-Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement
+Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement, numad
 (see bench/README.md).  Stdlib only.  Exit 0 when the run completed (goals
 missed are reported, not failures); 1 when a benchmark or the VM failed.
 """
@@ -35,11 +35,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = HERE / "out"
 RESULTS = HERE / "results.json"
-C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle")
-BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement")
+C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle", "busy_hold")
+BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad")
+NUMAD = "/usr/bin/numad"
 DEFAULT_KERNEL = "/var/cache/numad-py-vm/kernel/root/boot/vmlinuz-6.1.0-56-amd64"
 sys.path.insert(0, str(REPO / "tests" / "vm"))
+sys.path.insert(0, str(HERE))
 from guest_runner import Tail, last_lines, run_guest  # noqa: E402  (the shared guest runner)
+from numad_compare import side_by_side  # noqa: E402
 
 VM_ARGS = ["--cpus", "4", "-m", "4G", "--numa", "2G,cpus=0-1", "--numa", "2G,cpus=2-3"]
 
@@ -123,7 +126,8 @@ def boot(rundir: Path, kernel: str, vng: str, timeout: float) -> bool:
 _BENCH_OF_ID = {"1": "migrate", "1b": "migrate", "i2": "migrate", "2": "batch", "2b": "batch", "3": "stall",
                 "3b": "stall", "4": "whole", "4b": "whole", "i2a": "numastat", "i2b": "numastat", "5": "fork",
                 "5a": "fork", "5b": "fork", "6": "scan", "6b": "scan", "6c": "scan", "7": "placement",
-                "7b": "placement"}
+                "7b": "placement", "n1": "numad", "n0": "numad", "n1b": "numad", "n1c": "numad", "n2": "numad", "n3": "numad",
+                "n3b": "numad", "n4": "numad", "n5": "numad"}
 
 
 def merge(new: dict, old: dict) -> dict:
@@ -160,17 +164,46 @@ def table(results: dict) -> str:
     return "\n".join(lines + ["", "notes:"] + notes)
 
 
+def full_table(results: dict) -> str:
+    """The figures table, then the numad side-by-side when the run has one."""
+    text = table(results)
+    side = results.get("raw", {}).get("numad", {})
+    if side.get("rows"):
+        text += (f"\n\nside by side with numad (issue 15), one daemon at a time, {side['window']:.0f} s each; "
+                 f"ratio = numad-py / numad\n" + side_by_side(side["rows"]))
+    return text
+
+
+def ensure_numad() -> None:
+    """Debian's numad on the host (the guest sees the host's filesystem); never started here."""
+    if Path(NUMAD).exists():
+        return
+    print("bench: installing Debian's numad (apt-get install numad) for the side-by-side", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    p = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "numad"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0 or not Path(NUMAD).exists():
+        raise SystemExit("bench: could not install numad: " + p.stdout.strip()[-500:])
+    # The package enables (and on a systemd host starts) numad.service: this host must not run it.
+    if shutil.which("systemctl"):
+        subprocess.run(["systemctl", "disable", "--now", "numad"], capture_output=True)
+    if Path("/var/run/numad.pid").exists():  # started anyway (SysV init): numad's own way to stop it
+        subprocess.run([NUMAD, "-i", "0"], capture_output=True, timeout=30)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHES)}")
     ap.add_argument("--reps", type=int, help="repetitions per ratio (default 5)")
     ap.add_argument("--quick", action="store_true", help="small sizes, 3 repetitions: a smoke test, not a result")
     ap.add_argument("--timeout", type=float, default=5400, help="seconds for the whole guest run")
+    ap.add_argument("--numad-daemons", help="numad benchmark: only these daemons (numad,numad-py); no side-by-side")
+    ap.add_argument("--numad-cases", help="numad benchmark: only these cases (busy,idle); no side-by-side")
     ap.add_argument("--table", type=Path, help="only print the table of this results.json")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where to write the results JSON")
     args = ap.parse_args(argv)
     if args.table:
-        print(table(json.loads(args.table.read_text())))
+        print(full_table(json.loads(args.table.read_text())))
         return 0
 
     guest_args: list[str] = []
@@ -182,10 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         guest_args += ["--reps", "3", "--mib", "64", "--stall-mib", "256", "--idle", "200", "--daemon-seconds", "20",
                        "--forks", "100", "--fork-reps", "3", "--chase-mib", "64", "--chase-steps", "300000",
-                       "--placement-reps", "1"]
+                       "--placement-reps", "1", "--numad-seconds", "60"]
+    for flag in ("numad_daemons", "numad_cases"):
+        if getattr(args, flag):
+            guest_args += ["--" + flag.replace("_", "-"), getattr(args, flag)]
     if args.reps:
         guest_args += ["--reps", str(args.reps), "--fork-reps", str(args.reps)]
 
+    if "numad" in (args.only or ",".join(BENCHES)).split(","):
+        ensure_numad()
     kernel, vng = vm_env()
     python = venv_python()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -221,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         res = merge(res, json.loads(args.results.read_text()))
     args.results.write_text(json.dumps(res, indent=2) + "\n")
     print()
-    print(table(res))
+    print(full_table(res))
     print(f"\nbench: wrote {args.results}")
     return 0 if guest_rc == 0 and not res.get("errors") else 1
 

@@ -1,0 +1,331 @@
+"""Side by side with Debian's numad (issue 15), run inside the 2-node guest by guest_bench.py.
+
+One daemon at a time, each on fresh copies of the same workloads:
+
+* busy: N processes of MIB MiB (bench/c/busy_hold.c), allocated interleaved over nodes 0 and 1
+  (half their pages on the wrong node whichever node is picked), CPU-busy, plus one process an
+  admin placed with `numactl --cpunodebind=1 --membind=1`.  numad runs as `numad -i 5 -p PID..`,
+  numad-py with one rule `nodes = "auto"`, `auto = true`, `scan_interval = "5s"` matching the
+  workloads' comm.  Sampled every 0.5 s: each workload's pages per node (/proc/PID/numa_maps),
+  the daemon's utime+stime; around the run: /proc/vmstat pgmigrate_success.
+* idle: IDLE idle processes (bench/c/spawn_idle.c); the daemon's CPU seconds over the window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from numad_py import procfs
+from numad_py.errors import NumaError
+
+from numad_compare import all_settled, cpu_ticks, node_pages, ratio, settle_time, share, vmstat_value
+
+NUMAD = "/usr/bin/numad"
+NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
+COMM = "busy_hold"
+PLACED_NODE, PLACED_CPUS_NODE = 1, 1
+GUEST_TMP = Path("/tmp/numad-bench-side")
+KHUGEPAGED_SLEEP = Path("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs")
+TICK = 100.0  # USER_HZ on Linux
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] numad-side: {msg}", flush=True)
+
+
+def read(pid: int | str, name: str) -> str | None:
+    try:
+        return procfs.read_text(pid, name)
+    except NumaError:  # ProcessGone / PermissionDenied: a sample missed, not a failure
+        return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    text = read(pid, "stat")
+    return None if text is None else cpu_ticks(text) / TICK
+
+
+def pages_of(pid: int) -> dict[int, int]:
+    text = read(pid, "numa_maps")
+    return {} if text is None else node_pages(text)
+
+
+def migrated() -> int:
+    return vmstat_value(Path("/proc/vmstat").read_text(), "pgmigrate_success")
+
+
+def cpus_allowed(pid: int) -> str | None:
+    text = read(pid, "status")
+    return None if text is None else procfs.parse_status_field(text, "Cpus_allowed_list")
+
+
+# --- the daemons ------------------------------------------------------------------
+
+class Daemon:
+    """One daemon run: start(pids) → pid to sample; stop() → its log text."""
+
+    def __init__(self, name: str, tmp: Path):
+        self.name, self.tmp, self.out_dir, self.pid = name, tmp, tmp, 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = Path("/var/log/numad.log") if name == "numad" else GUEST_TMP / tmp.name / "numad-py.log"
+        self.log_start = self.log_size()
+
+    def alive(self) -> bool:
+        """False once it exited (a zombie still has a /proc/PID/stat)."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        stat = read(self.pid, "stat")
+        return stat is not None and stat.rpartition(")")[2].split()[0] != "Z"
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def start(self, pids: list[int]) -> int:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        if self.name == "numad":
+            return self._start_numad(pids)
+        return self._start_numad_py()
+
+    def _start_numad(self, pids: list[int]) -> int:
+        before = set(procfs.pids())
+        args = [NUMAD, "-i", "5"] + [a for p in pids for a in ("-p", str(p))]
+        # numad forks and its parent exits; a file, not a pipe, in case the child keeps stdio open.
+        with open(self.tmp / "numad.start", "w") as f:
+            f.write(f"{args}\n")
+            f.flush()
+            rc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, timeout=60).returncode
+        for _ in range(50):
+            found = [p for p in procfs.pids() if p not in before and (read(p, "comm") or "").strip() == "numad"]
+            if found:
+                self.pid = found[0]
+                return self.pid
+            time.sleep(0.1)
+        raise RuntimeError(f"numad did not stay up: rc {rc}: {(self.tmp / 'numad.start').read_text()[-300:]}")
+
+    def _start_numad_py(self) -> int:
+        # Its files live on the guest's tmpfs: binding the control socket on the 9p run
+        # directory fails with ENXIO (seen: the daemon died at startup).
+        t = self.tmp = GUEST_TMP / self.tmp.name
+        shutil.rmtree(t, ignore_errors=True)
+        (t / "run").mkdir(parents=True)
+        self.log_path = t / "numad-py.log"
+        (t / "rules.d").mkdir(exist_ok=True)
+        conf = t / "numad-py.toml"
+        conf.write_text(
+            f'[daemon]\nscan_interval = "5s"\nstate_dir = "{t}/state"\nruntime_dir = "{t}/run"\n'
+            f'[metrics]\nlisten = ""\n[control]\nsocket = "{t}/run/control.sock"\n'
+            f'[[rule]]\nname = "bench-auto"\nmatch.comm = "{COMM}"\nnodes = "auto"\nauto = true\n')
+        self.logf = open(t / "numad-py.log", "w")
+        self.proc = subprocess.Popen([NUMAD_PY, "run", "--config", str(conf)], stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        return self.pid
+
+    def stop(self) -> str:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.logf.close()
+            text = self.log_path.read_text()
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "numad-py.log").write_text(text)  # the guest's /tmp does not outlive it
+            return text[-6000:]
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            for _ in range(100):
+                if read(self.pid, "stat") is None:
+                    break
+                time.sleep(0.1)
+        logfile = Path("/var/log/numad.log")
+        text = logfile.read_text(errors="replace")[-6000:] if logfile.exists() else "(no /var/log/numad.log)"
+        (self.tmp / "numad.log").write_text(text)
+        return text
+
+
+# --- workloads --------------------------------------------------------------------
+
+def start_busy(bindir: Path, mib: int, count: int) -> tuple[list[subprocess.Popen], dict]:
+    busy = str(bindir / "busy_hold")
+    numactl = shutil.which("numactl") or "numactl"
+    argvs = [[busy, str(mib), "interleave"] for _ in range(count)]
+    argvs.append([numactl, f"--cpunodebind={PLACED_CPUS_NODE}", f"--membind={PLACED_NODE}", busy, str(mib), "keep"])
+    procs = [subprocess.Popen(a, stdout=subprocess.PIPE, text=True) for a in argvs]
+    infos = [json.loads(p.stdout.readline() or "{}") for p in procs]  # type: ignore[union-attr]
+    if not all("pid" in i for i in infos):
+        stop_all(procs)
+        raise RuntimeError("a busy_hold workload did not start")
+    return procs, {"pids": [i["pid"] for i in infos]}
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[[float], None]) -> dict:
+    """Start the daemon, call sample(t) every 0.5 s for `window` seconds, stop it."""
+    m0 = migrated()
+    t0 = time.monotonic()
+    dpid = daemon.start(pids)
+    cpu: list[tuple[float, float]] = []
+    first_log: float | None = None  # startup: numad-py imports for tens of seconds under TCG
+    exited_at: float | None = None
+    try:
+        while (t := time.monotonic() - t0) < window:
+            c = cpu_seconds(dpid)
+            if c is None or not daemon.alive():
+                exited_at = round(t, 2)  # the run goes on: the workloads are still sampled
+            if c is not None:
+                cpu.append((round(t, 2), c))
+            if first_log is None and daemon.log_size() > daemon.log_start:
+                first_log = round(t, 2)
+            sample(t)
+            time.sleep(max(0.0, 0.5 - (time.monotonic() - t0 - t)))
+        end_cpu = cpu_seconds(dpid)
+    finally:
+        log_text = daemon.stop()
+    moved = migrated() - m0
+    total = end_cpu if end_cpu is not None else cpu[-1][1]
+    half = next((c for t, c in cpu if t >= window / 2), total)
+    return {"cpu_seconds": total, "cpu_second_half": total - half, "pages_migrated": moved, "first_log": first_log,
+            "exited_at": exited_at,
+            "cpu_series": cpu[::10], "log_tail": log_text}
+
+
+def busy_case(name: str, bindir: Path, tmp: Path, *, mib: int, count: int, window: float) -> dict:
+    procs, info = start_busy(bindir, mib, count)
+    pids = info["pids"]
+    try:
+        time.sleep(2)  # let the workloads reach their loop before anything is measured
+        placed = pids[-1]
+        start_placed, start_cpus = pages_of(placed), cpus_allowed(placed)
+        samples: dict[int, list] = {p: [] for p in pids}
+
+        def sample(t: float) -> None:
+            for p in pids:
+                samples[p].append((round(t, 2), pages_of(p)))
+
+        res = run_window(Daemon(name, tmp / f"{name}-busy"), pids, window, sample)
+        end_placed, end_cpus = pages_of(placed), cpus_allowed(placed)
+    finally:
+        stop_all(procs)
+    settled = {p: settle_time(samples[p]) for p in pids[:-1]}
+    undid = share(end_placed, PLACED_NODE) < 0.95 or end_cpus != start_cpus
+    res.update(placed={"pid": placed, "pages_before": start_placed, "pages_after": end_placed,
+                       "cpus_before": start_cpus, "cpus_after": end_cpus}, undid_placement=undid,
+               settled={p: {"node": n, "seconds": s} for p, (n, s) in settled.items()},
+               all_settled_seconds=all_settled([s for _, s in settled.values()]),
+               samples={p: s[::4] for p, s in samples.items()})
+    return res
+
+
+def idle_case(name: str, bindir: Path, tmp: Path, *, idle: int, window: float) -> dict:
+    spawner = subprocess.Popen([str(bindir / "spawn_idle"), str(idle)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        spawned = int(spawner.stdout.readline().split()[1])  # type: ignore[union-attr]
+        res = run_window(Daemon(name, tmp / f"{name}-idle"), [], window, lambda t: None)
+        res["spawned"] = spawned
+    finally:
+        spawner.stdin.close()  # type: ignore[union-attr]
+        spawner.wait(timeout=120)
+    return res
+
+
+# --- the benchmark ----------------------------------------------------------------
+
+# numad only considers a process whose RSS is *more than* 300 MB (MEMORY_THRESHOLD, integer MiB):
+# a 300 MiB workload sits exactly at it and is ignored, so each one holds a little more.
+WORKLOAD_MIB = 320
+
+
+def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOAD_MIB, count: int = 4,
+        daemons: tuple[str, ...] = ("numad", "numad-py"), cases: tuple[str, ...] = ("busy", "idle")) -> dict:
+    """Both cases for both daemons; returns {"raw": ..., "rows": [side-by-side rows]}."""
+    if not Path(NUMAD).exists():
+        raise RuntimeError(f"{NUMAD} missing: bench/run.py installs Debian's numad on the host")
+    tmp = out / "numad-side"
+    khugepaged = KHUGEPAGED_SLEEP.read_text().strip() if KHUGEPAGED_SLEEP.exists() else None
+    raw: dict = {"window": window, "mib": mib, "count": count, "idle": idle, "busy": {}, "idle_case": {}}
+    try:
+        # numad first on the busy machine, numad-py first on the idle one.
+        for name in [d for d in ("numad", "numad-py") if d in daemons and "busy" in cases]:
+            log(f"busy: {name}, {count} x {mib} MiB + 1 placed, {window:.0f} s")
+            raw["busy"][name] = r = busy_case(name, bindir, tmp, mib=mib, count=count, window=window)
+            _restore(khugepaged)
+            log(f"busy {name}: settled {r['settled']} all {r['all_settled_seconds']}, "
+                f"{r['pages_migrated']} pages, {r['cpu_seconds']:.2f} s CPU, undid {r['undid_placement']}")
+        for name in [d for d in ("numad-py", "numad") if d in daemons and "idle" in cases]:
+            log(f"idle: {name}, {idle} idle processes, {window:.0f} s")
+            raw["idle_case"][name] = r = idle_case(name, bindir, tmp, idle=idle, window=window)
+            _restore(khugepaged)
+            log(f"idle {name}: {r['cpu_seconds']:.2f} s CPU")
+    finally:
+        _restore(khugepaged)
+    raw["khugepaged_scan_sleep_ms_before"] = khugepaged
+    complete = all(len(raw[c]) == 2 for c in ("busy", "idle_case"))  # a partial run has no side-by-side
+    return {"raw": raw, "rows": table_rows(raw) if complete else []}
+
+
+def _restore(value: str | None) -> None:
+    """numad sets khugepaged's scan_sleep_millisecs at start (-H): put the old value back."""
+    if value is not None and KHUGEPAGED_SLEEP.exists() and KHUGEPAGED_SLEEP.read_text().strip() != value:
+        KHUGEPAGED_SLEEP.write_text(value)
+
+
+def _exited(r: dict) -> str:
+    return "no" if r.get("exited_at") is None else f"at {r['exited_at']:.0f} s"
+
+
+def table_rows(raw: dict) -> list[dict]:
+    b, i = raw["busy"], raw["idle_case"]
+    n, w = raw["count"], raw["window"]
+
+    def pair(fig: str, figure: str, get: Callable[[dict], object], cases: dict, goal: str = "-") -> dict:
+        a, c = get(cases["numad"]), get(cases["numad-py"])
+        rat = ratio(c, a) if isinstance(a, (int, float)) and isinstance(c, (int, float)) \
+            and not isinstance(a, bool) else None
+        return {"id": fig, "figure": figure, "numad": a, "numad_py": c, "ratio": rat, "goal": goal}
+
+    def placed(r: dict) -> str:
+        return f"{sum(1 for s in r['settled'].values() if s['seconds'] is not None)}/{n}"
+
+    return [
+        pair("n1", f"busy: s until all {n} workloads have >= 95% on one node", lambda r: r["all_settled_seconds"], b),
+        pair("n1b", f"busy: workloads placed at the end (of {n})", placed, b),
+        pair("n1c", "busy: s from launch to the daemon's first log line", lambda r: r["first_log"], b),
+        {"id": "n0", "figure": "busy / idle: daemon exited before the end of the window", "goal": "no",
+         "numad": f"{_exited(b['numad'])} / {_exited(i['numad'])}", "ratio": None,
+         "numad_py": f"{_exited(b['numad-py'])} / {_exited(i['numad-py'])}"},
+        pair("n2", f"busy: pages migrated (pgmigrate_success) in {w:.0f} s", lambda r: r["pages_migrated"], b,
+             "<= 1.00"),
+        pair("n3", f"busy: daemon CPU s over {w:.0f} s", lambda r: round(r["cpu_seconds"], 2), b, "<= 1.00"),
+        pair("n3b", "busy: daemon CPU s, second half of the window", lambda r: round(r["cpu_second_half"], 2), b),
+        pair("n4", "busy: undid the numactl-placed process (node or CPUs)", lambda r: r["undid_placement"], b, "no"),
+        pair("n5", f"idle, {raw['idle']} idle processes: daemon CPU s over {w:.0f} s",
+             lambda r: round(r["cpu_seconds"], 2), i, "<= 1.00"),
+    ]

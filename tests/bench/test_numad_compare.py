@@ -1,0 +1,106 @@
+"""The pure helpers of the numad side-by-side (bench/numad_compare.py), on literal /proc text."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from numad_compare import (
+    all_settled,
+    cpu_ticks,
+    node_pages,
+    ratio,
+    settle_time,
+    side_by_side,
+    vmstat_value,
+)
+
+NUMA_MAPS = """\
+00400000 default file=/tmp/bin/busy_hold mapped=2 N0=1 N1=1 kernelpagesize_kB=4
+7f0000000000 default anon=76800 dirty=76800 active=0 N0=38400 N1=38400 kernelpagesize_kB=4
+7f2000000000 default anon=1024 dirty=1024 N1=2 kernelpagesize_kB=2048
+7ffd00000000 default stack anon=3 dirty=3 N0=3 kernelpagesize_kB=4
+7ffd10000000 default
+"""
+
+
+def test_node_pages_sums_every_mapping_in_4k_pages() -> None:
+    # 1 + 38400 + 3 on node 0; 1 + 38400 + 2 huge pages (= 1024 4K pages) on node 1.
+    assert node_pages(NUMA_MAPS) == {0: 38404, 1: 38401 + 1024}
+
+
+def test_node_pages_of_a_process_without_pages_is_empty() -> None:
+    assert node_pages("7ffd10000000 default\n") == {}
+    assert node_pages("") == {}
+
+
+def test_vmstat_value_reads_the_named_counter_only() -> None:
+    text = "pgmigrate_success_extra 9\npgmigrate_success 153600\npgmigrate_fail 2\n"
+    assert vmstat_value(text, "pgmigrate_success") == 153600
+    with pytest.raises(KeyError):
+        vmstat_value(text, "numa_pages_migrated")
+
+
+def test_cpu_ticks_survive_a_comm_with_spaces_and_parentheses() -> None:
+    stat = "42 (a) b (c)) S 1 42 42 0 -1 4194304 100 0 0 0 250 75 0 0 20 0 3 0 1234 0 0"
+    assert cpu_ticks(stat) == 325
+
+
+def test_settle_time_is_the_start_of_the_last_run_of_placed_samples() -> None:
+    samples = [
+        (0.0, {0: 50, 1: 50}),
+        (0.5, {0: 96, 1: 4}),   # placed on 0 for a moment ...
+        (1.0, {0: 40, 1: 60}),  # ... then moved
+        (1.5, {0: 4, 1: 96}),
+        (2.0, {0: 0, 1: 100}),
+    ]
+    assert settle_time(samples) == (1, 1.5)
+
+
+def test_settle_time_none_when_the_end_is_below_the_threshold() -> None:
+    assert settle_time([(0.0, {0: 50, 1: 50}), (1.0, {0: 60, 1: 40})]) == (0, None)
+    assert settle_time([]) == (None, None)
+    assert settle_time([(0.0, {})]) == (None, None)
+
+
+def test_settle_time_zero_when_already_placed() -> None:
+    assert settle_time([(0.0, {1: 100}), (3.0, {0: 1, 1: 99})]) == (1, 0.0)
+
+
+def test_all_settled_needs_every_workload() -> None:
+    assert all_settled([3.0, 12.5, 0.0]) == 12.5
+    assert all_settled([3.0, None]) is None
+    assert all_settled([]) is None
+
+
+def test_ratio_is_numad_py_over_numad_and_refuses_missing_values() -> None:
+    assert ratio(3.0, 6.0) == 0.5
+    assert ratio(None, 6.0) is None
+    assert ratio(3.0, 0) is None
+
+
+def test_side_by_side_shows_never_and_yes_no() -> None:
+    rows = [
+        {"figure": "seconds until placed", "numad": 20.5, "numad_py": None, "ratio": None},
+        {"figure": "undid placement", "numad": True, "numad_py": False, "ratio": None},
+        {"figure": "pages", "numad": 153600, "numad_py": 76800, "ratio": 0.5},
+    ]
+    lines = side_by_side(rows).splitlines()
+    assert lines[0].split() == ["figure", "numad", "numad-py", "ratio"]
+    assert lines[2].split()[-3:] == ["20.50", "never", "-"]
+    assert lines[3].split()[-3:] == ["yes", "no", "-"]
+    assert lines[4].split()[-3:] == ["153600", "76800", "0.50"]
+
+
+def test_goal_met_only_with_the_end_state() -> None:
+    from numad_compare import goal_met
+
+    assert goal_met("<= 1.00", 0.0, end_state=False) is False  # moved nothing, placed nothing
+    assert goal_met("<= 1.00", 0.9, end_state=True) is True
+    assert goal_met("<= 1.00", 1.2, end_state=True) is False
+    assert goal_met("<= 1.00", None, end_state=True) is False
+    assert goal_met("-", 0.5, end_state=True) is None
