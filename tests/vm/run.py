@@ -40,7 +40,10 @@ from topologies import DEFAULT_MATRIX, KERNELS, TOPOLOGIES, vng_args
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-OUT = HERE / "out"
+# Results come back through vng's --rwdir and the guest runs `bash SCRIPT` from --exec: neither
+# survives whitespace in a path, so a checkout under "a dir with spaces" keeps its results in
+# /var/tmp (not /tmp: the guest mounts its own tmpfs there).
+OUT = HERE / "out" if not any(c.isspace() for c in str(HERE)) else Path(f"/var/tmp/numad-py-vm-out-{os.getuid()}")
 # Skips that only say "this test belongs to another guest": counted apart,
 # never a failure.  Must match tests/numa/conftest.py.
 ELSEWHERE_SKIP_PREFIXES = ("needs VM topology", "needs VM kernel")
