@@ -280,6 +280,13 @@ def cmd_shim_path(args) -> int:
 from ..defaults import CONTROL_SOCKET as DEFAULT_SOCKET  # noqa: E402  (written once)
 
 
+def _count(text: str) -> int:
+    """argparse type for node numbers and batch sizes: ASCII digits only (int() takes "１２")."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
 def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--via-daemon", action="store_true",
                         help="ask the running daemon (its socket) instead of migrating from this "
@@ -291,7 +298,7 @@ def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--node", type=int, required=True, metavar="N", help="the node to empty")
+    parser.add_argument("--node", type=_count, required=True, metavar="N", help="the node to empty")
     parser.add_argument("--to", metavar="NODES", default=None,
                         help="target nodes (default: every other memory node, nearest first)")
     parser.add_argument("--all", action="store_true",
@@ -324,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--range", metavar="START-END", help="hex address range")
     g.add_argument("--mapping", metavar="NAME", help="[heap], [stack], anon, or a path from /proc/PID/maps")
     p.add_argument("--all", action="store_true", help="move-all: also pages shared with other processes")
-    p.add_argument("--batch", type=int, default=4096, metavar="PAGES", help="pages per move_pages call")
+    p.add_argument("--batch", type=_count, default=4096, metavar="PAGES", help="pages per move_pages call")
     p.add_argument("--json", action="store_true")
     add_via_daemon_arguments(p)
     p.set_defaults(func=cmd_migrate)
@@ -335,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("exec", help="run a command whose children are placed at fork time")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--node", type=int, metavar="N", help="the program and its children on node N")
+    g.add_argument("--node", type=_count, metavar="N", help="the program and its children on node N")
     g.add_argument("--spread", metavar="NODES", help="children round-robin over NODES")
     g.add_argument("--least-loaded", metavar="NODES", help="each child on the node of NODES with most free memory")
     p.add_argument("--cpus", action="store_true", help="also pin each child to its node's CPUs")

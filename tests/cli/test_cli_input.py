@@ -88,3 +88,10 @@ def test_the_fleet_policy_on_this_one_node_host(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "cold-to-cxl: inactive here: this machine has no memory-only node" in proc.stdout
     assert "db-on-cpus: active here" in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [["drain", "--node", "１"], ["exec", "--node", "١", "--", "true"],
+                                  ["migrate", "1", "--to", "0", "--batch", "²"]])
+def test_numeric_options_take_ascii_digits_only(argv):
+    proc = run(*argv)
+    assert proc.returncode == 2 and "is not a whole number" in proc.stderr, proc.stderr
