@@ -15,8 +15,10 @@ import pytest
 
 from numad_py.daemon.runtime import UnsafeDirectory, choose_runtime_dir, safe_dir
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+from as_other_user import numad_py_command  # noqa: E402
+
 NOBODY = 65534
-NUMAD = str(Path(sys.executable).with_name("numad-py"))
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="plants directories owned by another user")
 
 
@@ -91,9 +93,10 @@ def _start_as_nobody(home: Path) -> None:
     config.write_text('[metrics]\nlisten = ""\n[daemon]\nstate_dir = "/var/lib/numad-py-test-none"\n')
     os.chown(config, NOBODY, NOBODY)
     env = {"PATH": os.environ.get("PATH", ""), "XDG_RUNTIME_DIR": str(home), "HOME": str(home)}
-    proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                           NUMAD, "run", "--once", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60, env=env)
+    with numad_py_command(NOBODY) as numad_py:   # works from a checkout under /root too
+        proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                               *numad_py, "run", "--once", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"control socket at {home}/numad-py/control.sock" in proc.stderr, proc.stderr
