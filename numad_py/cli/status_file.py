@@ -18,7 +18,7 @@ from ..defaults import RUNTIME_DIR as DEFAULT_RUNTIME_DIR  # written once
 
 
 def read_status(runtime_dir: str | None = None) -> dict[str, Any]:
-    """The newest status file, with ``_path`` set; ``{}`` when there is none."""
+    """The first status file found, with ``_path`` set; only ``_looked_in`` when there is none."""
     places = [Path(runtime_dir)] if runtime_dir else list(runtime_dir_candidates(DEFAULT_RUNTIME_DIR))
     for place in places:
         path = place / "status.json"
