@@ -168,6 +168,10 @@ def guest_script(kernel: str, topology: str, rwdir: Path, python: Path, pytest_a
         f"rc={q(str(rwdir / (stem + '.rc')))}",
         f"log={q(str(rwdir / (stem + '.log')))}",
     ]
+    # Loopback: virtme's init brings `lo` up only with iproute2's `ip`, which a minimal root
+    # lacks (then 127.0.0.1 is "Network is unreachable"); busybox-static always has the applet.
+    lines.append("ip link set lo up 2>/dev/null || busybox ip link set lo up "
+                 "|| echo 'guest: cannot bring lo up' >>\"$log\"")
     # Tests that run as nobody need to reach the checkout and the venv; a
     # checkout under /root (0700) is not.  These dirs are overlays in the
     # guest (vng's, or --overlay-rwdir from run.py): the host keeps its modes.

@@ -25,10 +25,11 @@ VNG_VERSION=1.42
 # python3-dev: the cffi module's headers; busybox-static, file: virtme-ng's guest init;
 # prometheus: promtool and the real-scrape test; systemd: systemd-analyze for the unit tests;
 # xz-utils: decompresses the 6.12 kernel's modules (a minbase root may lack it);
-# systemd-sysv: /sbin/init for the systemd end-to-end guest; procps: /bin/kill, the unit's ExecReload.
+# systemd-sysv: /sbin/init for the systemd end-to-end guest; procps: /bin/kill, the unit's ExecReload;
+# iproute2: `ip`, with which virtme's guest init brings the loopback interface up.
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libnuma-dev numactl
           qemu-system-x86 kmod busybox-static file prometheus systemd xz-utils
-          systemd-sysv procps)
+          systemd-sysv procps iproute2)
 
 # name -> the Debian (meta-)package whose linux-image-<version> dependency is that kernel.
 declare -A KERNEL_META=([6.1]=linux-image-amd64 [6.12]=linux-image-6.12-amd64)
