@@ -16,7 +16,7 @@ import pytest
 from numad_py.daemon.runtime import UnsafeDirectory, choose_runtime_dir, safe_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
-from as_other_user import numad_py_command  # noqa: E402
+from as_other_user import numad_py_command
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="plants directories owned by another user")
