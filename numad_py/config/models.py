@@ -351,13 +351,6 @@ class Rule(_Model):
         """The literal target node set; None for ``auto``; ValueError for a set like ``cpu``."""
         return None if self.nodes == AUTO else parse_nodes(self.nodes, all_nodes=all_nodes)
 
-    def explicit_nodes(self, all_nodes: Iterable[int]) -> frozenset[int]:
-        """The node set of a rule that names a literal list or ``all``; ValueError for ``auto`` and the
-        machine-independent sets (the planner resolves those against each snapshot: decide/nodesets.py)."""
-        if self.nodes == AUTO:
-            raise ValueError(f"rule {self.name!r} has nodes = \"auto\": no explicit node set")
-        return parse_nodes(self.nodes, all_nodes=all_nodes)
-
     def is_auto_enabled(self, daemon: DaemonSettings) -> bool:
         return self.nodes == AUTO and (self.auto or daemon.auto)
 

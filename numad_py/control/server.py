@@ -97,21 +97,6 @@ class ControlServer:
         self.max_inflight = max_inflight
         self.progress_interval = progress_interval
 
-    @classmethod
-    def from_daemon(cls, daemon, **overrides) -> ControlServer:
-        """Wire the server to a running :class:`numad_py.daemon.service.Daemon`."""
-        c = daemon.config.control
-        options = dict(
-            executor=lambda: daemon.executor,   # until the daemon reconfigures one Executor
-            status=daemon.status,
-            plan=daemon.plan_preview,
-            reload=daemon.request_reload,
-            mode=c.mode, group=c.group,
-            on_request=daemon.metrics.record_request if daemon.metrics is not None else None,
-        )
-        options.update(overrides)
-        return cls(c.socket, **options)
-
     @property
     def refused_connections(self) -> int:
         return self.transport.refused_connections
