@@ -221,7 +221,9 @@ def main() -> int:
         (ETC / "rules.d" / "10-e2e.toml").write_text(RULE)
         for p in [ETC, ETC / "rules.d", *ETC.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        sh(str(NUMAD), "check-config", str(ETC / "numad-py.toml"))
+        # The guest's first full import (pydantic) under TCG: 18 s alone, over 120 s on a
+        # loaded host.  Not a timing check, so the bound only catches a hang.
+        sh(str(NUMAD), "check-config", str(ETC / "numad-py.toml"), timeout=330)
         shutil.copy(UNIT_SRC, "/etc/systemd/system/numad-py.service")
         dropin = Path("/etc/systemd/system/numad-py.service.d")
         dropin.mkdir(parents=True, exist_ok=True)
