@@ -6,8 +6,8 @@ bound (longest single ``move_pages``).  Right before acting it re-checks
 that the pid still names the same process; dry-run is decided here, at the
 lowest effect function, so nothing above it can forget to honour it.
 
-Scheduled work and requests take turns chunk by chunk (``turns.py``), so
-neither starves the other; a reload reconfigures this one executor
+Scheduled work and each requesting uid take turns chunk by chunk
+(``turns.py``), so none starves another; a reload reconfigures this one executor
 (:meth:`Executor.reconfigure`) rather than building a second one.  Every
 chunk completed calls ``beat``: the watchdog heartbeat's sign of progress.
 """
@@ -35,7 +35,7 @@ from ..numa import PAGE_SIZE, MigrationResult, migrate_ranges
 from ..sense.maps import resolve_memory
 from ..sense.identity import start_time_of
 from ..topology import Topology
-from .turns import Turn, Turns, holder_class
+from .turns import Turn, Turns, holder_of
 
 log = logging.getLogger("numad_py.act")
 
@@ -101,15 +101,18 @@ class Executor:
 
     # --- public --------------------------------------------------------
 
-    def execute(self, action, *, reason: str = "schedule",
+    def execute(self, action, *, reason: str = "schedule", uid: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 cancelled: Callable[[], bool] | None = None) -> Outcome:
-        """Act on one planned action; never raises for a process-level failure."""
+        """Act on one planned action; never raises for a process-level failure.
+
+        ``uid`` is the requester's: requests from different uids take turns
+        with each other and with scheduled work, one chunk each per round."""
         outcome = Outcome(kind=action.kind, pid=action.pid, comm=action.comm, rule=action.rule,
                           target=frozenset(action.target_nodes), status="done")
         t0 = time.monotonic()
         try:
-            with self._turns.turn(holder_class(reason)) as turn:
+            with self._turns.turn(holder_of(reason, uid)) as turn:
                 self._check_identity(action)
                 if action.kind == "migrate":
                     outcome.result = self._migrate(action, reason, turn, progress, cancelled)

@@ -190,8 +190,8 @@ class Requests:
         progress = progress_sender(job, self.progress_interval, req.progress)
 
         def work() -> tuple[str, dict]:
-            outcome = self.executor().execute(action, reason="request", progress=progress,
-                                              cancelled=cancelled)
+            outcome = self.executor().execute(action, reason="request", uid=conn.peer.uid,
+                                              progress=progress, cancelled=cancelled)
             if outcome.status == "gone":
                 return "gone", P.error(None, "gone", outcome.message or f"process {req.pid} is gone")
             return outcome.status, P.ok(None, outcome.to_dict())

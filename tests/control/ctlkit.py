@@ -43,11 +43,13 @@ class FakeExecutor:
         self.lock = threading.Lock()
         self.calls: list = []
         self.chunks_done: list[int] = []
+        self.uids: list[int | None] = []
         self.dry_run = False
 
-    def execute(self, action, *, reason="schedule", progress=None, cancelled=None):
+    def execute(self, action, *, reason="schedule", uid=None, progress=None, cancelled=None):
         with self.lock:
             self.calls.append((action, reason))
+            self.uids.append(uid)
             res = MigrationResult(pid=action.pid, target=frozenset(action.target_nodes))
             done = 0
             for _ in range(self.chunks):

@@ -191,6 +191,7 @@ def test_migrate_progress_result_and_audit(make_server, caplog):
     assert final["result"]["result"]["pages_failed"] == {"shared": 3}
     action, reason = ex.calls[0]
     assert reason == "request" and action.pid == 200 and action.target_nodes == frozenset({1})
+    assert ex.uids == [os.getuid()]          # the executor's turns are per requesting uid
     assert action.memory == ("7f00-7f80", "[heap]") and action.start_time == 1.0
     lines = audit_lines(caplog)
     assert len(lines) == 1

@@ -63,7 +63,7 @@ class FakeExecutor:
     fail: BaseException | None = None
     work: object = None
 
-    def execute(self, act, *, reason="schedule", progress=None, cancelled=None) -> Outcome:
+    def execute(self, act, *, reason="schedule", uid=None, progress=None, cancelled=None) -> Outcome:
         self.calls.append((act, reason))
         if self.work is not None:
             self.work()                  # type: ignore[operator]
