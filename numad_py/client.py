@@ -115,6 +115,11 @@ class Client:
         """Resident bytes per node of ``pid`` (or of one hex range of it)."""
         return self.request("query", pid=pid, range=range)
 
+    def advise(self, cpus: int, memory: int = 0, *, reserve: bool = True) -> dict:
+        """The node set where a new workload of ``cpus`` CPUs and ``memory`` bytes fits best
+        now, with the reasons; an admin's advice is reserved for a short while."""
+        return self.request("advise", cpus=cpus, memory=memory, reserve=reserve)
+
     def status(self) -> dict:
         return self.request("status")
 

@@ -264,7 +264,8 @@ def cmd_exec(args) -> int:
 
 def cmd_advise(args) -> int:
     from .advise_cmd import advise_main
-    return advise_main(args.cpus, args.memory, args.json)
+    from .requests import socket_path_for
+    return advise_main(args.cpus, args.memory, args.json, socket_path_for(args))
 
 
 def cmd_shim_path(args) -> int:
@@ -356,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", required=True, metavar="N")
     p.add_argument("--memory", metavar="SIZE", help='e.g. 512MiB, 2GiB, or bytes')
     p.add_argument("--json", action="store_true", help="the node set with the reasons")
+    p.add_argument("--socket", metavar="PATH", help="the daemon's control socket (asked first; "
+                   "without a daemon the advice is computed here)")
     p.set_defaults(func=cmd_advise)
 
     p = sub.add_parser("shim-path", help="path of the LD_PRELOAD shim")

@@ -11,10 +11,11 @@ numad's syntax: ``numad [-dhSV] [-C 0|1] [-H THP_ms] [-i [min:]max] [-K 0|1] [-l
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .. import __version__
-from ..nodes import format_nodes
+from ..client import ENV_SOCKET
 from .advise_cmd import AdviseError, compute, parse_count
 
 RULES = "/etc/numad-py/rules.d/"
@@ -104,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     except AdviseError as exc:
         print(f"numad: {exc}", file=sys.stderr)
         return 1
-    result = compute(cpus, memory)
-    if not result.nodes:
-        print(f"numad: {'; '.join(result.reasons)}", file=sys.stderr)
+    data = compute(cpus, memory, os.environ.get(ENV_SOCKET))
+    if not data["nodes"]:
+        print(f"numad: {'; '.join(data['reasons'])}", file=sys.stderr)
         return 1
-    print(format_nodes(result.nodes))  # the only line libvirt reads
+    print(data["nodelist"])  # the only line libvirt reads
     return 0
 
 

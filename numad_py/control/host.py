@@ -41,6 +41,11 @@ class KernelHost:
         from ..topology import read_topology
         return read_topology()
 
+    def node_snapshot(self):
+        """Free memory, CPU load and distances per node, for ``advise``."""
+        from ..sense.node_load import node_snapshot
+        return node_snapshot()
+
     def credentials(self, pid: int) -> procfs.Credentials:
         """Identity and owner in one snapshot (ProcessGone if the pid changed hands)."""
         return procfs.credentials(pid)

@@ -163,6 +163,14 @@ class QueryRequest(_Request):
         return value
 
 
+class AdviseRequest(_Request):
+    """Where a new workload of ``cpus`` CPUs and ``memory`` bytes fits best now."""
+    op: Literal["advise"]
+    cpus: Annotated[int, Field(ge=1, le=1 << 16)]
+    memory: Annotated[int, Field(ge=0, le=1 << 60)] = 0
+    reserve: bool = True
+
+
 class StatusRequest(_Request):
     op: Literal["status"]
 
@@ -182,10 +190,10 @@ class CancelRequest(_Request):
 
 MODELS: dict[str, type[_Request]] = {
     "migrate": MigrateRequest, "drain": DrainRequest, "query": QueryRequest,
-    "status": StatusRequest, "plan": PlanRequest, "reload": ReloadRequest,
+    "advise": AdviseRequest, "status": StatusRequest, "plan": PlanRequest, "reload": ReloadRequest,
     "cancel": CancelRequest,
 }
-Request = (MigrateRequest | DrainRequest | QueryRequest | StatusRequest | PlanRequest
+Request = (MigrateRequest | DrainRequest | QueryRequest | AdviseRequest | StatusRequest | PlanRequest
            | ReloadRequest | CancelRequest)
 
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor as Pool
 from typing import Any
 
+from ..decide.advise import ReservationBook, advise
 from ..errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
 from ..nodes import NodeListError, format_nodes
 from . import audit
@@ -59,6 +61,7 @@ class Requests:
         self._job_workers = job_workers
         self._job_slots: asyncio.Semaphore | None = None    # made on the loop
         self.jobs = JobTable()
+        self.reservations = ReservationBook()   # touched on the loop only
         self.stopping = threading.Event()
 
     def executor(self):
@@ -75,6 +78,20 @@ class Requests:
         self.stopping.set()
         for job in self.jobs.all():
             job.stop("daemon stopping")
+
+    async def _advise(self, conn: Connection, req) -> dict:
+        """Advice from a fresh node snapshot (sensed off the loop) minus what recent advice
+        reserved.  Only an admin's advice reserves: libvirt asks as root, and a user's
+        requests must not steer where root's VMs go."""
+        snapshot = await self.off_loop(self.host.node_snapshot)
+        now = time.monotonic()
+        result = advise(snapshot, cpus=req.cpus, memory=req.memory, reserved=self.reservations.active(now))
+        reserved = bool(req.reserve and conn.admin and result.nodes)
+        if reserved:
+            self.reservations.add(result.nodes, req.cpus, req.memory, now)
+        return result.to_dict() | {"nodelist": format_nodes(result.nodes), "cpus": req.cpus,
+                                   "memory_bytes": req.memory,
+                                   "reserved_seconds": self.reservations.ttl if reserved else 0}
 
     # --- one line ------------------------------------------------------------------
 
@@ -117,6 +134,8 @@ class Requests:
             conn.send(P.ok(req.id, {"reload": "requested"}))
         elif op == "cancel":
             conn.send(P.ok(req.id, self.jobs.cancel(conn, req.request)))
+        elif op == "advise":
+            conn.send(P.ok(req.id, await self._advise(conn, req)))
         elif op == "query":
             await self._query(conn, req)
             self.count(op, "ok")

@@ -17,7 +17,7 @@ MAX_ID = 128                  # characters of a request id
 MAX_SELECTORS = 256           # ranges or mappings in one migrate request
 PID_MAX = 1 << 22             # the kernel's PID_MAX_LIMIT on 64-bit
 
-OPS = ("migrate", "drain", "query", "status", "plan", "reload", "cancel")
+OPS = ("migrate", "drain", "query", "advise", "status", "plan", "reload", "cancel")
 PLACEMENT_OPS = frozenset({"migrate", "drain"})   # audited; go through the executor
 ADMIN_OPS = frozenset({"drain", "reload"})
 

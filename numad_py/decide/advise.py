@@ -54,6 +54,38 @@ class Advice:
         }
 
 
+class ReservationBook:
+    """What recent advice promised, per node, until it expires.
+
+    PURE: the caller passes ``now``.  libvirt asks once per VM and starts the VM
+    right after, so an advised VM's memory and CPUs are not yet visible when the
+    next VM asks; a reservation stands in for them for ``ttl`` seconds.  At most
+    ``limit`` are kept (the oldest go first), so a loop of requests cannot grow it.
+    """
+
+    def __init__(self, ttl: float = 30.0, limit: int = 256):
+        self.ttl = ttl
+        self.limit = limit
+        self._entries: list[tuple[float, frozenset[int], float, int]] = []  # expires, nodes, cpus, bytes
+
+    def add(self, nodes: frozenset[int], cpus: float, memory: int, now: float) -> None:
+        """Reserve a workload's CPUs and bytes, spread evenly over ``nodes``."""
+        if not nodes:
+            return
+        self._entries.append((now + self.ttl, frozenset(nodes), float(cpus), int(memory)))
+        del self._entries[:-self.limit]
+
+    def active(self, now: float) -> dict[int, Reservation]:
+        self._entries = [e for e in self._entries if e[0] > now]
+        cpus: dict[int, float] = {}
+        mem: dict[int, int] = {}
+        for _expires, nodes, n_cpus, n_bytes in self._entries:
+            for node in nodes:
+                cpus[node] = cpus.get(node, 0.0) + n_cpus / len(nodes)
+                mem[node] = mem.get(node, 0) + n_bytes // len(nodes)
+        return {node: Reservation(cpus=cpus[node], bytes=mem[node]) for node in cpus}
+
+
 def room_of(node: NodeInfo, *, load: float, reserved: Reservation) -> NodeRoom:
     idle = max(0.0, len(node.cpus) * (1.0 - load) - reserved.cpus)
     free = max(0, node.mem_free - reserved.bytes)

@@ -25,6 +25,7 @@ from numad_py.control import protocol as P
 from numad_py.control import transport as transport_mod
 from numad_py.control.auth import Peer
 from numad_py.control.server import ControlServer
+from numad_py.decide.snapshot import NodeInfo, Snapshot
 from numad_py.errors import InvalidNode, ProcessGone
 from numad_py.nodes import parse_nodes
 from numad_py.numa import MigrationResult
@@ -79,6 +80,7 @@ class FakeHost:
         self.credential_reads = 0
         self.drained: list[int] = []
         self.query_chunks = 0
+        self.snapshots = 0
 
     def credentials(self, pid):
         self.credential_reads += 1
@@ -88,6 +90,13 @@ class FakeHost:
         return procfs.Credentials(pid=pid, start_time=self.start_times.get(pid, 1.0), comm=f"proc{pid}",
                                   uids=tuple(uids) if len(uids) == 3 else (*uids, uids[1]),
                                   dumpable=pid not in self.undumpable)
+
+    def node_snapshot(self):
+        """Two nodes of 2 CPUs and 8 GiB; node 0 has 4 GiB free, node 1 6 GiB."""
+        self.snapshots += 1
+        return Snapshot(time=0.0, nodes=(NodeInfo(0, frozenset({0, 1}), 8 << 30, 4 << 30, True),
+                                         NodeInfo(1, frozenset({2, 3}), 8 << 30, 6 << 30, True)),
+                        distances={(0, 0): 10, (0, 1): 20, (1, 0): 20, (1, 1): 10})
 
     def target_nodes(self, spec):
         nodes = parse_nodes(spec, all_nodes={0, 1})
