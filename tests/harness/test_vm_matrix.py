@@ -94,6 +94,15 @@ def test_another_kernel_counts_like_another_topology_and_other_skips_do_not(tmp_
     assert (o.passed, o.failed, o.skipped_elsewhere) == (1, 1, 2)
     assert o.skipped_other == ["a.other: needs the multi-node VM"]
     assert "kernel 6.12" in o.line() and "2 for another kernel/topology" in o.line()
+    assert o.failures == ["fails: boom"]
+
+
+def test_the_summary_names_each_failed_test_with_its_message(tmp_path, capsys):
+    (tmp_path / "r.xml").write_text(JUNIT)
+    o = run.Outcome("6.1", "two")
+    run.read_junit(tmp_path / "r.xml", o)
+    assert run.report([o], strict=False, filtered=False, seconds=1, rundir=tmp_path) is True
+    assert "failed: fails: boom" in capsys.readouterr().out
 
 
 def test_ci_fails_on_other_skips_only(tmp_path, capsys):

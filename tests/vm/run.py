@@ -127,6 +127,7 @@ class Outcome:
     skipped_other: list[str] = field(default_factory=list)
     xfailed: int = 0
     problems: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)   # "test: first lines of the message"
 
     @property
     def name(self) -> str:
@@ -262,10 +263,15 @@ def read_junit(path: Path, outcome: Outcome) -> None:
         return
     for case in root.iter("testcase"):
         kinds = {child.tag: child for child in case}
-        if "failure" in kinds:
-            outcome.failed += 1
-        elif "error" in kinds:
-            outcome.errors += 1
+        if "failure" in kinds or "error" in kinds:
+            if "failure" in kinds:
+                outcome.failed += 1
+            else:
+                outcome.errors += 1
+            # CI shows the summary's tail, not the guest's console: say there what failed.
+            bad = kinds.get("failure", kinds.get("error"))
+            message = " ".join((bad.get("message") or bad.text or "").split())
+            outcome.failures.append(f"{case.get('name')}: {message[:400]}")
         elif "skipped" in kinds:
             skip = kinds["skipped"]
             message = skip.get("message", "")
@@ -316,6 +322,8 @@ def report(outcomes: list[Outcome], strict: bool, filtered: bool, seconds: float
                 print(f"     skipped: {s}", flush=True)
         for problem in o.problems:
             print(f"   FAIL {o.name}: {problem}", flush=True)
+        for failure in o.failures:
+            print(f"     failed: {failure}", flush=True)
         bad = bad or bool(o.problems)
     total_pass = sum(o.passed for o in outcomes)
     total_fail = sum(o.failed + o.errors for o in outcomes)
