@@ -4,45 +4,21 @@
 from __future__ import annotations
 
 import os
-import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
+
+from notify_socket import NotifySocket as _NotifySocket
 from daemon_fakes import FakeExecutor, Script, action, make_daemon
 from host_memory import MiB, Buffer, executor
 from numad_py.daemon.notify import Notifier
 from numad_py.daemon.watchdog import Heartbeat
 
 
-class NotifySocket:
-    """Collects (monotonic time, message) of every datagram the daemon sends."""
-
-    def __init__(self, tmp_path):
-        self.path = str(tmp_path / "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def close(self):
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-    def pings(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
-        return [t for t, m in self.messages if "WATCHDOG=1" in m.split("\n") and since <= t <= until]
-
+class NotifySocket(_NotifySocket):
     def notifier(self, watchdog_sec: float) -> Notifier:
         return Notifier({"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(int(watchdog_sec * 1e6)),
                          "WATCHDOG_PID": str(os.getpid())})
@@ -56,7 +32,7 @@ def test_pings_never_more_than_half_the_watchdog_apart_during_a_long_migration(t
     # WatchdogSec=2 s; the tick moves 12 MiB at a 2 MiB/s budget (about 5 s) with the real
     # executor: before the heartbeat, the loop sent nothing until the migration ended.
     watchdog_sec = 2.0
-    notify = NotifySocket(tmp_path)
+    notify = NotifySocket(tmp_path / "notify.sock")
     notifier = notify.notifier(watchdog_sec)
     heartbeat = Heartbeat(notifier)
     buf = Buffer(12 * MiB)
@@ -80,7 +56,7 @@ def test_pings_never_more_than_half_the_watchdog_apart_during_a_long_migration(t
 
 def test_pings_stop_while_the_loop_is_stuck_and_resume_after(tmp_path):
     watchdog_sec = 1.0                   # ping every 0.25 s; stuck after 1 s without progress
-    notify = NotifySocket(tmp_path)
+    notify = NotifySocket(tmp_path / "notify.sock")
     notifier = notify.notifier(watchdog_sec)
     heartbeat = Heartbeat(notifier)
     stuck = {}

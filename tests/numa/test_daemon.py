@@ -22,6 +22,9 @@ import sysconfig
 
 from conftest import NOBODY, REPO, _reachable_interpreter, numa_maps_of
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
+from notify_socket import NotifySocket
+
 pytestmark = pytest.mark.topology("two")
 
 NUMAD = str(Path(sys.executable).with_name("numad-py"))
@@ -297,38 +300,6 @@ def test_sighup_broken_rules_keep_old_then_fixed_rules_apply(workload, daemon):
     d.wait_log(r"reloaded: 1 rule", timeout=30)
     assert wait_share(child.pid, start, 0, 0.99, timeout=60) >= 0.99
     assert d.stop() < 10
-
-
-class NotifySocket:
-    """A fake $NOTIFY_SOCKET: (monotonic time, message) of every datagram."""
-
-    def __init__(self, path: Path):
-        import socket
-        import threading
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except OSError:
-                continue
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def close(self):
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-    def pings(self, since: float, until: float) -> list[float]:
-        return [t for t, m in self.messages if "WATCHDOG=1" in m.split("\n") and since <= t <= until]
 
 
 def test_watchdog_pings_keep_coming_during_a_long_migration(workload, daemon, tmp_path):
