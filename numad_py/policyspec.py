@@ -78,7 +78,7 @@ def make_policy(mode: str, nodes: Iterable[int] = (), *, weights: Mapping[int, i
     if mode not in MODES:
         mode = mode.replace("_", "-")
     if mode not in MODES:
-        raise PolicySpecError(f"unknown memory policy mode {_short(mode)} (one of: {', '.join(MODES)})")
+        raise PolicySpecError(f"unknown mode {_short(mode)} for a memory policy (one of: {', '.join(MODES)})")
     node_set = frozenset(nodes)
     pairs: tuple[tuple[int, int], ...] = ()
     if weights is not None:

@@ -96,7 +96,7 @@ def policy_from_args(args: argparse.Namespace) -> PolicySpec | None:
 
 def _number(text: str, option: str) -> int:
     if not (text.isascii() and text.isdigit()):
-        raise ExecUsage(f"{option}: {text!r} is not a node number")
+        raise ExecUsage(f"{option}: {text!r} is not a whole number (a node number)")
     return int(text)
 
 
@@ -166,7 +166,8 @@ def _shim_env(strategy: str, nodes: frozenset[int], args: argparse.Namespace) ->
         raise ExecUsage(reason)
     try:
         return build_env(os.environ, strategy=strategy, nodes=nodes, mode=args.mode, cpus=args.cpus,
-                         balancing=args.balancing, root_pid=os.getpid(), table_path=args.table)
+                         balancing=args.balancing, root_pid=os.getpid(), table_path=args.table,
+                         stats_path=getattr(args, "stats", None))
     except ShimError as exc:
         raise ExecUsage(str(exc)) from None
 
@@ -194,7 +195,8 @@ def _apply(spec: PolicySpec, args: argparse.Namespace) -> dict[str, str]:
             from ..shim import build_env
             home = {k: v for k, v in env.items() if k == "NUMAD_SHIM_HOME_NODE"}
             env = {**build_env(env, strategy="fixed", nodes=spec.nodes, mode=spec.mode, cpus=args.cpus,
-                               balancing=spec.balancing, root_pid=os.getpid(), table_path=args.table), **home}
+                               balancing=spec.balancing, root_pid=os.getpid(), table_path=args.table,
+                               stats_path=getattr(args, "stats", None)), **home}
     except (NumaError, OSError, ShimError) as exc:
         raise _Failed(f"cannot apply {spec.text()}: {exc}") from None
     return env
@@ -210,9 +212,25 @@ def _set_weights(weights: dict[int, int]) -> None:
               "machine: every weighted-interleave policy uses it)", file=sys.stderr)
 
 
-def exec_main(argv: Sequence[str], **options) -> int:
-    """Programmatic entry (tests): ``exec_main(["true"], bind="0-1")``."""
-    parser = argparse.ArgumentParser(prog=PROG)
-    add_exec_arguments(parser)
-    flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in options.items() if v]
-    return cmd_exec(parser.parse_args([*flags, "--", *argv]))
+def exec_main(argv: Sequence[str], *, node: int | None = None, spread: frozenset[int] | None = None,
+              least_loaded: frozenset[int] | None = None, cpus: bool = False, mode: str = "preferred",
+              table_path: str | os.PathLike | None = None, stats_path: str | os.PathLike | None = None,
+              **policy: str | bool | None) -> int:
+    """Programmatic entry (tests, scripts): ``exec_main(["prog"], node=1)``, ``exec_main(["prog"],
+    weighted_interleave="0:3,1:1")``; policy keywords are the option names with underscores."""
+    args = argparse.Namespace(
+        node=None if node is None else str(node), spread=None if spread is None else format_nodes(spread),
+        least_loaded=None if least_loaded is None else format_nodes(least_loaded), cpus=cpus, mode=mode,
+        table=table_path, stats=stats_path, command_argv=list(argv), home_node=None, balancing=False,
+        local=False, default=False, policy=None, **{m.replace("-", "_"): None for m in POLICY_OPTIONS.values()})
+    for key, value in policy.items():
+        if not hasattr(args, key):
+            raise TypeError(f"exec_main() got an unexpected keyword argument {key!r}")
+        setattr(args, key, value)
+    chosen = [k for k in ("node", "spread", "least_loaded", "local", "default", "policy",
+                          *(m.replace("-", "_") for m in POLICY_OPTIONS.values())) if getattr(args, k)
+              not in (None, False)]
+    if len(chosen) != 1:
+        print(f"{PROG}: give exactly one of --node, --spread, --least-loaded or a policy option", file=sys.stderr)
+        return 2
+    return cmd_exec(args)
