@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from math import gcd
+from typing import Any
 
 from .nodes import NodeListError, format_nodes, parse_nodes
 
@@ -72,9 +73,11 @@ class PolicySpec:
         return self.mode in ("interleave", "weighted-interleave")
 
 
-def make_policy(mode: str, nodes: Iterable[int] = (), *, weights: Mapping[int, int] | None = None,
+def make_policy(mode: str, nodes: Iterable[int] = (), *, weights: Mapping[Any, int] | None = None,
                 home_node: int | None = None, balancing: bool = False) -> PolicySpec:
-    """Build and validate a spec from parts (the rule table and the socket use this)."""
+    """Build and validate a spec from parts (the rule table and the socket use this).
+
+    ``weights`` keys are node numbers, or their digits as strings (TOML table keys)."""
     if mode not in MODES:
         mode = mode.replace("_", "-")
     if mode not in MODES:
