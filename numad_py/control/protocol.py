@@ -136,7 +136,9 @@ class MigrateRequest(_Request):
     @property
     def target_text(self) -> str:
         """The node list to check and move onto (the policy's nodes when a policy is given)."""
-        return self.to if self.policy is None else format_nodes(parse_policy(self.policy).nodes)
+        if self.policy is not None:
+            return format_nodes(parse_policy(self.policy).nodes)
+        return str(self.to)   # normalised to text by _to
 
     @property
     def weights(self) -> tuple[tuple[int, int], ...]:
