@@ -171,3 +171,36 @@ def test_exec_weighted_interleave_is_a_one_line_error():
     assert out.returncode == 2
     assert out.stderr == ("numad-py exec: memory policy weighted-interleave is unsupported on this kernel "
                           "(needs Linux 6.9+)\n")
+
+
+# --- the control socket ----------------------------------------------------------------
+
+def test_socket_migrate_with_weighted_policy_places_page_by_page(workload, tmp_path):
+    import threading
+
+    from numad_py.act.executor import Executor
+    from numad_py.act.pacing import Pacer, StallBound
+    from numad_py.client import Client
+    from numad_py.control.server import ControlServer
+    from numad_py.numa import query_pages
+    from numad_py.topology import read_topology
+
+    child = workload("--mib", "32", "--policy", "preferred", "--node", "0", "--seed", "1320")
+    start, end = child.region()
+    before = child.checksum()
+    ex = Executor(topology=read_topology, pacer=Pacer(0), stall=StallBound(0.02), stop=threading.Event())
+    srv = ControlServer(str(tmp_path / "control.sock"), executor=ex, mode="0600", progress_interval=0.0,
+                        status=lambda: {}).start()
+    try:
+        out = Client(srv.socket_path).request("migrate", pid=child.pid, policy="weighted-interleave 0:3,1:1",
+                                              range=f"{start:x}-{end:x}")
+    finally:
+        srv.stop()
+    assert out["status"] == "done", out
+    page = child.info["page_size"]
+    # page i of the range on the weighted round-robin's node: 0, 0, 0, 1, 0, 0, 0, 1, ...
+    nodes = query_pages(child.pid, [start + i * page for i in range(64)])
+    assert nodes == [0, 0, 0, 1] * 16
+    split = split_of(child)
+    assert split == {0: 24 * MiB, 1: 8 * MiB}, split
+    assert child.checksum() == before
