@@ -179,6 +179,8 @@ def _apply(spec: PolicySpec, args: argparse.Namespace) -> dict[str, str]:
     from ..shim import ShimError, build_policy_env
     if spec.nodes:
         _check_nodes(spec.nodes, cpus=args.cpus)
+    elif args.cpus:
+        raise ExecUsage(f"--cpus needs the policy's nodes; {spec.mode} has none")
     reason = unsupported_reason(spec)
     if reason is not None:
         raise ExecUsage(reason)
