@@ -40,8 +40,6 @@ void numad_home_configure(const char *node)
     long n = strtol(node, &end, 10);
     if (*end || n < 0 || n >= NODEMASK_BITS)
         return;                             /* exec validated it; a hand-set bad value is ignored */
-    real_mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
-    real_mmap64 = (mmap_fn)dlsym(RTLD_NEXT, "mmap64");
     g_home = n;
 }
 
@@ -72,16 +70,18 @@ static void apply_home(void *addr, size_t len)
 
 VISIBLE void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    mmap_fn fn = real_mmap ? real_mmap : (mmap_fn)dlsym(RTLD_NEXT, "mmap");
-    void *p = fn(addr, len, prot, flags, fd, off);
+    if (!real_mmap)                         /* once; idempotent if two threads race */
+        real_mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
+    void *p = real_mmap(addr, len, prot, flags, fd, off);
     give_home(p, len, flags);
     return p;
 }
 
 VISIBLE void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    mmap_fn fn = real_mmap64 ? real_mmap64 : (mmap_fn)dlsym(RTLD_NEXT, "mmap64");
-    void *p = fn(addr, len, prot, flags, fd, off);
+    if (!real_mmap64)
+        real_mmap64 = (mmap_fn)dlsym(RTLD_NEXT, "mmap64");
+    void *p = real_mmap64(addr, len, prot, flags, fd, off);
     give_home(p, len, flags);
     return p;
 }
