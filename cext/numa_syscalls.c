@@ -198,3 +198,90 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
     }
     return 0;
 }
+
+int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
+                   unsigned long page_size, unsigned long first_index,
+                   unsigned long unit_pages, const int *pattern, int npattern,
+                   int flags, void **pages, int *nodes, int *status,
+                   int *after, struct nd_chunk_result *res)
+{
+    if (unit_pages == 0)
+        unit_pages = 1;
+    fill_pages(pages, start, count, page_size);
+    if (nd_move_pages(pid, count, pages, NULL, status, 0) < 0) {
+        res->call_errno = errno;
+        return -1;
+    }
+    /* 1. Settle pages already on their own node and pages that do not exist. */
+    unsigned long n = 0;
+    for (unsigned long i = 0; i < count; i++) {
+        int want = pattern[((first_index + i) / unit_pages) % (unsigned long)npattern];
+        int s = status[i];
+        if (s == want) {
+            res->already++;
+        } else if (s == -ENOENT || s == -EFAULT) {
+            res->not_present++;
+        } else if (s < 0) {
+            res->failed++;
+            if (-s < ND_MAX_ERRNO)
+                res->err_counts[-s]++;
+        } else {
+            pages[n] = pages[i];
+            nodes[n] = want;
+            n++;
+        }
+    }
+    if (n == 0)
+        return 0;
+
+    /* 2. Move them: the one call that stalls the target. */
+    for (unsigned long i = 0; i < n; i++)
+        status[i] = ND_UNREPORTED;
+    int64_t t0 = now_ns();
+    long rc = nd_move_pages(pid, n, pages, nodes, status, flags);
+    int saved = errno;
+    int64_t dt = now_ns() - t0;
+    res->move_calls++;
+    res->total_ns += dt;
+    if (dt > res->longest_ns)
+        res->longest_ns = dt;
+    if (rc < 0) {
+        res->call_errno = saved;
+        return -1;
+    }
+
+    /* 3. As nd_migrate_chunk: look again at pages not reported on their node. */
+    unsigned long unsure = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        if (status[i] == nodes[i]) {
+            res->moved++;
+        } else {
+            pages[unsure] = pages[i];
+            status[unsure] = status[i];
+            nodes[unsure] = nodes[i];
+            unsure++;
+        }
+    }
+    if (unsure == 0)
+        return 0;
+    if (nd_move_pages(pid, unsure, pages, NULL, after, 0) < 0) {
+        res->call_errno = errno;
+        return -1;
+    }
+    for (unsigned long i = 0; i < unsure; i++) {
+        int a = after[i];
+        if (a == nodes[i]) {
+            res->moved++;
+            continue;
+        }
+        res->failed++;
+        int s = status[i];
+        if (s < 0 && s != ND_UNREPORTED && -s < ND_MAX_ERRNO)
+            res->err_counts[-s]++;
+        else if (a < 0 && -a < ND_MAX_ERRNO)
+            res->err_counts[-a]++;
+        else
+            res->other_node++;
+    }
+    return 0;
+}

@@ -51,6 +51,17 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
                      int flags, void **pages, int *nodes, int *status,
                      int *after, struct nd_chunk_result *res);
 
+/* Like nd_migrate_chunk, but every page has ONE right node: page i of the
+ * range (index first_index + i from the range start) belongs on
+ * pattern[((first_index + i) / unit_pages) % npattern], the weighted
+ * round-robin; a page on another node of the pattern is moved too.
+ * unit_pages > 1 keeps a transparent huge page on one node. */
+int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
+                   unsigned long page_size, unsigned long first_index,
+                   unsigned long unit_pages, const int *pattern, int npattern,
+                   int flags, void **pages, int *nodes, int *status,
+                   int *after, struct nd_chunk_result *res);
+
 /* Count pages of [start, start + count*page_size) per node (query only).
  * node_pages has max_nodes entries; errors are counted per errno. */
 int nd_query_range(int pid, uintptr_t start, unsigned long count,

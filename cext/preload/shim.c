@@ -16,6 +16,11 @@
  *   NUMAD_SHIM_STRATEGY   fixed | spread | least-loaded   (unset: shim dormant)
  *   NUMAD_SHIM_NODES      node list "1", "1-3", "0,2"     (fixed: exactly one)
  *   NUMAD_SHIM_MODE       preferred (default) | bind | interleave | preferred-many
+ *                         | weighted-interleave (weights: the machine's table)
+ *   NUMAD_SHIM_BALANCING  1: children's policy gets MPOL_F_NUMA_BALANCING
+ *   NUMAD_SHIM_HOME_NODE  N: each anonymous mmap() gets the task's bind /
+ *                         preferred-many policy with home node N (home.c);
+ *                         works without a strategy too
  *   NUMAD_SHIM_CPUS       1: pin each child to its node's CPUs
  *   NUMAD_SHIM_ROOT       pid: only this process places its children; every
  *                         other process loading the shim (descendants after
@@ -94,6 +99,8 @@
 #define MPOL_BIND_ 2
 #define MPOL_INTERLEAVE_ 3
 #define MPOL_PREFERRED_MANY_ 5
+#define MPOL_WEIGHTED_INTERLEAVE_ 6
+#define MPOL_F_NUMA_BALANCING_ (1 << 13)
 
 enum { STATE_DORMANT = 0, STATE_ACTIVE = 1, STATE_BAD_CONFIG = 2 };
 enum { STRAT_FIXED = 1, STRAT_SPREAD, STRAT_LEAST };
@@ -950,8 +957,12 @@ static void apply_config(const char *strategy, const char *mode, const char *nod
         g_mode = MPOL_INTERLEAVE_;
     else if (!strcmp(mode, "preferred-many") || !strcmp(mode, "preferred_many"))
         g_mode = MPOL_PREFERRED_MANY_;
+    else if (!strcmp(mode, "weighted-interleave"))
+        g_mode = MPOL_WEIGHTED_INTERLEAVE_;    /* weights: the machine's table */
     else
         g_state = STATE_BAD_CONFIG;
+    if ((v = env("NUMAD_SHIM_BALANCING")) && strcmp(v, "0") != 0)
+        g_mode |= MPOL_F_NUMA_BALANCING_;      /* the kernel refuses it but for bind/preferred-many */
 
     if (!nodes || add_nodes(nodes, sysfs) < 0 || g_nnodes == 0)
         g_state = STATE_BAD_CONFIG;
@@ -1060,6 +1071,8 @@ static void configure(void)
         open_stats(v);
     if ((v = env("NUMAD_SHIM_DISABLE")) && strcmp(v, "0") != 0)
         return;
+    if ((v = env("NUMAD_SHIM_HOME_NODE")))
+        numad_home_configure(v);
     const char *strategy = env("NUMAD_SHIM_STRATEGY");
     if (strategy) {
         g_rule = RULE_ENV;

@@ -39,4 +39,8 @@ HIDDEN int numad_rules_evaluate(const char *path, struct numad_rule *out, const 
  * write (see stats_file.c). */
 HIDDEN int numad_stats_open_fd(const char *path);
 
+/* NUMAD_SHIM_HOME_NODE: from now on, anonymous mmap()s get the task's
+ * bind/preferred-many policy with this home node (home.c). */
+HIDDEN void numad_home_configure(const char *node);
+
 #endif

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
@@ -32,6 +33,7 @@ from ..errors import (
 from .. import procfs
 from ..nodes import format_nodes
 from ..numa import PAGE_SIZE, MigrationResult, migrate_ranges
+from ..numa.place import place_ranges
 from ..sense.maps import resolve_memory
 from ..sense.identity import start_time_of
 from ..topology import Topology
@@ -158,8 +160,11 @@ class Executor:
             if progress is not None:
                 progress(done, total)
 
-        result = migrate_ranges(
-            action.pid, ranges, action.target_nodes, move_all=action.move_all,
+        # Interleave policies (action.weights) place each page on its own node; else any target will do.
+        place = partial(place_ranges, weights=dict(action.weights)) if getattr(action, "weights", ()) else \
+            partial(migrate_ranges, nodes=action.target_nodes)
+        result = place(
+            action.pid, ranges, move_all=action.move_all,
             batch_pages=self._stall.batch, next_batch=next_batch, before_chunk=before_chunk,
             progress=chunk_done, cancelled=stop_requested, checked=False,
         )

@@ -250,18 +250,6 @@ def cmd_status(args) -> int:
 
 # --- fork-time placement ---------------------------------------------------
 
-def cmd_exec(args) -> int:
-    from .exec_cmd import exec_main
-    command = args.command_argv[1:] if args.command_argv[:1] == ["--"] else args.command_argv
-    return exec_main(
-        command,
-        node=args.node,
-        spread=_node_list(args.spread) if args.spread else None,
-        least_loaded=_node_list(args.least_loaded) if args.least_loaded else None,
-        cpus=args.cpus, mode=args.mode, table_path=args.table,
-    )
-
-
 def cmd_advise(args) -> int:
     from .advise_cmd import advise_main
     from .requests import socket_path_for
@@ -341,17 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_drain_arguments(p)
     p.set_defaults(func=cmd_drain)
 
-    p = sub.add_parser("exec", help="run a command whose children are placed at fork time")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--node", type=_count, metavar="N", help="the program and its children on node N")
-    g.add_argument("--spread", metavar="NODES", help="children round-robin over NODES")
-    g.add_argument("--least-loaded", metavar="NODES", help="each child on the node of NODES with most free memory")
-    p.add_argument("--cpus", action="store_true", help="also pin each child to its node's CPUs")
-    p.add_argument("--mode", default="preferred", help="policy set for the child: preferred (default), bind, "
-                   "interleave, preferred-many")
-    p.add_argument("--table", metavar="PATH", help="node table the daemon publishes (for --least-loaded)")
-    p.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    from .exec_cmd import add_exec_arguments, cmd_exec
+    p = sub.add_parser("exec", help="run a command under a memory policy, or with its children placed at fork")
+    add_exec_arguments(p)
     p.set_defaults(func=cmd_exec)
+
+    from .weights_cmd import add_weights_arguments
+    p = sub.add_parser("weights", help="show or set the machine's weighted-interleave weights")
+    add_weights_arguments(p)
 
     p = sub.add_parser("advise", help="where a new workload of N CPUs (and SIZE memory) fits best now")
     p.add_argument("--cpus", required=True, metavar="N")

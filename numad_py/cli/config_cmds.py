@@ -20,11 +20,19 @@ def _online_nodes(sys_root: str = "/sys") -> frozenset[int] | None:
     return online_nodes(sys_root)
 
 
+def _unsupported_policies() -> dict[str, str] | None:
+    """Policy modes this kernel lacks (a rule naming one is an error here); None without NUMA."""
+    if _online_nodes() is None:
+        return None
+    from ..numa.policy import unsupported_modes
+    return unsupported_modes()
+
+
 def _load(config_path: str | None) -> Config | None:
     """The config, or None after printing each problem to stderr."""
     path = Path(config_path) if config_path else DEFAULT_CONFIG_PATH
     try:
-        return load_config(path, online_nodes=_online_nodes())
+        return load_config(path, online_nodes=_online_nodes(), unsupported_policies=_unsupported_policies())
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

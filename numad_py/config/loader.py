@@ -63,13 +63,15 @@ def rules_files(config_path: Path) -> list[Path]:
     return sorted((config_path.parent / RULES_DIR).glob("*.toml"))
 
 
-def load_config(path: Path, *, online_nodes: frozenset[int] | None) -> Config:
+def load_config(path: Path, *, online_nodes: frozenset[int] | None,
+                unsupported_policies: dict[str, str] | None = None) -> Config:
     """Load the main file and its rules.d; raise :class:`ConfigError` listing every problem.
 
     ``online_nodes``: the machine's nodes, to reject rules naming others; None skips that check.
+    ``unsupported_policies``: policy modes this kernel lacks -> why (one line); None skips that check.
     """
     problems: list[Problem] = []
-    context = {"online_nodes": online_nodes}
+    context = {"online_nodes": online_nodes, "unsupported_policies": unsupported_policies}
     main = _load_file(path, ConfigFile, context, problems)
     rules = list(main.rule) if main else []
     files = [str(path)]

@@ -33,6 +33,7 @@ from ..nodes import NODE_SETS, NodeListError, format_nodes, parse_nodes
 from ..selectors import check_selector
 from ..stall import DEFAULT_MAX_STALL
 from ..units import parse_duration, parse_size
+from .policy import PolicyTable, policy_nodes_as_rule_nodes
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -279,13 +280,27 @@ class Rule(_Model):
     numa_balancing: bool | None = Field(
         None,
         description="false = say in plans that this rule wants kernel NUMA balancing kept off its processes. "
-        "Linux has no per-process opt-out, so nothing else changes: turn kernel.numa_balancing off, "
-        "or expect it may move pages back. Unset = no note.",
+        "A running process cannot be opted out from outside: plans say so (turn kernel.numa_balancing off, "
+        "or start it through `numad-py exec` with an explicit policy, which balancing leaves alone). Unset = no note.",
     )
     spread_children: str | None = Field(
         None,
         description="Node list the fork-time shim spreads this program's children over, e.g. \"0-3\".",
     )
+
+    # --- memory policy (issue 13): its nodes become `nodes` (see _policy_nodes) ---
+    policy: PolicyTable | None = Field(
+        None,
+        description="Memory policy, e.g. { mode = \"weighted-interleave\", weights = { 0 = 3, 2 = 1 } }: running "
+        "processes get their pages moved to match (interleave modes: page i to the weighted round-robin's "
+        "node); new allocations follow it only in processes started through exec or the shim.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_nodes(cls, data: object) -> object:
+        return policy_nodes_as_rule_nodes(data)
+    # --- end memory policy ---
 
     _source: str = PrivateAttr("")
     _index: int = PrivateAttr(0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .wire import (  # noqa: F401  (re-exported: the protocol's one namespace)
     VERSION,
@@ -42,6 +42,7 @@ from .wire import (  # noqa: F401  (re-exported: the protocol's one namespace)
     _short,
 )
 from ..nodes import MAX_NODE, NodeListError, format_nodes, parse_nodes
+from ..policyspec import parse_policy
 from ..sense.maps import is_range, parse_range
 
 # --- request models ----------------------------------------------------------
@@ -99,7 +100,10 @@ def _selectors(value: str | list[str] | None, *, what: str) -> tuple[str, ...]:
 class MigrateRequest(_Request):
     op: Literal["migrate"]
     pid: Pid
-    to: Node | list[Node] | Text
+    to: Node | list[Node] | Text | None = None
+    # Instead of `to`: an interleave policy in the shared vocabulary ("weighted-interleave 0:3,1:1"):
+    # page i goes to the weighted round-robin's node (docs/policies.md).
+    policy: Text | None = None
     range: Text | list[Text] | None = None
     mapping: Text | list[Text] | None = None
     move_all: bool = False
@@ -108,7 +112,37 @@ class MigrateRequest(_Request):
     @field_validator("to")
     @classmethod
     def _to(cls, value):
-        return _node_spec(value)
+        return None if value is None else _node_spec(value)
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value):
+        if value is None:
+            return None
+        spec = parse_policy(value)      # PolicySpecError is a ValueError with the reason
+        if not spec.spreads_pages():
+            raise ValueError(f"policy {spec.mode} here: use `to` for a node set; policy takes interleave "
+                             "or weighted-interleave")
+        return spec.text()
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if self.to is None and self.policy is None:
+            raise ValueError('missing field "to" (or "policy": an interleave policy)')
+        if self.to is not None and self.policy is not None:
+            raise ValueError('give "to" (node list) or "policy" (interleave policy), not both')
+        return self
+
+    @property
+    def target_text(self) -> str:
+        """The node list to check and move onto (the policy's nodes when a policy is given)."""
+        if self.policy is not None:
+            return format_nodes(parse_policy(self.policy).nodes)
+        return str(self.to)   # normalised to text by _to
+
+    @property
+    def weights(self) -> tuple[tuple[int, int], ...]:
+        return () if self.policy is None else tuple(sorted(parse_policy(self.policy).weight_map().items()))
 
     @field_validator("range")
     @classmethod

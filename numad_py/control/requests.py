@@ -14,6 +14,8 @@ line — malformed, forbidden, busy or gone alike — with every field quoted.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncio
 import logging
 import threading
@@ -191,7 +193,7 @@ class Requests:
 
     async def _start_migrate(self, conn: Connection, req) -> None:
         self.jobs.check_capacity(conn, req.id, self.max_inflight)
-        target = await self.off_loop(lambda: self.host.target_nodes(req.to))
+        target = await self.off_loop(lambda: self.host.target_nodes(req.target_text))
         # Identity and owner in ONE snapshot; the job re-reads it before every chunk.
         creds = await self.off_loop(lambda: self.host.credentials(req.pid))
         self._require(conn, "migrate", target_uids=creds.uids, target_pid=req.pid,
@@ -204,6 +206,7 @@ class Requests:
         action = make_action(pid=req.pid, start_time=creds.start_time, comm=creds.comm,
                              rule=f"request:uid{conn.peer.uid}", target=target, memory=req.memory,
                              move_all=req.move_all, reason=f"request {req.id} from {conn.peer.describe()}")
+        action = replace(action, weights=req.weights)   # interleave policy: page i to its node
         job = self._new_job(conn, req)
         cancelled = guarded(job, creds, self.host.credentials, admin=conn.admin)
         progress = progress_sender(job, self.progress_interval, req.progress)

@@ -41,7 +41,8 @@ def load_config_safely(path: Path) -> Config:
     """load_config, with anything it may raise (UnicodeDecodeError, RecursionError,
     OverflowError... from a hostile file) turned into a one-problem ConfigError."""
     try:
-        return load_config(path, online_nodes=online_nodes())
+        from ..numa.policy import unsupported_modes   # a rule with a mode this kernel lacks is an error
+        return load_config(path, online_nodes=online_nodes(), unsupported_policies=unsupported_modes())
     except ConfigError:
         raise
     except Exception as exc:

@@ -27,6 +27,9 @@ class Action:
     misplaced_bytes: int = 0
     reason: str = ""
     numa_balancing: bool | None = None       # the rule's wish (False = balancing off); reported, not enforced
+    # (node, weight) pairs: place page i on the weighted round-robin's node (interleave policies);
+    # empty = any target node will do
+    weights: tuple[tuple[int, int], ...] = ()
 
     @property
     def identity(self) -> Identity:
@@ -45,6 +48,7 @@ class Action:
             "from_nodes": format_nodes(self.from_nodes),
             "misplaced_bytes": self.misplaced_bytes,
             "numa_balancing": self.numa_balancing,
+            "weights": {str(n): w for n, w in self.weights},
             "reason": self.reason,
         }
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from ..config.models import AUTO, Config, DaemonSettings, Rule
 from ..units import format_size
 from ..nodes import format_nodes
-from . import nodesets
+from . import interleave, nodesets
 from .actions import KIND_ORDER, Action, Plan
 from .auto import choose_node
 from .history import History, ProcessHistory
@@ -91,7 +91,10 @@ def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: Daemo
     target, target_why = _target(proc, rule, snapshot)
     if not target:
         return [_action("advise", proc, rule, frozenset(), f"rule {rule.name!r}: {target_why}; not acting")]
-    actions = _memory_actions(proc, rule, snapshot, target, target_why, unmovable)
+    if rule.policy is not None and rule.policy.spec().spreads_pages():
+        actions = _split_actions(proc, rule, snapshot, target, unmovable)
+    else:
+        actions = _memory_actions(proc, rule, snapshot, target, target_why, unmovable)
     if rule.cpus:
         actions.extend(_cpu_actions(proc, rule, snapshot, target))
     if rule.nodes == AUTO and not rule.is_auto_enabled(daemon):
@@ -146,6 +149,26 @@ def _memory_actions(
     ]
 
 
+def _split_actions(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, target: frozenset[int],
+                   unmovable: int) -> list[Action]:
+    """Interleave policies: move pages until each node holds its weighted share."""
+    assert rule.policy is not None
+    spec = rule.policy.spec()
+    weights = {n: w for n, w in spec.weight_map().items() if n in target}
+    if proc.residency is None:
+        reason = f"rule {rule.name!r}: cannot tell where its memory is (numa_maps unreadable); not moving blindly"
+        return [_action("advise", proc, rule, target, reason)]
+    resident = sum(proc.residency.values())
+    excess = interleave.excess_by_node(dict(proc.residency), weights)
+    if interleave.split_is_placed(sum(excess.values()), resident, unmovable):
+        return []
+    reason = (f"rule {rule.name!r}: {format_size(sum(excess.values()))} of {format_size(resident)} resident is "
+              f"off its share: {interleave.describe_split(dict(proc.residency), weights)}"
+              f"{interleave.new_allocations_note(spec)}{_balancing_note(rule, snapshot)}")
+    return [replace(_action("migrate", proc, rule, frozenset(weights), reason, from_nodes=frozenset(excess),
+                            misplaced_bytes=sum(excess.values())), weights=tuple(sorted(weights.items())))]
+
+
 def _cpu_actions(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, target: frozenset[int]) -> list[Action]:
     cpus = snapshot.cpus_of(target)
     if not cpus:
@@ -166,7 +189,8 @@ def _balancing_note(rule: Rule, snapshot: Snapshot) -> str:
         return ""
     if rule.numa_balancing is False:
         return (f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and the rule wants it off, "
-                "but Linux has no per-process opt-out: it may move pages back")
+                "which cannot be done for a running process from outside: it may move pages back "
+                "(a process started through `numad-py exec` with an explicit policy is left alone by it)")
     return f"; kernel NUMA balancing is on (mode {snapshot.numa_balancing}) and may move pages back"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .._numa import ffi, lib
 from ..errors import InvalidArgument, Unsupported, raise_for_errno
 from ..topology import online_nodes
+from ..policyspec import BALANCING_NEEDS, HOME_NODE_NEEDS, PolicySpec
 from .masks import check_nodes, mask_nodes, nodemask
 
 
@@ -67,10 +68,18 @@ def allowed_nodes() -> frozenset[int]:
     return mask_nodes(mask)
 
 
-def set_mempolicy(mode: Mode, nodes: Iterable[int] = ()) -> None:
-    """Set the calling thread's policy; children forked later inherit it."""
+def set_mempolicy(mode: Mode, nodes: Iterable[int] = (), *, balancing: bool = False) -> None:
+    """Set the calling thread's policy; children forked later inherit it.
+
+    ``balancing``: MPOL_F_NUMA_BALANCING, kernel NUMA balancing may move the
+    pages among the policy's nodes (bind; preferred-many on 6.10+).  Without it
+    an explicit policy keeps balancing from migrating the thread's pages.
+    """
     mode = Mode(mode)
     _require(mode)
+    if balancing and not supports_balancing(mode):
+        raise Unsupported(f"balancing with {mode.name.lower().replace('_', '-')} is unsupported on this "
+                          f"kernel (needs Linux {BALANCING_NEEDS.get(_mode_name(mode), '5.12')}+, bind or preferred-many)")
     nodes = frozenset(nodes)
     if mode in _NODELESS_MODES and nodes:
         raise InvalidArgument(f"{mode.name.lower()} policy takes no nodes")
@@ -79,7 +88,8 @@ def set_mempolicy(mode: Mode, nodes: Iterable[int] = ()) -> None:
     if mode == Mode.PREFERRED and len(nodes) != 1:
         raise InvalidArgument("preferred takes exactly one node (use preferred-many for several)")
     mask, maxnode = nodemask(nodes)
-    if lib.nd_set_mempolicy(mode, mask if nodes else ffi.NULL, maxnode if nodes else 0) < 0:
+    flagged = mode | (lib.MPOL_F_NUMA_BALANCING if balancing else 0)
+    if lib.nd_set_mempolicy(flagged, mask if nodes else ffi.NULL, maxnode if nodes else 0) < 0:
         _raise_policy_errno(ffi.errno, "set_mempolicy", mode, nodes)
 
 
@@ -145,6 +155,58 @@ def _require(mode: Mode) -> None:
 def _unsupported_text(mode: Mode) -> str:
     name = mode.name.lower().replace("_", "-")
     return f"memory policy {name} is unsupported on this kernel (needs Linux {_OPTIONAL_MODES[mode]}+)"
+
+
+def _mode_name(mode: Mode) -> str:
+    return mode.name.lower().replace("_", "-")
+
+
+_balancing_cache: dict[Mode, bool] = {}
+
+
+def supports_balancing(mode: Mode) -> bool:
+    """Whether the kernel takes MPOL_F_NUMA_BALANCING with ``mode`` (probed in a throw-away thread)."""
+    mode = Mode(mode)
+    if mode not in (Mode.BIND, Mode.PREFERRED_MANY) or not supports(mode):
+        return False
+    if mode not in _balancing_cache:
+        result = []
+
+        def probe():
+            mask, maxnode = nodemask((min(allowed_nodes()),))
+            result.append(lib.nd_set_mempolicy(mode | lib.MPOL_F_NUMA_BALANCING, mask, maxnode) == 0)
+
+        t = threading.Thread(target=probe, name="numad-probe")
+        t.start()
+        t.join()
+        _balancing_cache[mode] = bool(result and result[0])
+    return _balancing_cache[mode]
+
+
+def unsupported_reason(spec: PolicySpec) -> str | None:
+    """One line saying why the running kernel cannot take ``spec``, or None when it can."""
+    mode = Mode.parse(spec.mode)
+    if not supports(mode):
+        return f"memory policy {spec.mode} is unsupported on this kernel (needs Linux {_OPTIONAL_MODES[mode]}+)"
+    if spec.home_node is not None and not supports_home_node():
+        return f"home-node is unsupported on this kernel (needs Linux {HOME_NODE_NEEDS}+)"
+    if spec.balancing and not supports_balancing(mode):
+        return (f"balancing with {spec.mode} is unsupported on this kernel "
+                f"(needs Linux {BALANCING_NEEDS[spec.mode]}+)")
+    return None
+
+
+def unsupported_modes() -> dict[str, str]:
+    """Mode name -> the one-line reason, for every mode this kernel lacks (for check-config)."""
+    return {_mode_name(m): _unsupported_text(m) for m in _OPTIONAL_MODES if not supports(m)}
+
+
+def apply_policy(spec: PolicySpec) -> None:
+    """Make ``spec`` the calling thread's policy (weights are the system table's: see weights.py)."""
+    reason = unsupported_reason(spec)
+    if reason is not None:
+        raise Unsupported(reason)
+    set_mempolicy(Mode.parse(spec.mode), spec.nodes, balancing=spec.balancing)
 
 
 def supports_home_node() -> bool:

@@ -10,6 +10,9 @@ started with ``AT_SECURE``, e.g. setuid):
 ``NUMAD_SHIM_STRATEGY``   ``fixed`` | ``spread`` | ``least-loaded`` (unset: the rules file decides)
 ``NUMAD_SHIM_NODES``      node list (``1``, ``1-3``); ``fixed`` takes exactly one
 ``NUMAD_SHIM_MODE``       ``preferred`` (default) | ``bind`` | ``interleave`` | ``preferred-many``
+                          | ``weighted-interleave`` (weights: the machine's table)
+``NUMAD_SHIM_BALANCING``  ``1``: the children's policy gets MPOL_F_NUMA_BALANCING
+``NUMAD_SHIM_HOME_NODE``  N: each anonymous mmap() gets the task policy with home node N
 ``NUMAD_SHIM_CPUS``       ``1``: pin each child to its node's CPUs
 ``NUMAD_SHIM_ROOT``       pid of the one process that places its children
                           (``exec`` sets it to its own pid, which survives exec)
@@ -30,7 +33,7 @@ command lives in ``numad_py/cli/exec_cmd.py``.  See docs/shim.md.
 from __future__ import annotations
 
 from .locate import (
-    ENV_PREFIX, LIBRARY_NAME, SHIM_MODES, STRATEGIES, ShimError, build_env, shim_path,
+    ENV_PREFIX, LIBRARY_NAME, SHIM_MODES, STRATEGIES, ShimError, build_env, build_policy_env, shim_path,
 )
 from .patterns import NotExpressible, regex_to_globs
 from .rules import (
@@ -51,7 +54,7 @@ __all__ = [
     "RULES_HEADER", "RULES_MAX_BYTES", "RULES_MAX_INCLUDES", "RULES_MAX_LINE", "RULES_MAX_RULES",
     "SHIM_MODES", "STATS_HEADER", "STATS_MAGIC", "STATS_SIZE", "STRATEGIES", "TABLE_ENTRY",
     "TABLE_HEADER", "TABLE_MAGIC", "NodeTable", "NotExpressible", "ShimError", "ShimRuleLine",
-    "ShimRules", "TableNode", "build_env", "compile_shim_rules", "decode_stats", "decode_table",
+    "ShimRules", "TableNode", "build_env", "build_policy_env", "compile_shim_rules", "decode_stats", "decode_table",
     "encode_shim_rules", "encode_table", "process_stats", "publish_node_table",
     "publish_shim_rules", "read_node_table", "read_stats", "regex_to_globs", "shim_path",
 ]

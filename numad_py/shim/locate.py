@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 from ..nodes import format_nodes
+from ..policyspec import PolicySpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent      # numad_py/
 LIBRARY_NAME = "libnumad_shim.so"                          # built by setup.py (build_shim)
 
 STRATEGIES = ("fixed", "spread", "least-loaded")
-SHIM_MODES = ("preferred", "bind", "interleave", "preferred-many")
+SHIM_MODES = ("preferred", "bind", "interleave", "preferred-many", "weighted-interleave")
 ENV_PREFIX = "NUMAD_SHIM_"
 
 
@@ -38,6 +39,7 @@ def build_env(
     nodes: Iterable[int],
     mode: str = "preferred",
     cpus: bool = False,
+    balancing: bool = False,
     root_pid: int | None = None,
     table_path: str | os.PathLike | None = None,
     stats_path: str | os.PathLike | None = None,
@@ -62,10 +64,26 @@ def build_env(
     env["NUMAD_SHIM_MODE"] = mode
     if cpus:
         env["NUMAD_SHIM_CPUS"] = "1"
+    if balancing:
+        env["NUMAD_SHIM_BALANCING"] = "1"
     if root_pid is not None:
         env["NUMAD_SHIM_ROOT"] = str(root_pid)
     if table_path is not None:
         env["NUMAD_SHIM_TABLE"] = str(table_path)
     if stats_path is not None:
         env["NUMAD_SHIM_STATS"] = str(stats_path)
+    return env
+
+
+def build_policy_env(base: Mapping[str, str], spec: PolicySpec, *,
+                     library: str | os.PathLike | None = None) -> dict[str, str]:
+    """The environment for a program exec sets ``spec`` on: the policy itself is inherited,
+    so the shim is preloaded only for a home node (given per mmap(), see cext/preload/home.c). Pure."""
+    env = {k: v for k, v in base.items() if not k.startswith(ENV_PREFIX)}
+    if spec.home_node is None:
+        return env
+    lib = str(library if library is not None else shim_path())
+    existing = [p for p in env.get("LD_PRELOAD", "").replace(":", " ").split() if p and p != lib]
+    env["LD_PRELOAD"] = " ".join([lib, *existing])
+    env["NUMAD_SHIM_HOME_NODE"] = str(spec.home_node)
     return env

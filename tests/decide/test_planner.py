@@ -117,7 +117,8 @@ def test_reason_carries_the_numbers():
     assert action.reason == (
         "rule 'r0': 1.0GiB of 2.0GiB resident is outside node 1 (1.0GiB on node 0); target node 1 from the rule; "
         "kernel NUMA balancing is on (mode 1) and the rule wants it off, "
-        "but Linux has no per-process opt-out: it may move pages back"
+        "which cannot be done for a running process from outside: it may move pages back "
+        "(a process started through `numad-py exec` with an explicit policy is left alone by it)"
     )
     assert action.numa_balancing is False
     assert action.to_dict()["target_nodes"] == "1"

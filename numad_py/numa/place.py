@@ -1,0 +1,133 @@
+"""Placing pages of a running process by weighted round-robin (interleave, weighted-interleave).
+
+Another process's memory policy cannot be set from outside, but its pages can
+be moved: page *i* of each range goes to the node the weighted round-robin
+gives it (``policyspec.node_of_page``), the split a weighted-interleave policy
+would have made.  Same chunking, budget hook and stall bound as
+:func:`numad_py.numa.migrate.migrate_ranges`; only the per-page target differs
+(a page on another node of the set is moved too, so the split is exact).
+
+Where a mapping holds transparent huge pages, the unit of the round-robin is
+the 2 MiB huge page (its 512 base pages share one node): the kernel moves a
+THP whole, so per-base-page targets would bounce it between nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import procfs
+from .._numa import ffi, lib
+from ..errors import InvalidArgument, NumaError, page_outcome_name
+from ..policyspec import weighted_pattern
+from ..stall import DEFAULT_MAX_STALL
+from .masks import HUGE_PAGE_SIZE, PAGE_SIZE, check_nodes
+from .migrate import MAX_BATCH, _batch_policy, _page_range, _Scratch, raise_syscall_error
+from .results import MigrationResult
+
+HUGE_UNIT = HUGE_PAGE_SIZE // PAGE_SIZE
+
+
+def place_ranges(
+    pid: int,
+    ranges: Sequence[tuple[int, int]],
+    weights: dict[int, int],
+    *,
+    move_all: bool = False,
+    batch_pages: int | None = None,
+    next_batch: Callable[[int, float], int] | None = None,
+    max_stall: float | None = DEFAULT_MAX_STALL,
+    before_chunk: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    checked: bool = False,
+) -> MigrationResult:
+    """Move the pages of ``ranges`` of ``pid`` so page i sits on the weighted round-robin's node.
+
+    ``weights``: node -> weight (1 each for plain interleave).  Options as
+    :func:`~numad_py.numa.migrate.migrate_ranges`.
+    """
+    if not weights:
+        raise InvalidArgument("weighted placement needs at least one node")
+    nodes = sorted(weights if checked else check_nodes(weights))
+    pattern = weighted_pattern(weights)
+    spans = [_page_range(start, end) for start, end in ranges]
+    total_pages = sum(n for _first, n in spans)
+    result = MigrationResult(pid=pid, target=frozenset(nodes))
+    if not total_pages:
+        return result
+    batch, adapt = _batch_policy(batch_pages, next_batch, max_stall)
+    batch = max(1, min(MAX_BATCH, batch))
+    scratch = _Scratch(min(MAX_BATCH, max(n for _first, n in spans)))
+    c_pattern = ffi.new("int[]", list(pattern))
+    flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
+    huge = _huge_mappings(pid)
+    done_pages = 0
+    t0 = time.monotonic()
+    for first, npages in spans:
+        # THP ranges count units from 2 MiB boundaries, so a unit is one huge page.
+        unit = HUGE_UNIT if _overlaps(first, first + npages * PAGE_SIZE, huge) else 1
+        index0 = first // PAGE_SIZE if unit > 1 else 0   # page i of the range is index0 + i
+        offset = 0
+        while offset < npages and not result.cancelled:
+            if cancelled is not None and cancelled():
+                result.cancelled = True
+                break
+            addr = first + offset * PAGE_SIZE
+            count = min(batch, npages - offset, scratch.size)
+            if unit > 1 and count < npages - offset:
+                # end on a huge page boundary, so one THP is handled by one chunk
+                end = addr + count * PAGE_SIZE
+                aligned = end - end % HUGE_PAGE_SIZE
+                count = (aligned - addr) // PAGE_SIZE if aligned > addr else count
+            if before_chunk is not None:
+                before_chunk(count * PAGE_SIZE)
+            chunk = _place_chunk(pid, addr, count, index0 + offset, unit, c_pattern, len(pattern),
+                                 flags, scratch, nodes)
+            result.add(chunk)
+            offset += count
+            done_pages += count
+            if progress is not None:
+                progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
+            if adapt is not None and chunk.calls:
+                batch = max(1, min(MAX_BATCH, adapt(count, chunk.longest_call_seconds)))
+    result.pages_requested = total_pages
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def _huge_mappings(pid: int) -> list[tuple[int, int]]:
+    """(start, end) of the mappings holding transparent huge pages."""
+    try:
+        huge = procfs.anon_huge_bytes(pid)
+        return [(m.start, m.end) for m in procfs.maps(pid) if huge.get(m.start, 0)]
+    except NumaError:
+        return []
+
+
+def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    return any(s < end and start < e for s, e in spans)
+
+
+def _place_chunk(pid: int, start: int, count: int, first_index: int, unit: int, c_pattern: Any,
+                 npattern: int, flags: int, scratch: _Scratch, nodes: Sequence[int]) -> MigrationResult:
+    res = ffi.new("struct nd_chunk_result *")
+    rc = lib.nd_place_chunk(pid, start, count, PAGE_SIZE, first_index, unit, c_pattern, npattern, flags,
+                            scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
+    if rc < 0:
+        op = "move_pages_all" if flags & lib.MPOL_MF_MOVE_ALL else "move_pages"
+        raise_syscall_error(res.call_errno, op=op, pid=pid, targets=nodes)
+    failed: Counter[str] = Counter()
+    for err in range(1, lib.ND_MAX_ERRNO):
+        if res.err_counts[err]:
+            failed[page_outcome_name(err)] += res.err_counts[err]
+    if res.other_node:
+        failed["not_moved"] += res.other_node
+    return MigrationResult(
+        pid=pid, target=frozenset(), moved=res.moved, already=res.already,
+        not_present=res.not_present, failed=failed, calls=res.move_calls,
+        seconds=res.total_ns / 1e9, longest_call_seconds=res.longest_ns / 1e9,
+    )
