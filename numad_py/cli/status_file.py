@@ -7,11 +7,14 @@ that a daemon runs: its ``pid`` and ``start_time`` must name a live process.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..errors import NumaError
 
 from ..defaults import RUNTIME_DIR as DEFAULT_RUNTIME_DIR  # written once
+
+TYPE_CHECKING = False  # typing itself costs a CLI start-up; mypy reads this name as true
+if TYPE_CHECKING:
+    from typing import Any
 
 # procfs and the daemon's runtime module (dataclasses, logging, tempfile) are imported
 # only on the paths that need them: `status` runs at start-up cost.
