@@ -159,17 +159,19 @@ def bench_migrate() -> None:
     mib, batch = ARGS.mib, numa.DEFAULT_BATCH
     out = {}
     for kind in ("4k", "thp"):
-        s = {"py": [], "c_move": [], "c_qmq": [], "py_moved_ok": [], "huge_pages": [], "pages_queried": []}
+        s = {"py": [], "py_fixed": [], "c_move": [], "c_qmq": [], "py_moved_ok": [], "huge_pages": [],
+             "pages_queried": []}
         with hold(mib, 0, kind) as h:
             pages = (h.info["end"] - h.info["start"]) // PAGE
             where = 0
             for rep in range(ARGS.reps):
                 # A B C C B A over the two directions: each tool moves 0->1 and 1->0 equally often.
-                order = ["py", "c_move", "c_qmq"]
+                order = ["py", "py_fixed", "c_move", "c_qmq"]
                 for tool in (order + order[::-1]) if rep % 2 == 0 else (order[::-1] + order):
                     dst = 1 - where
-                    if tool == "py":
-                        dt, r = py_move(h, dst, batch_pages=batch)
+                    if tool.startswith("py"):
+                        # py: the default (stall-bounded batches); py_fixed: C's batch, no bound.
+                        dt, r = py_move(h, dst, batch_pages=batch, **({"max_stall": None} if tool == "py_fixed" else {}))
                         s["py_moved_ok"].append(r.moved + r.already == pages)
                         s["huge_pages"].append(r.huge_pages)
                         s["pages_queried"].append(r.pages_queried)
@@ -186,7 +188,7 @@ def bench_migrate() -> None:
         pairs = [c / p for c, p in zip(s["c_move"], s["py"])]
         s["ratio_throughput_vs_c_move"] = med(pairs)
         s["ratio_throughput_vs_c_qmq"] = med([c / p for c, p in zip(s["c_qmq"], s["py"])])
-        s["us_per_page"] = {k: med(s[k]) / pages * 1e6 for k in ("py", "c_move", "c_qmq")}
+        s["us_per_page"] = {k: med(s[k]) / pages * 1e6 for k in ("py", "py_fixed", "c_move", "c_qmq")}
         out[kind] = s
         log(f"migrate {kind}: py {s['us_per_page']['py']:.2f} us/page, C move {s['us_per_page']['c_move']:.2f}, "
             f"C qmq {s['us_per_page']['c_qmq']:.2f}; ratio {s['ratio_throughput_vs_c_move']:.3f}")
@@ -202,6 +204,11 @@ def bench_migrate() -> None:
             f"{s['pages_queried'][-1]} of {pages} pages queried before their move; "
             f"{s['ratio_vs_c_move_without_fixed']:.3f} without the per-call fixed costs ({fixed * 1e3:.0f} ms); "
             f"ratio of the fastest runs {s['ratio_of_minimums']:.3f}")
+        fixed_pairs = [c / p for c, p in zip(s["c_move"], s["py_fixed"])]
+        row("1c", f"  {label}: numad-py at C's batch ({batch} pages, no stall bound) / C move_pages",
+            round(med(fixed_pairs), 3), ">= 0.95", med(fixed_pairs) >= 0.95, ratios=fixed_pairs,
+            note=f"{s['us_per_page']['py_fixed']:.2f} vs {s['us_per_page']['c_move']:.2f} us/page: the query, "
+                 "Python and per-call costs alone (row 1 also pays the stall bound's smaller batches)")
         r2 = s["ratio_throughput_vs_c_qmq"]
         row("1b", f"  {label}: numad-py / C doing the same query+move+query", round(r2, 3), None, None,
             ratios=[c / p for c, p in zip(s["c_qmq"], s["py"])], note=f"C qmq {s['us_per_page']['c_qmq']:.2f} us/page (Python overhead alone)")

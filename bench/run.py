@@ -125,7 +125,7 @@ def boot(rundir: Path, kernel: str, vng: str, timeout: float) -> bool:
 
 
 # Rows written before rows carried their benchmark's name.
-_BENCH_OF_ID = {"1": "migrate", "1b": "migrate", "i2": "migrate", "2": "batch", "2b": "batch", "3": "stall",
+_BENCH_OF_ID = {"1": "migrate", "1b": "migrate", "1c": "migrate", "i2": "migrate", "2": "batch", "2b": "batch", "3": "stall",
                 "3b": "stall", "4": "whole", "4b": "whole", "i2a": "numastat", "i2b": "numastat", "5": "fork",
                 "5a": "fork", "5b": "fork", "6": "scan", "6b": "scan", "6c": "scan", "7": "placement",
                 "7b": "placement", "n1": "numad", "n0": "numad", "n1b": "numad", "n1c": "numad", "n2": "numad", "n3": "numad",
