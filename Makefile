@@ -23,7 +23,7 @@ sysdeps:
 $(STAMP): setup.py pyproject.toml $(wildcard cext/*.c cext/*.h cext/*.py cext/preload/*.c cext/preload/*.h)
 	@bash tests/vm/setup.sh --packages
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,lint]' --config-settings editable_mode=compat
 	@touch $@
 
 venv: $(STAMP)

@@ -31,12 +31,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from numad_py import numa  # noqa: E402
 from numad_py.act.pacing import StallBound  # noqa: E402
 from numad_py.config import load_config  # noqa: E402
 from numad_py.sense.processes import Sensor  # noqa: E402
 from numad_py.topology import online_nodes  # noqa: E402
+from spread import spread, verdict  # noqa: E402
 
 PAGE = numa.PAGE_SIZE
 PY = sys.executable
@@ -60,9 +62,17 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def row(fig: str, name: str, value, goal: str | None, met: bool | None, note: str = "") -> None:
-    ROWS.append({"bench": CURRENT, "id": fig, "figure": name, "value": value, "goal": goal or "-",
-                 "met": None if met is None else bool(met), "note": note})
+def row(fig: str, name: str, value, goal: str | None, met: bool | None, note: str = "",
+        ratios: list[float] | None = None) -> None:
+    """One table row.  With the paired ``ratios``, the value is their median and the goal is
+    met only when the median and the far end of their spread both meet it (bench/spread.py)."""
+    r = {"bench": CURRENT, "id": fig, "figure": name, "value": value, "goal": goal or "-",
+         "met": None if met is None else bool(met), "note": note}
+    if ratios:
+        s = spread(ratios)
+        v = verdict(goal, s)
+        r.update(value=round(s["median"], 3), spread=s, verdict=v, met=None if v is None else v == "yes")
+    ROWS.append(r)
 
 
 # --- processes --------------------------------------------------------------
@@ -149,19 +159,22 @@ def bench_migrate() -> None:
     mib, batch = ARGS.mib, numa.DEFAULT_BATCH
     out = {}
     for kind in ("4k", "thp"):
-        s = {"py": [], "c_move": [], "c_qmq": [], "py_moved_ok": [], "huge_pages": []}
+        s = {"py": [], "py_fixed": [], "c_move": [], "c_qmq": [], "py_moved_ok": [], "huge_pages": [],
+             "pages_queried": []}
         with hold(mib, 0, kind) as h:
             pages = (h.info["end"] - h.info["start"]) // PAGE
             where = 0
             for rep in range(ARGS.reps):
                 # A B C C B A over the two directions: each tool moves 0->1 and 1->0 equally often.
-                order = ["py", "c_move", "c_qmq"]
+                order = ["py", "py_fixed", "c_move", "c_qmq"]
                 for tool in (order + order[::-1]) if rep % 2 == 0 else (order[::-1] + order):
                     dst = 1 - where
-                    if tool == "py":
-                        dt, r = py_move(h, dst, batch_pages=batch)
+                    if tool.startswith("py"):
+                        # py: the default (stall-bounded batches); py_fixed: C's batch, no bound.
+                        dt, r = py_move(h, dst, batch_pages=batch, **({"max_stall": None} if tool == "py_fixed" else {}))
                         s["py_moved_ok"].append(r.moved + r.already == pages)
                         s["huge_pages"].append(r.huge_pages)
+                        s["pages_queried"].append(r.pages_queried)
                     else:
                         c = c_move(h, dst, batch, tool[2:])
                         dt = c["seconds"]
@@ -175,7 +188,7 @@ def bench_migrate() -> None:
         pairs = [c / p for c, p in zip(s["c_move"], s["py"])]
         s["ratio_throughput_vs_c_move"] = med(pairs)
         s["ratio_throughput_vs_c_qmq"] = med([c / p for c, p in zip(s["c_qmq"], s["py"])])
-        s["us_per_page"] = {k: med(s[k]) / pages * 1e6 for k in ("py", "c_move", "c_qmq")}
+        s["us_per_page"] = {k: med(s[k]) / pages * 1e6 for k in ("py", "py_fixed", "c_move", "c_qmq")}
         out[kind] = s
         log(f"migrate {kind}: py {s['us_per_page']['py']:.2f} us/page, C move {s['us_per_page']['c_move']:.2f}, "
             f"C qmq {s['us_per_page']['c_qmq']:.2f}; ratio {s['ratio_throughput_vs_c_move']:.3f}")
@@ -186,13 +199,19 @@ def bench_migrate() -> None:
         label = "4K" if kind == "4k" else "THP"
         r = s["ratio_throughput_vs_c_move"]
         row("1", f"range migration {mib} MiB {label}: numad-py / C move_pages throughput", round(r, 3),
-            ">= 0.95", r >= 0.95,
+            ">= 0.95", r >= 0.95, ratios=pairs, note=
             f"{s['us_per_page']['py']:.2f} vs {s['us_per_page']['c_move']:.2f} us/page; "
+            f"{s['pages_queried'][-1]} of {pages} pages queried before their move; "
             f"{s['ratio_vs_c_move_without_fixed']:.3f} without the per-call fixed costs ({fixed * 1e3:.0f} ms); "
             f"ratio of the fastest runs {s['ratio_of_minimums']:.3f}")
+        fixed_pairs = [c / p for c, p in zip(s["c_move"], s["py_fixed"])]
+        row("1c", f"  {label}: numad-py at C's batch ({batch} pages, no stall bound) / C move_pages",
+            round(med(fixed_pairs), 3), ">= 0.95", med(fixed_pairs) >= 0.95, ratios=fixed_pairs,
+            note=f"{s['us_per_page']['py_fixed']:.2f} vs {s['us_per_page']['c_move']:.2f} us/page: the query, "
+                 "Python and per-call costs alone (row 1 also pays the stall bound's smaller batches)")
         r2 = s["ratio_throughput_vs_c_qmq"]
         row("1b", f"  {label}: numad-py / C doing the same query+move+query", round(r2, 3), None, None,
-            f"C qmq {s['us_per_page']['c_qmq']:.2f} us/page (Python overhead alone)")
+            ratios=[c / p for c, p in zip(s["c_qmq"], s["py"])], note=f"C qmq {s['us_per_page']['c_qmq']:.2f} us/page (Python overhead alone)")
     RAW["migrate"] = out
     u = out["4k"]["us_per_page"]
     row("i2", "issue 2: per-page move_pages cost, Python / C (4K)", round(u["py"] / u["c_move"], 3), None, None,
@@ -203,10 +222,12 @@ def fixed_costs(h: Proc) -> dict:
     """Per-call costs of migrate_range besides the chunks (median seconds of 5)."""
     pid, rng = h.info["pid"], [(h.info["start"], h.info["end"])]
     pages = (h.info["end"] - h.info["start"]) // PAGE
+    from numad_py.numa import migrate, prescan
     parts = {
-        "check_nodes (sysfs topology)": lambda: numa.check_nodes({0, 1}),
-        "huge page count (smaps)": lambda: numa._huge_pages_in(pid, rng),
-        "scratch arrays": lambda: numa._Scratch(min(numa.MAX_BATCH, pages)),
+        "node check (sysfs has_memory)": lambda: migrate._check_targets({0, 1}),
+        "numa_maps prescan (maps + numa_maps)": lambda: prescan.read_blind_ranges(pid, [1], pages),
+        "huge page count (smaps)": lambda: prescan.huge_pages_in(pid, rng),
+        "scratch arrays (per thread)": lambda: migrate._scratch(min(numa.MAX_BATCH, pages)),
     }
     out = {}
     for name, fn in parts.items():
@@ -262,13 +283,14 @@ def bench_batch() -> None:
     out["ratio_of_minimums"] = {k: min(times[k]) / min(times["max"]) for k in ("scaled", "raw")}
     RAW["batch"] = out
     log(f"batch: chosen {chosen}, us/page {out['us_per_page']}, ratios {out['ratio']}")
+    pair = {k: [a / b for a, b in zip(times[k], times["max"])] for k in ("scaled", "raw")}
     r = out["ratio"]["scaled"]
     row("2", f"per-page cost at the daemon's batch ({chosen['scaled']} pages) / at 65536", round(r, 3),
-        "<= 1.10", r <= 1.10, f"bound 20 ms x {scale:.1f} (VM memcpy slowdown) = {bounds['scaled'] * 1e3:.0f} ms; "
+        "<= 1.10", r <= 1.10, ratios=pair["scaled"], note=f"bound 20 ms x {scale:.1f} (VM memcpy slowdown) = {bounds['scaled'] * 1e3:.0f} ms; "
         f"ratio of the fastest runs {out['ratio_of_minimums']['scaled']:.3f}")
     r = out["ratio"]["raw"]
     row("2b", f"  same, batch chosen under the raw 20 ms bound in the VM ({chosen['raw']} pages)", round(r, 3),
-        "<= 1.10", r <= 1.10, f"what the daemon would pick on this slow VM; ratio of the fastest runs "
+        "<= 1.10", r <= 1.10, ratios=pair["raw"], note=f"what the daemon would pick on this slow VM; ratio of the fastest runs "
         f"{out['ratio_of_minimums']['raw']:.3f}")
 
 
@@ -359,9 +381,9 @@ def bench_whole() -> None:
     log(f"whole: {out['medians']}, ratio {ratio:.3f}")
     m = out["medians"]
     row("4", f"numad-py migrate PID ({mib} MiB) / migratepages, wall time", round(ratio, 3), "<= 1.10",
-        ratio <= 1.10, f"{m['numad']:.2f} s vs {m['migratepages']:.2f} s; CLI with nothing to move {m['numad_noop']:.2f} s")
+        ratio <= 1.10, ratios=[a / b for a, b in zip(out["numad"], out["migratepages"])], note=f"{m['numad']:.2f} s vs {m['migratepages']:.2f} s; CLI with nothing to move {m['numad_noop']:.2f} s")
     row("4b", "  same, numad-py's in-process migration time only", round(out["ratio_inprocess"], 3), None, None,
-        f"interpreter start {m['python_startup']:.2f} s; + numa/maps imports "
+        ratios=[a / b for a, b in zip(out["numad_inprocess"], out["migratepages"])], note=f"interpreter start {m['python_startup']:.2f} s; + numa/maps imports "
         f"{m['python_import_migrate_only']:.2f} s")
 
 
@@ -499,7 +521,7 @@ def bench_scan() -> None:
     r = out["ratio_cpu"]
     row("6", f"one scan of {out['processes_seen']} processes ({out['spawned']} idle): daemon CPU / plain "
         "/proc/*/stat loop", round(r, 3), "<= 1.5", r <= 1.5,
-        f"{med(snap_cpu) * 1e3:.1f} ms vs {med(plain_cpu) * 1e3:.1f} ms CPU")
+        ratios=[a / b for a, b in zip(snap_cpu, plain_cpu)], note=f"{med(snap_cpu) * 1e3:.1f} ms vs {med(plain_cpu) * 1e3:.1f} ms CPU")
     d = out["daemon"]
     if "share" in d:
         row("6b", f"daemon CPU share, 10 s interval, {d['window']:.0f} s window", f"{d['share'] * 100:.2f}%", None,

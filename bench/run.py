@@ -13,7 +13,7 @@ absolute times under TCG emulation mean little.
     python3 bench/run.py --table bench/results.json   # print the table of an earlier run
 
 Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement, numad
-(see bench/README.md).  Stdlib only.  Exit 0 when the run completed (goals
+(in the guest) and cli (CLI start-up, on the host; see bench/README.md).  Stdlib only.  Exit 0 when the run completed (goals
 missed are reported, not failures); 1 when a benchmark or the VM failed.
 """
 
@@ -36,13 +36,15 @@ REPO = HERE.parent
 OUT = HERE / "out"
 RESULTS = HERE / "results.json"
 C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle", "busy_hold")
-BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad")
+BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad", "cli")
+HOST_BENCHES = ("cli",)  # measured on the host, before the guest boots
 NUMAD = "/usr/bin/numad"
 DEFAULT_KERNEL = "/var/cache/numad-py-vm/kernel/root/boot/vmlinuz-6.1.0-56-amd64"
 sys.path.insert(0, str(REPO / "tests" / "vm"))
 sys.path.insert(0, str(HERE))
 from guest_runner import Tail, last_lines, run_guest  # noqa: E402  (the shared guest runner)
 from numad_compare import side_by_side  # noqa: E402
+from spread import format_spread  # noqa: E402
 
 VM_ARGS = ["--cpus", "4", "-m", "4G", "--numa", "2G,cpus=0-1", "--numa", "2G,cpus=2-3"]
 
@@ -123,7 +125,7 @@ def boot(rundir: Path, kernel: str, vng: str, timeout: float) -> bool:
 
 
 # Rows written before rows carried their benchmark's name.
-_BENCH_OF_ID = {"1": "migrate", "1b": "migrate", "i2": "migrate", "2": "batch", "2b": "batch", "3": "stall",
+_BENCH_OF_ID = {"1": "migrate", "1b": "migrate", "1c": "migrate", "i2": "migrate", "2": "batch", "2b": "batch", "3": "stall",
                 "3b": "stall", "4": "whole", "4b": "whole", "i2a": "numastat", "i2b": "numastat", "5": "fork",
                 "5a": "fork", "5b": "fork", "6": "scan", "6b": "scan", "6c": "scan", "7": "placement",
                 "7b": "placement", "n1": "numad", "n0": "numad", "n1b": "numad", "n1c": "numad", "n2": "numad", "n3": "numad",
@@ -147,11 +149,33 @@ def merge(new: dict, old: dict) -> dict:
     return new
 
 
+def met_text(r: dict) -> str:
+    """yes / NO, or "spread" when the median meets the goal and the spread's far end does not."""
+    if r.get("verdict"):
+        return r["verdict"]
+    return "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+
+
+def run_host_benches(wanted: list[str], reps: int | None) -> dict:
+    """The host-side benchmarks (CLI start-up): rows and raw data in the results' shape."""
+    out: dict = {"rows": [], "raw": {"seconds": {}}}
+    if "cli" in wanted:
+        import cli_startup  # bench/ is on sys.path
+        t0 = time.monotonic()
+        res = cli_startup.measure(reps or 30)
+        out["rows"] += res.pop("rows")
+        out["raw"]["cli"] = res
+        out["raw"]["seconds"]["cli"] = round(time.monotonic() - t0, 1)
+        for r in out["rows"]:
+            print(f"bench: {r['id']} {r['figure']}: {r['value']} ({r['note']})", flush=True)
+    return out
+
+
 def table(results: dict) -> str:
     rows = results.get("rows", [])
-    head = ("#", "figure", "value", "goal", "met?")
+    head = ("#", "figure", "value", "spread (min-max)", "goal", "met?")
     cells = [(r["id"], r["figure"] + (f" [run {r['from_run']}]" if r.get("from_run") else ""), str(r["value"]),
-              r["goal"], "-" if r["met"] is None else ("yes" if r["met"] else "NO")) for r in rows]
+              format_spread(r.get("spread")), r["goal"], met_text(r)) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:{'<' if i in (0, 1) else '>'}{w}}}" for i, w in enumerate(widths))
     lines = [fmt.format(*head), "  ".join("-" * w for w in widths)]
@@ -207,11 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     guest_args: list[str] = []
+    wanted = args.only.split(",") if args.only else list(BENCHES)
+    bad = set(wanted) - set(BENCHES)
+    if bad:
+        ap.error(f"unknown benchmarks {sorted(bad)}; known: {', '.join(BENCHES)}")
+    in_guest = [b for b in wanted if b not in HOST_BENCHES]
     if args.only:
-        bad = set(args.only.split(",")) - set(BENCHES)
-        if bad:
-            ap.error(f"unknown benchmarks {sorted(bad)}; known: {', '.join(BENCHES)}")
-        guest_args += ["--only", args.only]
+        guest_args += ["--only", ",".join(in_guest)]
     if args.quick:
         guest_args += ["--reps", "3", "--mib", "64", "--stall-mib", "256", "--idle", "200", "--daemon-seconds", "20",
                        "--forks", "100", "--fork-reps", "3", "--chase-mib", "64", "--chase-steps", "300000",
@@ -222,10 +248,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps:
         guest_args += ["--reps", str(args.reps), "--fork-reps", str(args.reps)]
 
-    if "numad" in (args.only or ",".join(BENCHES)).split(","):
+    host = run_host_benches(wanted, args.reps)
+    if not in_guest:
+        res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(),
+                        "loadavg": os.getloadavg()}, "rows": host["rows"], "raw": host["raw"]}
+        if args.results.exists():
+            res = merge(res, json.loads(args.results.read_text()))
+        args.results.write_text(json.dumps(res, indent=2) + "\n")
+        print("\n" + full_table(res) + f"\n\nbench: wrote {args.results}")
+        return 0
+    if "numad" in in_guest:
         ensure_numad()
     kernel, vng = vm_env()
     python = venv_python()
+    # The guest runs with PYTHONDONTWRITEBYTECODE (nothing written over 9p): without byte-code
+    # made here, every numad-py start in it compiles the sources again (seconds under TCG).
+    subprocess.run([str(python), "-m", "compileall", "-q", str(REPO / "numad_py")], check=True)
     OUT.mkdir(parents=True, exist_ok=True)
     for old in sorted(OUT.glob("run-*"))[:-5]:
         shutil.rmtree(old, ignore_errors=True)
@@ -255,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(time.monotonic() - t0),
         "quick": args.quick, "guest_rc": guest_rc, "rundir": str(rundir),
     })
+    res["rows"] = host["rows"] + res["rows"]
+    res.setdefault("raw", {}).setdefault("seconds", {}).update(host["raw"].pop("seconds"))
+    res["raw"].update(host["raw"])
+    res["meta"]["host_loadavg_after"] = os.getloadavg()
     if args.only and args.results.exists():
         res = merge(res, json.loads(args.results.read_text()))
     args.results.write_text(json.dumps(res, indent=2) + "\n")

@@ -109,43 +109,22 @@ int nd_query_range(int pid, uintptr_t start, unsigned long count,
  * storing status after the first batch that returns a positive count. */
 #define ND_UNREPORTED (-100000)
 
-int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
-                     unsigned long page_size, const int *targets, int ntargets,
-                     int flags, void **pages, int *nodes, int *status,
-                     int *after, struct nd_chunk_result *res)
+/* No page behind the address: ENOENT (no page for the entry), EFAULT (no
+ * page table at all, or the shared zero page). */
+static int absent(int s)
 {
-    /* 1. Where is each page now?  Pages already placed and pages that do
-     *    not exist are settled here and never handed to the kernel. */
-    fill_pages(pages, start, count, page_size);
-    if (nd_move_pages(pid, count, pages, NULL, status, 0) < 0) {
-        res->call_errno = errno;
-        return -1;
-    }
-    unsigned long n = 0;
-    for (unsigned long i = 0; i < count; i++) {
-        int s = status[i];
-        if (s >= 0 && is_target(s, targets, ntargets)) {
-            res->already++;
-        } else if (s == -ENOENT || s == -EFAULT) {
-            /* Nothing to move.  ENOENT: no page behind a page table entry;
-             * EFAULT: no page table at all (FOLL_DUMP on a never-touched
-             * anonymous area) or the shared zero page. */
-            res->not_present++;
-        } else if (s < 0) {
-            res->failed++;
-            if (-s < ND_MAX_ERRNO)
-                res->err_counts[-s]++;
-        } else {
-            /* Compact the pages to move to the front; round-robin over
-             * the targets by page index keeps a multi-node target even. */
-            pages[n] = pages[i];
-            nodes[n] = targets[(start / page_size + i) % (unsigned long)ntargets];
-            n++;
-        }
-    }
-    if (n == 0)
-        return 0;
+    return s == -ENOENT || s == -EFAULT;
+}
 
+/* Steps 2 and 3 of a chunk: move the `n` listed pages, then look again
+ * only at those the kernel did not report on a target node.  `blind`: no
+ * query came first (nd_move_chunk), so a page that is absent before and
+ * after the move is "not present", as the query would have said. */
+static int move_and_settle(int pid, unsigned long n, const int *targets,
+                           int ntargets, int flags, int blind, void **pages,
+                           int *nodes, int *status, int *after,
+                           struct nd_chunk_result *res)
+{
     /* 2. Move them.  This is the only call that stalls the target. */
     for (unsigned long i = 0; i < n; i++)
         status[i] = ND_UNREPORTED;
@@ -183,12 +162,16 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
     }
     for (unsigned long i = 0; i < unsure; i++) {
         int a = after[i];
+        int s = status[i];
         if (a >= 0 && is_target(a, targets, ntargets)) {
             res->moved++;                   /* moved along with its THP */
             continue;
         }
+        if (blind && absent(a) && (absent(s) || s == ND_UNREPORTED)) {
+            res->not_present++;             /* no page, before or after */
+            continue;
+        }
         res->failed++;
-        int s = status[i];
         if (s < 0 && s != ND_UNREPORTED && -s < ND_MAX_ERRNO)
             res->err_counts[-s]++;          /* the kernel said why     */
         else if (a < 0 && -a < ND_MAX_ERRNO)
@@ -197,6 +180,58 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
             res->other_node++;              /* no reason given: busy    */
     }
     return 0;
+}
+
+int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
+                     unsigned long page_size, const int *targets, int ntargets,
+                     int flags, void **pages, int *nodes, int *status,
+                     int *after, struct nd_chunk_result *res)
+{
+    /* 1. Where is each page now?  Pages already placed and pages that do
+     *    not exist are settled here and never handed to the kernel. */
+    fill_pages(pages, start, count, page_size);
+    if (nd_move_pages(pid, count, pages, NULL, status, 0) < 0) {
+        res->call_errno = errno;
+        return -1;
+    }
+    unsigned long n = 0;
+    for (unsigned long i = 0; i < count; i++) {
+        int s = status[i];
+        if (s >= 0 && is_target(s, targets, ntargets)) {
+            res->already++;
+        } else if (absent(s)) {
+            /* Nothing to move.  ENOENT: no page behind a page table entry;
+             * EFAULT: no page table at all (FOLL_DUMP on a never-touched
+             * anonymous area) or the shared zero page. */
+            res->not_present++;
+        } else if (s < 0) {
+            res->failed++;
+            if (-s < ND_MAX_ERRNO)
+                res->err_counts[-s]++;
+        } else {
+            /* Compact the pages to move to the front; round-robin over
+             * the targets by page index keeps a multi-node target even. */
+            pages[n] = pages[i];
+            nodes[n] = targets[(start / page_size + i) % (unsigned long)ntargets];
+            n++;
+        }
+    }
+    if (n == 0)
+        return 0;
+    return move_and_settle(pid, n, targets, ntargets, flags, 0, pages, nodes,
+                           status, after, res);
+}
+
+int nd_move_chunk(int pid, uintptr_t start, unsigned long count,
+                  unsigned long page_size, const int *targets, int ntargets,
+                  int flags, void **pages, int *nodes, int *status,
+                  int *after, struct nd_chunk_result *res)
+{
+    fill_pages(pages, start, count, page_size);
+    for (unsigned long i = 0; i < count; i++)
+        nodes[i] = targets[(start / page_size + i) % (unsigned long)ntargets];
+    return move_and_settle(pid, count, targets, ntargets, flags, 1, pages,
+                           nodes, status, after, res);
 }
 
 int nd_place_chunk(int pid, uintptr_t start, unsigned long count,

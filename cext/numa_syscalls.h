@@ -62,6 +62,16 @@ int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
                    int flags, void **pages, int *nodes, int *status,
                    int *after, struct nd_chunk_result *res);
 
+/* nd_migrate_chunk without the query before the move: every page of the
+ * chunk is handed to move_pages.  For a range known to have no page on a
+ * target node (numa_maps said so): every page the kernel leaves on a target
+ * was moved by this call, absent pages count as not present.  Cheaper by
+ * one page walk per page; same arguments and result. */
+int nd_move_chunk(int pid, uintptr_t start, unsigned long count,
+                  unsigned long page_size, const int *targets, int ntargets,
+                  int flags, void **pages, int *nodes, int *status,
+                  int *after, struct nd_chunk_result *res);
+
 /* Count pages of [start, start + count*page_size) per node (query only).
  * node_pages has max_nodes entries; errors are counted per errno. */
 int nd_query_range(int pid, uintptr_t start, unsigned long count,

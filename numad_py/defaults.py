@@ -8,8 +8,6 @@ defaults and validate ``[metrics] listen`` with the same parser: what
 
 from __future__ import annotations
 
-import ipaddress
-
 CONFIG_PATH = "/etc/numad-py/numad-py.toml"
 RUNTIME_DIR = "/run/numad-py"
 STATE_DIR = "/var/lib/numad-py"
@@ -43,6 +41,7 @@ def parse_listen(listen: str | None) -> tuple[str, int] | None:
             raise bad("an IPv6 address needs the form [ADDR]:PORT")
         host, port_text = text[1:close], text[close + 2:]
         try:
+            import ipaddress  # here, not at the top: every CLI start imports this module
             address = ipaddress.ip_address(host)
         except ValueError:
             raise bad(f"{host!r} is not an IPv6 address") from None

@@ -7,7 +7,6 @@ and exit code 2, a failure of the action itself with exit code 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from ..defaults import CONFIG_PATH as DEFAULT_CONFIG
 from ..errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
 from ..units import format_size
 from ..nodes import NodeListError, format_nodes, parse_nodes
+from .light_argparse import ArgumentParser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # status: no daemon runs (systemctl status's code)
@@ -26,7 +26,11 @@ class UsageError(Exception):
 
 
 def _emit(args, data, text: Callable[[], str]) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True) if getattr(args, "json", False) else text())
+    if not getattr(args, "json", False):
+        print(text())
+        return
+    import json
+    print(json.dumps(data, indent=2, sort_keys=True))
 
 
 def _pid(text: str) -> int:
@@ -110,12 +114,12 @@ def cmd_topology(args) -> int:
 # --- show ------------------------------------------------------------------
 
 def cmd_show(args) -> int:
-    from ..numa import range_residency
     from ..sense.maps import parse_range, process_residency, read_maps, read_numa_maps
 
     _non_empty("--range", args.range)
     pid = _pid(args.pid)
     if args.range is not None:   # "" is a bad range, not "everything"
+        from ..numa import range_residency   # the cffi binding: only for a range
         start, end = parse_range(args.range)
         res = range_residency(pid, start, end)
         data = {"pid": pid, "range": args.range, "nodes": res["nodes"], "other": res["other"]}
@@ -223,6 +227,7 @@ def cmd_status(args) -> int:
         state = daemon_state(data)
         if state != "running":
             if args.json:
+                import json
                 print(json.dumps({"running": False, "reason": state, "last_status": data}, indent=2))
             else:
                 print(f"numad-py is not running: {state}")
@@ -298,7 +303,7 @@ def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
+    parser = ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("topology", help="nodes, CPUs, memory, distances")

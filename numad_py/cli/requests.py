@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
-import uuid
-from pathlib import Path
 
+from ..defaults import CONTROL_SOCKET as DEFAULT_SOCKET, ENV_SOCKET
 from ..units import format_size
-from ..client import BadRequest, Client, DaemonError, DaemonUnavailable, DEFAULT_SOCKET, ENV_SOCKET
+
+# The control client (socket, uuid, the wire protocol; and typing) is imported by the
+# functions that talk to a daemon: `status` with no daemon to ask never needs it.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -39,6 +39,8 @@ def socket_path_for(args) -> str:
     config = getattr(args, "config", None)
     if config:
         try:
+            from pathlib import Path
+
             from ..config import load_config
             return load_config(Path(config), online_nodes=None).control.socket
         except Exception:
@@ -48,6 +50,9 @@ def socket_path_for(args) -> str:
 
 def status_via_socket(socket_path: str | None = None, *, timeout: float = 2.0) -> dict | None:
     """The daemon's status over the socket, or None when no daemon answers there."""
+    if not os.path.exists(socket_path or os.environ.get(ENV_SOCKET) or DEFAULT_SOCKET):
+        return None   # connect() would fail ENOENT: nothing listens there
+    from ..client import Client, DaemonError, DaemonUnavailable
     try:
         return Client(socket_path, timeout=timeout, connect_timeout=timeout).status()
     except (DaemonError, DaemonUnavailable, OSError):
@@ -87,8 +92,12 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _run_cancellable(client: Client, label: str, call, *, show_progress: bool):
+def _run_cancellable(client, label: str, call, *, show_progress: bool):
     """Run ``call(progress, request_id)`` in a thread; Ctrl-C sends cancel and waits for the reply."""
+    import threading
+    import uuid
+
+    from ..client import DaemonError, DaemonUnavailable
     bar = ProgressBar(label, enabled=None if show_progress else False)
     rid = uuid.uuid4().hex
     box: dict = {}
@@ -122,6 +131,7 @@ def _run_cancellable(client: Client, label: str, call, *, show_progress: bool):
 
 
 def _fail(command: str, exc: Exception) -> int:
+    from ..client import BadRequest
     print(f"numad-py {command}: {exc}", file=sys.stderr)
     return EXIT_USAGE if isinstance(exc, BadRequest) else EXIT_FAILED
 
@@ -135,6 +145,7 @@ def migrate_via_daemon(args) -> int:
         print(f"numad-py migrate: bad pid {pid_text!r}: expected a positive integer", file=sys.stderr)
         return EXIT_USAGE
     pid = int(pid_text)
+    from ..client import Client, DaemonError, DaemonUnavailable
     client = Client(socket_path_for(args))
     try:
         outcome = _run_cancellable(
@@ -174,6 +185,7 @@ def migrate_summary(outcome: dict) -> str:
 
 def drain_main(args) -> int:
     """``numad-py drain --node N [--to NODES] [--all] [--json]`` through the daemon."""
+    from ..client import Client, DaemonError, DaemonUnavailable
     client = Client(socket_path_for(args))
     try:
         result = _run_cancellable(

@@ -6,32 +6,41 @@ that a daemon runs: its ``pid`` and ``start_time`` must name a live process.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+import os
 
-from .. import procfs
-from ..daemon.runtime import runtime_dir_candidates
 from ..errors import NumaError
 
 from ..defaults import RUNTIME_DIR as DEFAULT_RUNTIME_DIR  # written once
 
+TYPE_CHECKING = False  # typing itself costs a CLI start-up; mypy reads this name as true
+if TYPE_CHECKING:
+    from typing import Any
+
+# procfs and the daemon's runtime module (dataclasses, logging, tempfile) are imported
+# only on the paths that need them: `status` runs at start-up cost.
+
 
 def read_status(runtime_dir: str | None = None) -> dict[str, Any]:
     """The first status file found, with ``_path`` set; only ``_looked_in`` when there is none."""
-    places = [Path(runtime_dir)] if runtime_dir else list(runtime_dir_candidates(DEFAULT_RUNTIME_DIR))
+    if runtime_dir:
+        places = [runtime_dir]
+    else:
+        from ..daemon.runtime import runtime_dir_candidates
+        places = [str(p) for p in runtime_dir_candidates(DEFAULT_RUNTIME_DIR)]
+    import json
     for place in places:
-        path = place / "status.json"
+        path = os.path.join(place, "status.json")
         try:
-            data = json.loads(path.read_text())
+            with open(path) as f:
+                data = json.loads(f.read())
         except FileNotFoundError:
             continue
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise NumaError(f"cannot read {path}: {exc}") from None
         if isinstance(data, dict):
-            data["_path"] = str(path)
+            data["_path"] = path
             return data
-    return {"_looked_in": [str(p) for p in places]}
+    return {"_looked_in": places}
 
 
 def daemon_state(data: dict[str, Any]) -> str:
@@ -42,6 +51,7 @@ def daemon_state(data: dict[str, Any]) -> str:
     started = data.get("start_time")
     if not isinstance(pid, int) or pid <= 0:
         return f"{data['_path']} names no daemon pid"
+    from .. import procfs
     try:
         now = procfs.start_time(pid)
     except NumaError:

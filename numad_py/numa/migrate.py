@@ -5,11 +5,16 @@ objects on the hot path.  cffi releases the GIL around each C call, so a long
 ``move_pages`` does not block other threads.  Every call honours a stall
 bound: the batch adapts so one call stays under ``max_stall`` (the daemon's
 executor passes its own policy; direct callers get the same default).
+
+A chunk is queried before its move only where it must be: mappings that
+numa_maps shows with no page on a target are moved straight away
+(:mod:`.prescan`).  The arrays are allocated once per thread, not per call.
 """
 
 from __future__ import annotations
 
 import errno
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -18,13 +23,15 @@ from typing import Any
 from .. import procfs
 from .._numa import ffi, lib
 from ..errors import InvalidArgument, InvalidNode, NumaError, page_outcome_name, raise_for_errno
-from ..nodes import format_nodes
+from ..nodes import NodeListError, format_nodes, parse_nodes
 from ..stall import DEFAULT_MAX_STALL, StallPolicy
 from .masks import HUGE_PAGE_SIZE, MASK_BITS, PAGE_SIZE, check_nodes, nodemask
+from .prescan import huge_pages_in, read_blind_ranges
 from .results import MigrationResult, ProcessMigration
 
 MAX_BATCH = 65536          # pages per move_pages call, the upper clamp
 DEFAULT_BATCH = 4096       # fixed batch when no stall bound is asked for (max_stall=None)
+HAS_MEMORY = "/sys/devices/system/node/has_memory"
 
 
 def raise_syscall_error(err: int, *, op: str, pid: int, targets: Iterable[int] = ()) -> None:
@@ -60,15 +67,41 @@ def _cpuset_refusal(pid: int, targets: Iterable[int]) -> InvalidNode | None:
     )
 
 
+# Not zeroed: the C side writes every slot before it reads it, and zeroing
+# 1.25 MiB touches every page of it (tens of ms under emulation).
+_uncleared = ffi.new_allocator(should_clear_after_alloc=False)
+_per_thread = threading.local()
+
+
 class _Scratch:
-    """cffi arrays for one batch, reused across chunks of a migration."""
+    """cffi arrays for one batch, reused across chunks and calls of one thread."""
 
     def __init__(self, pages: int):
         self.size = pages
-        self.pages = ffi.new("void *[]", pages)
-        self.nodes = ffi.new("int[]", pages)
-        self.status = ffi.new("int[]", pages)
-        self.after = ffi.new("int[]", pages)
+        self.pages = _uncleared("void *[]", pages)
+        self.nodes = _uncleared("int[]", pages)
+        self.status = _uncleared("int[]", pages)
+        self.after = _uncleared("int[]", pages)
+
+
+def _scratch(pages: int) -> _Scratch:
+    """This thread's arrays, grown when a call needs more than an earlier one."""
+    scratch = getattr(_per_thread, "scratch", None)
+    if scratch is None or scratch.size < pages:
+        scratch = _per_thread.scratch = _Scratch(pages)
+    return scratch
+
+
+def _check_targets(nodes: Iterable[int]) -> frozenset[int]:
+    """:func:`check_nodes` at the cost of one small file: ``has_memory`` is what the kernel
+    checks (N_MEMORY); the whole topology is read only to say what is wrong."""
+    wanted = frozenset(nodes)
+    try:
+        with open(HAS_MEMORY) as f:
+            memory = parse_nodes(f.read())
+    except (OSError, NodeListError):
+        return check_nodes(wanted)
+    return wanted if wanted and wanted <= memory else check_nodes(wanted)
 
 
 def _page_range(start: int, end: int) -> tuple[int, int]:
@@ -117,7 +150,7 @@ def migrate_ranges(
     waits for budget, ``progress(done, total)`` reports bytes, ``cancelled()``
     stops between chunks.  Pages already on a target node are counted, never moved.
     """
-    targets = sorted(nodes if checked else check_nodes(nodes))
+    targets = sorted(nodes if checked else _check_targets(nodes))
     spans = [_page_range(start, end) for start, end in ranges]
     total_pages = sum(npages for _first, npages in spans)
     result = MigrationResult(pid=pid, target=frozenset(targets))
@@ -125,34 +158,42 @@ def migrate_ranges(
         return result
     batch, adapt = _batch_policy(batch_pages, next_batch, max_stall)
     batch = max(1, min(MAX_BATCH, batch))
-    # Sized once for the largest batch the stall controller may ask for.
-    scratch = _Scratch(min(MAX_BATCH, max(npages for _first, npages in spans)))
+    # Sized for the largest batch the stall controller may ask for.
+    scratch = _scratch(min(MAX_BATCH, max(npages for _first, npages in spans)))
     c_targets = ffi.new("int[]", targets)
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
-    # Only where huge pages are: elsewhere the tail queries would be pure overhead.
+    blind = read_blind_ranges(pid, targets, total_pages)
+    # Only where huge pages are (looked up when a chunk first ends inside one).
     # Not yet for a caller's own batch policy (the daemon's executor): with it
     # enabled there, the VM test of a target killed mid-migration failed 3 of 3
     # runs for a reason not found yet; the executor path counts as before.
-    carry = _HugeTail(pid, targets, enabled=next_batch is None and _huge_pages_in(pid, ranges) > 0)
+    carry = _HugeTail(pid, targets, ranges, enabled=next_batch is None)
     done_pages = 0
     t0 = time.monotonic()
     for first, npages in spans:
-        offset = 0
-        while offset < npages and not result.cancelled:
+        span_end = first + npages * PAGE_SIZE
+        addr = first
+        while addr < span_end and not result.cancelled:
             if cancelled is not None and cancelled():
                 result.cancelled = True
                 break
-            addr = first + offset * PAGE_SIZE
-            count = _huge_aligned(addr, min(batch, npages - offset, scratch.size), npages - offset)
+            # A chunk never mixes mapping kinds: it is all blind or all queried.
+            unqueried, kind_end = blind.at(addr, span_end)
+            remaining = (kind_end - addr) // PAGE_SIZE
+            count = _huge_aligned(addr, min(batch, remaining, scratch.size), remaining)
             if before_chunk is not None:
                 before_chunk(count * PAGE_SIZE)
-            tail_end = min(first + npages * PAGE_SIZE, _huge_ceiling(addr + count * PAGE_SIZE))
-            carry.look_before(addr + count * PAGE_SIZE, tail_end)
-            chunk = _migrate_chunk(pid, addr, count, c_targets, targets, flags, scratch)
-            carry.settle(chunk, addr + count * PAGE_SIZE)
-            carry.look_after(chunk)
+            chunk_end = addr + count * PAGE_SIZE
+            if unqueried:
+                chunk = _migrate_chunk(pid, addr, count, c_targets, targets, flags, scratch, lib.nd_move_chunk)
+            else:
+                carry.look_before(chunk_end, min(kind_end, _huge_ceiling(chunk_end)))
+                chunk = _migrate_chunk(pid, addr, count, c_targets, targets, flags, scratch, lib.nd_migrate_chunk)
+                carry.settle(chunk, chunk_end)
+                carry.look_after(chunk)
+                result.pages_queried += count
             result.add(chunk)
-            offset += count
+            addr = chunk_end
             done_pages += count
             if progress is not None:
                 progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
@@ -161,7 +202,7 @@ def migrate_ranges(
         carry.flush(result)
     result.pages_requested = total_pages
     result.seconds = time.monotonic() - t0
-    result.huge_pages = _huge_pages_in(pid, ranges)
+    result.huge_pages = huge_pages_in(pid, ranges)
     return result
 
 
@@ -190,9 +231,12 @@ class _HugeTail:
     after were moved by this chunk, and later chunks count them as moved.
     """
 
-    def __init__(self, pid: int, targets: Sequence[int], *, enabled: bool = True):
+    def __init__(self, pid: int, targets: Sequence[int], ranges: Sequence[tuple[int, int]], *,
+                 enabled: bool = True):
         self.pid = pid
         self.enabled = enabled
+        self.ranges = ranges
+        self.huge: bool | None = None     # any THP in the ranges? read at the first tail
         self.targets = frozenset(targets)
         self.tail: list[int] = []        # addresses off target before the chunk
         self.moved_along: list[int] = []  # addresses later chunks will find on target
@@ -206,6 +250,10 @@ class _HugeTail:
     def look_before(self, end: int, tail_end: int) -> None:
         self.tail = []
         if not self.enabled or tail_end <= end:
+            return
+        if self.huge is None:
+            self.huge = huge_pages_in(self.pid, self.ranges) > 0
+        if not self.huge:
             return
         addresses = list(range(end, tail_end, PAGE_SIZE))
         self.tail = [a for a, s in zip(addresses, self._query(addresses)) if s >= 0 and s not in self.targets]
@@ -229,35 +277,21 @@ class _HugeTail:
         self.moved_along = []
 
 
-def _huge_pages_in(pid: int, ranges: Sequence[tuple[int, int]]) -> int:
-    """Transparent huge pages (2 MiB) in the mappings the ranges touch, clipped to the ranges."""
-    try:
-        huge = procfs.anon_huge_bytes(pid)
-        maps = procfs.maps(pid)
-    except NumaError:
-        return 0  # the process may have exited right after its pages moved
-    total = 0
-    for m in maps:
-        in_vma = huge.get(m.start, 0)
-        if not in_vma:
-            continue
-        overlap = sum(max(0, min(end, m.end) - max(start, m.start)) for start, end in ranges)
-        total += min(in_vma, overlap)
-    return total // HUGE_PAGE_SIZE
-
-
 def _migrate_chunk(pid: int, start: int, count: int, c_targets: Any, targets: Sequence[int], flags: int,
-                   scratch: _Scratch) -> MigrationResult:
+                   scratch: _Scratch, move: Callable[..., int]) -> MigrationResult:
+    """One chunk by ``move``: ``lib.nd_migrate_chunk`` (query, move, re-query) or
+    ``lib.nd_move_chunk`` (move, re-query; for pages known to be off target)."""
     res = ffi.new("struct nd_chunk_result *")
-    rc = lib.nd_migrate_chunk(pid, start, count, PAGE_SIZE, c_targets, len(targets), flags,
-                              scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
+    rc = move(pid, start, count, PAGE_SIZE, c_targets, len(targets), flags,
+              scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
     if rc < 0:
         op = "move_pages_all" if flags & lib.MPOL_MF_MOVE_ALL else "move_pages"
         raise_syscall_error(res.call_errno, op=op, pid=pid, targets=targets)
     failed: Counter[str] = Counter()
-    for err in range(1, lib.ND_MAX_ERRNO):
-        if res.err_counts[err]:
-            failed[page_outcome_name(err)] += res.err_counts[err]
+    if res.failed:
+        for err in range(1, lib.ND_MAX_ERRNO):
+            if res.err_counts[err]:
+                failed[page_outcome_name(err)] += res.err_counts[err]
     if res.other_node:
         failed["not_moved"] += res.other_node
     return MigrationResult(

@@ -28,6 +28,9 @@ class MigrationResult:
     page_size: int = PAGE_SIZE
     huge_pages: int = 0           # transparent huge pages now in the range (2 MiB each)
     cancelled: bool = False
+    # Pages looked up before their move; the rest sat in mappings numa_maps showed
+    # with no page on a target, where "already there" is zero without a lookup.
+    pages_queried: int = 0
 
     @property
     def bytes_moved(self) -> int:
@@ -56,6 +59,7 @@ class MigrationResult:
         self.longest_call_seconds = max(self.longest_call_seconds, other.longest_call_seconds)
         self.calls += other.calls
         self.huge_pages += other.huge_pages
+        self.pages_queried += other.pages_queried
         self.cancelled = self.cancelled or other.cancelled
 
     def to_dict(self) -> dict:

@@ -38,3 +38,36 @@ def test_the_probe_sees_a_heavy_import():
     proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "check-config", "/nonexistent.toml"],
                           capture_output=True, text=True, timeout=60)
     assert "HEAVY:pydantic" in proc.stderr
+
+
+# What each light path must not import beyond a bare interpreter (issue 17: start-up cost).
+# Modules already loaded before numad_py (a site hook may load some) do not count.
+PATH_PROBE = """
+import sys
+before = set(sys.modules)
+from numad_py.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("LOADED:" + ",".join(m for m in {unwanted!r} if m in sys.modules and m not in before), file=sys.stderr)
+"""
+NO_DAEMON = ["--socket", "/nonexistent/control.sock", "--runtime-dir", "/nonexistent"]
+
+
+@pytest.mark.parametrize("argv, unwanted", [
+    (["--help"], ("shutil", "json", "ipaddress", "numad_py.procfs", "numad_py._numa")),
+    (["status", *NO_DAEMON], ("numad_py.client", "socket", "numad_py.procfs", "numad_py.daemon.runtime",
+                              "dataclasses", "shutil", "typing")),
+    (["show", str(os.getpid())], ("numad_py._numa", "numad_py.numa", "numad_py.client", "shutil", "json")),
+], ids=lambda a: a[0] if isinstance(a, list) else "")
+def test_light_path_skips_what_it_does_not_use(argv, unwanted):
+    proc = subprocess.run([sys.executable, "-c", PATH_PROBE.format(unwanted=unwanted), *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert "LOADED:\n" in proc.stderr, (argv, proc.stderr)
+
+
+def test_the_path_probe_sees_an_import():
+    proc = subprocess.run([sys.executable, "-c", PATH_PROBE.format(unwanted=("numad_py.numa",)),
+                           "show", str(os.getpid()), "--range", "0-1000"], capture_output=True, text=True, timeout=60)
+    assert "LOADED:numad_py.numa" in proc.stderr, proc.stderr
