@@ -29,7 +29,11 @@ import sys
 from collections.abc import Sequence
 
 from ..nodes import NodeListError, format_nodes, parse_nodes
-from ..policyspec import PolicySpec, PolicySpecError, make_policy, parse_policy, parse_weights
+
+# The parser is built for every command: the vocabulary (and typing) load when exec runs.
+TYPE_CHECKING = False  # mypy reads this name as true
+if TYPE_CHECKING:
+    from ..policyspec import PolicySpec
 
 PROG = "numad-py exec"
 # option -> mode of the vocabulary; each takes its mode's argument
@@ -67,6 +71,7 @@ def add_exec_arguments(p: argparse.ArgumentParser) -> None:
 
 def policy_from_args(args: argparse.Namespace) -> PolicySpec | None:
     """The policy options as one spec; None for --spread/--least-loaded. Raises ExecUsage."""
+    from ..policyspec import PolicySpecError, make_policy, parse_policy, parse_weights
     home = _number(args.home_node, "--home-node") if args.home_node is not None else None
     try:
         if args.policy is not None:
@@ -155,6 +160,7 @@ def _check_nodes(nodes: frozenset[int], *, cpus: bool) -> None:
 def _shim_env(strategy: str, nodes: frozenset[int], args: argparse.Namespace) -> dict[str, str]:
     """--spread / --least-loaded: the shim places the children with ``--mode`` (+ --balancing)."""
     from ..numa.policy import unsupported_reason
+    from ..policyspec import PolicySpecError, make_policy
     from ..shim import ShimError, build_env
     _check_nodes(nodes, cpus=args.cpus)
     try:

@@ -8,7 +8,6 @@ weighted-interleave policy, set by any program, uses it.  Setting needs root.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -35,6 +34,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(f"numad-py weights: {exc}", file=sys.stderr)
         return 1
     if args.json:
+        import json
         print(json.dumps({str(n): w for n, w in table.items()}, indent=2))
         return 0
     print("weighted-interleave weights (one table for the whole machine):")
