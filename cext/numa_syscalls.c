@@ -116,8 +116,17 @@ static int absent(int s)
     return s == -ENOENT || s == -EFAULT;
 }
 
+/* Where page i belongs: any of `targets`, or (targets == NULL, as
+ * nd_place_chunk passes) exactly nodes[i], its own node. */
+static int placed(int s, unsigned long i, const int *targets, int ntargets, const int *nodes)
+{
+    if (s < 0)
+        return 0;
+    return targets ? is_target(s, targets, ntargets) : s == nodes[i];
+}
+
 /* Steps 2 and 3 of a chunk: move the `n` listed pages, then look again
- * only at those the kernel did not report on a target node.  `blind`: no
+ * only at those the kernel did not report where they belong.  `blind`: no
  * query came first (nd_move_chunk), so a page that is absent before and
  * after the move is "not present", as the query would have said. */
 static int move_and_settle(int pid, unsigned long n, const int *targets,
@@ -146,11 +155,12 @@ static int move_and_settle(int pid, unsigned long n, const int *targets,
      *    positive return leaves later slots unwritten). */
     unsigned long unsure = 0;
     for (unsigned long i = 0; i < n; i++) {
-        if (status[i] >= 0 && is_target(status[i], targets, ntargets)) {
+        if (placed(status[i], i, targets, ntargets, nodes)) {
             res->moved++;
         } else {
             pages[unsure] = pages[i];
             status[unsure] = status[i];
+            nodes[unsure] = nodes[i];
             unsure++;
         }
     }
@@ -163,7 +173,7 @@ static int move_and_settle(int pid, unsigned long n, const int *targets,
     for (unsigned long i = 0; i < unsure; i++) {
         int a = after[i];
         int s = status[i];
-        if (a >= 0 && is_target(a, targets, ntargets)) {
+        if (placed(a, i, targets, ntargets, nodes)) {
             res->moved++;                   /* moved along with its THP */
             continue;
         }
@@ -254,7 +264,7 @@ int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
         int s = status[i];
         if (s == want) {
             res->already++;
-        } else if (s == -ENOENT || s == -EFAULT) {
+        } else if (absent(s)) {
             res->not_present++;
         } else if (s < 0) {
             res->failed++;
@@ -268,55 +278,5 @@ int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
     }
     if (n == 0)
         return 0;
-
-    /* 2. Move them: the one call that stalls the target. */
-    for (unsigned long i = 0; i < n; i++)
-        status[i] = ND_UNREPORTED;
-    int64_t t0 = now_ns();
-    long rc = nd_move_pages(pid, n, pages, nodes, status, flags);
-    int saved = errno;
-    int64_t dt = now_ns() - t0;
-    res->move_calls++;
-    res->total_ns += dt;
-    if (dt > res->longest_ns)
-        res->longest_ns = dt;
-    if (rc < 0) {
-        res->call_errno = saved;
-        return -1;
-    }
-
-    /* 3. As nd_migrate_chunk: look again at pages not reported on their node. */
-    unsigned long unsure = 0;
-    for (unsigned long i = 0; i < n; i++) {
-        if (status[i] == nodes[i]) {
-            res->moved++;
-        } else {
-            pages[unsure] = pages[i];
-            status[unsure] = status[i];
-            nodes[unsure] = nodes[i];
-            unsure++;
-        }
-    }
-    if (unsure == 0)
-        return 0;
-    if (nd_move_pages(pid, unsure, pages, NULL, after, 0) < 0) {
-        res->call_errno = errno;
-        return -1;
-    }
-    for (unsigned long i = 0; i < unsure; i++) {
-        int a = after[i];
-        if (a == nodes[i]) {
-            res->moved++;
-            continue;
-        }
-        res->failed++;
-        int s = status[i];
-        if (s < 0 && s != ND_UNREPORTED && -s < ND_MAX_ERRNO)
-            res->err_counts[-s]++;
-        else if (a < 0 && -a < ND_MAX_ERRNO)
-            res->err_counts[-a]++;
-        else
-            res->other_node++;
-    }
-    return 0;
+    return move_and_settle(pid, n, NULL, 0, flags, 0, pages, nodes, status, after, res);
 }
