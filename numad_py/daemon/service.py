@@ -226,6 +226,10 @@ class Daemon:
                 continue
             if outcome.status in ("done", "dry-run"):
                 completed.append(action)
+                tier = getattr(action, "tier", None)
+                if self.metrics is not None and tier is not None and outcome.status == "done":
+                    moved = outcome.result.bytes_moved if outcome.result is not None else 0
+                    self.metrics.record_tier_move(action.rule, tier, moved)
                 if outcome.result is not None and action.kind == "migrate":
                     unmovable[action.identity] = outcome.result.refused_bytes
             self._remember(action, outcome)

@@ -10,7 +10,8 @@ Layout (``/sys/kernel/mm/damon/admin``, 6.x with CONFIG_DAMON_SYSFS)::
     kdamonds/K/contexts/0/monitoring_attrs/nr_regions/{min,max}
     kdamonds/K/contexts/0/targets/T/pid_target
     kdamonds/K/contexts/0/schemes/S/action     stat: counts only, changes nothing
-    kdamonds/K/contexts/0/schemes/S/filters/0/{type,target_idx,matching}
+    kdamonds/K/contexts/0/schemes/S/access_pattern/{sz,nr_accesses,age}/{min,max}   all 0 at first
+    kdamonds/K/contexts/0/schemes/S/filters/0/{type,damon_target_idx,matching}
     kdamonds/K/contexts/0/schemes/S/tried_regions/R/{start,end,nr_accesses,age}
 
 ``tried_regions`` does not say which target a region belongs to, so scheme S
@@ -39,6 +40,7 @@ log = logging.getLogger("numad_py.sense")
 DAMON_ADMIN = Path("/sys/kernel/mm/damon/admin")
 NEEDS_DAMON = "needs DAMON (6.x with CONFIG_DAMON_SYSFS)"
 CLAIM_FILE = "damon-kdamond"
+ULONG_MAX, UINT_MAX = (1 << 64) - 1, (1 << 32) - 1
 
 
 class DamonError(Exception):
@@ -203,10 +205,14 @@ class Kdamond:
         for i in range(len(pids)):
             scheme = ctx / "schemes" / str(i)
             self._write(scheme / "action", "stat")
+            # every region: the kernel's defaults (all 0) would match only empty, idle, new ones
+            for name, top in (("sz", ULONG_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
+                self._write(scheme / "access_pattern" / name / "min", 0)
+                self._write(scheme / "access_pattern" / name / "max", top)
             filters = scheme / "filters"
             self._write(filters / "nr_filters", 1)
             self._write(filters / "0" / "type", "target")
-            self._write(filters / "0" / "target_idx", i)
+            self._write(filters / "0" / "damon_target_idx", i)
             self._write(filters / "0" / "matching", "N")   # drop regions of every other target
 
     # --- reading ---------------------------------------------------------

@@ -96,8 +96,7 @@ def test_dwell_holds_back_the_opposite_move_only():
 
 @pytest.mark.parametrize("dwell, most", [("5s", 4), ("0s", 19)])
 def test_a_range_cycling_hot_and_cold_moves_at_most_once_per_dwell(dwell, most):
-    """Simulated ticks: access flips every tick; without dwell it would move every tick."""
-    p = proc(comm="app")
+    """Simulated ticks, access flipping every 1 s: dwell bounds the moves, none moves on every flip."""
     history: dict = {}
     moves = 0
     where = 0
