@@ -18,10 +18,12 @@ Layout (``/sys/kernel/mm/damon/admin``, 6.x with CONFIG_DAMON_SYSFS)::
 carries a ``target`` filter that drops every region not of target S
 (``matching = N``): scheme S's tried regions are exactly target S's.
 
-Targets change as processes come and go.  Appending keeps the running
-kdamond (``commit``; the others keep their ages); any other change restarts
-it (a removed target would shift the indexes, and a kept region would then
-be credited to another process).  The kdamond is claimed through a file in
+Targets change as processes come and go: any change restarts the kdamond
+(off, rewrite, on), so every process starts from fresh regions (ages
+restart too).  ``commit`` would keep the others' ages, but a removed target
+shifts the indexes (its regions would be credited to the next process), and
+in one probe in the 6.12 guest the first target showed no access at all
+after a ``commit`` that appended a second one (cause not established).  The kdamond is claimed through a file in
 the runtime dir, so a restarted daemon reuses its own kdamond and never
 takes one another tool set up; :meth:`Kdamond.release` turns it off and
 removes what it added.
@@ -173,14 +175,6 @@ class Kdamond:
         running = self.running()     # off by itself when all its processes exited
         if running and pids == self.pids and attrs == self.attrs:
             return
-        if running and attrs == self.attrs and pids[:len(self.pids)] == self.pids:
-            self._configure(pids, attrs)
-            try:
-                self._write(self.kdamond / "state", "commit")
-                self.pids = pids
-                return
-            except DamonError as exc:
-                log.info("DAMON: commit refused (%s): restarting the kdamond", exc)
         if running:
             self._write(self.kdamond / "state", "off")
         self._configure(pids, attrs)
