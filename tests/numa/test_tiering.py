@@ -100,9 +100,14 @@ def start_daemon(tmp: Path, *args: str) -> tuple[subprocess.Popen, Path]:
         '[[rule]]\nname = "tiered"\nmatch.cmdline = "tier_workload.py --tag ' + tmp.name + '"\n'
         f'tier = {{ fast = "0-1", slow = "2", cold_after = "{COLD_AFTER:g}s", hot_min = "5%", '
         'dwell = "4s", max_slow_share = "95%" }\n')
-    log = open(tmp / "daemon.log", "w")
-    proc = subprocess.Popen([NUMAD, "run", "--config", str(config), *args], stdout=log, stderr=subprocess.STDOUT,
+    log_path = tmp / "daemon.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([NUMAD, "run", "-v", "--config", str(config), *args], stdout=log, stderr=subprocess.STDOUT,
                             cwd=str(REPO))
+    deadline = time.monotonic() + 240          # interpreter start-up alone takes tens of seconds under TCG
+    while "numad-py started" not in log_path.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, f"daemon did not start:\n{log_path.read_text()}"
+        time.sleep(0.5)
     return proc, config
 
 
@@ -131,7 +136,7 @@ def tiered_setup(tmp_path):
             stop_daemon(thing)
 
 
-def wait_for(check, timeout: float, every: float = 0.5, on_sample=None):
+def wait_for(check, timeout: float, every: float = 0.5, on_sample=None, log: Path | None = None):
     t0 = time.monotonic()
     while True:
         ok, detail = check()
@@ -140,7 +145,8 @@ def wait_for(check, timeout: float, every: float = 0.5, on_sample=None):
         if ok:
             return time.monotonic() - t0, detail
         if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"not within {timeout:.0f}s: {detail}")
+            tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"not within {timeout:.0f}s: {detail}\ndaemon log:\n{tail}")
         time.sleep(every)
 
 
@@ -161,14 +167,14 @@ def test_cold_goes_slow_hot_stays_fast_and_follows_a_switch(tiered_setup, tmp_pa
         cold_slow, hot_fast = share(cold, 2), share(slices[hot[0]], 0)
         return cold_slow >= 0.9 and hot_fast >= 0.9, f"cold on node 2: {cold_slow:.0%}, hot on node 0: {hot_fast:.0%}"
 
-    first, detail = wait_for(placed, SETTLE, on_sample=record)
+    first, detail = wait_for(placed, SETTLE, on_sample=record, log=tmp_path / "daemon.log")
     print(f"tiered in {first:.1f}s after start: {detail}")
     assert w.cmd("checksum")["crc32"] == checksum
 
     hot[0] = 5
     w.cmd("hot 5")
     t_switch = time.monotonic()
-    second, detail = wait_for(placed, SETTLE, on_sample=record)
+    second, detail = wait_for(placed, SETTLE, on_sample=record, log=tmp_path / "daemon.log")
     print(f"switch followed in {second:.1f}s: {detail}")
     assert w.cmd("checksum")["crc32"] == checksum
     for _ in range(int(6 / 0.5)):           # a few more seconds: nothing may move back
@@ -192,7 +198,7 @@ def test_plan_json_explains_each_move_with_the_measured_access(tiered_setup, tmp
         moves = [a for a in json.loads(out.stdout) if a.get("tier") == "slow" and a["pid"] == w.pid]
         return bool(moves), moves
 
-    _t, moves = wait_for(planned, SETTLE, every=1.0)
+    _t, moves = wait_for(planned, SETTLE, every=1.0, log=tmp_path / "daemon.log")
     print(json.dumps(moves[0], indent=1)[:1500])
     end = w.start + w.size
     for a in moves:
