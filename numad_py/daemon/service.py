@@ -309,6 +309,8 @@ class Daemon:
             "dry_run": self.dry_run,
             "rules": [r.name for r in self.config.rules],
             "managed": self.state.managed,
+            "tier_bytes": {name: view["tier_bytes"] for name, view in
+                           ((self.state.metrics_view or {}).get("rules") or {}).items() if view.get("tier_bytes")},
             "ticks": self.state.ticks,
             "last_tick": self.state.last_tick,
             "last_reload": self.state.last_reload,
