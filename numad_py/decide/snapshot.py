@@ -53,6 +53,10 @@ class RegionAccess:
     nr_accesses: int                  # samples that saw an access in the last aggregation interval
     age: int                          # aggregation intervals the access count stayed about the same
     nodes: Mapping[int, int] = field(default_factory=dict)  # bytes per node, estimated from sampled pages
+    # Seconds since the sensor last saw any access in this range (at its ticks); None = not tracked.
+    # DAMON's age alone is not idle time: it counts intervals whose access count stayed about the
+    # same, and a count flickering between 0 and 1 keeps aging.
+    idle_seconds: float | None = None
 
     @property
     def size(self) -> int:

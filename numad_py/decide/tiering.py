@@ -11,8 +11,10 @@ For a process whose rule has ``tier = {fast, slow, ...}`` and DAMON's regions
 * anything between stays where it is.
 
 Hysteresis, so a range does not ping-pong: besides that band, a range is not
-moved the opposite way of a move of an overlapping range less than ``dwell``
-ago (``ProcessHistory.tier_moves``).  Cap: after the moves at most
+moved the opposite way of the last move of an overlapping range sooner than
+``dwell``, doubled for every earlier move of it (``ProcessHistory.tier_moves``);
+and cold also needs the sensor's own idle time (``idle_seconds``), since
+DAMON's age keeps growing while a count flickers between 0 and 1.  Cap: after the moves at most
 ``max_slow_share`` of the process's resident memory sits on slow nodes;
 the coldest (oldest) regions go first, the rest stays and is reported.
 
@@ -62,7 +64,7 @@ def tier_actions(proc: ProcessInfo, rule: Rule, snapshot: Snapshot,
     if access is None:
         return [_advice(proc, rule, "no DAMON measurement of it yet; tiering starts after the first one")]
     home = home_node(proc, snapshot, fast)
-    wanted = classify(access, tier, slow, recent_moves(entry, snapshot.time - tier.dwell))
+    wanted = classify(access, tier, slow, entry.tier_moves if entry is not None else (), snapshot.time)
     moves, held = apply_cap(wanted, proc, slow, tier.max_slow_share)
     actions = [_migrate(proc, rule, group, home if group[0].tier == FAST else slow, access)
                for group in merge(moves)]
@@ -81,14 +83,8 @@ def home_node(proc: ProcessInfo, snapshot: Snapshot, fast: frozenset[int]) -> in
     return min(runs_on, key=lambda n: (-residency.get(n, 0), n))
 
 
-def recent_moves(entry: ProcessHistory | None, since: float) -> tuple[tuple[int, int, str], ...]:
-    if entry is None:
-        return ()
-    return tuple((s, e, t) for s, e, t, when in entry.tier_moves if when > since)
-
-
 def classify(access: ProcessAccess, tier: Tier, slow: frozenset[int],
-             recent: tuple[tuple[int, int, str], ...] = ()) -> list[Move]:
+             moves_done: tuple[tuple[int, int, str, float], ...] = (), now: float = 0.0) -> list[Move]:
     """Each region's move, if it needs one and no recent opposite move holds it back."""
     aggr_seconds = access.aggr_us / 1e6
     moves = []
@@ -97,20 +93,28 @@ def classify(access: ProcessAccess, tier: Tier, slow: frozenset[int],
         age_seconds = region.age * aggr_seconds
         on_slow = sum(b for n, b in region.nodes.items() if n in slow)
         off_slow = sum(b for n, b in region.nodes.items() if n not in slow)
-        if region.nr_accesses == 0 and age_seconds >= tier.cold_after and off_slow > 0:
+        idle = region.idle_seconds is None or region.idle_seconds >= tier.cold_after
+        if region.nr_accesses == 0 and age_seconds >= tier.cold_after and idle and off_slow > 0:
             move = Move(region, SLOW, off_slow, frequency, age_seconds)
         elif frequency >= tier.hot_min and region.nr_accesses > 0 and on_slow > 0:
             move = Move(region, FAST, on_slow, frequency, age_seconds)
         else:
             continue
-        if not _held_back(move, recent):
+        if not held_back(move, moves_done, now, tier.dwell):
             moves.append(move)
     return moves
 
 
-def _held_back(move: Move, recent: tuple[tuple[int, int, str], ...]) -> bool:
+def held_back(move: Move, moves_done: tuple[tuple[int, int, str, float], ...], now: float, dwell: float) -> bool:
+    """True while the last move of an overlapping range went the other way less than
+    ``dwell × 2^(n-1)`` ago, n = moves of overlapping ranges remembered: each reversal
+    doubles the wait, so an ambiguous range settles instead of ping-ponging."""
     r = move.region
-    return any(t != move.tier and s < r.end and r.start < e for s, e, t in recent)
+    overlapping = [(when, t) for s, e, t, when in moves_done if s < r.end and r.start < e]
+    if not overlapping:
+        return False
+    when, last_tier = max(overlapping)
+    return last_tier != move.tier and now - when < dwell * 2 ** (len(overlapping) - 1)
 
 
 def apply_cap(moves: list[Move], proc: ProcessInfo, slow: frozenset[int],

@@ -33,6 +33,7 @@ from .maps import resolve_memory
 log = logging.getLogger("numad_py.sense")
 
 SAMPLES_PER_REGION = 16
+IDLE_CHUNK = 2 << 20     # granularity of the sensor's own "last seen accessed" memory
 
 
 class AccessSensor:
@@ -45,6 +46,8 @@ class AccessSensor:
         self._locate = locate
         self._last_error = ""
         self.last: Snapshot | None = None          # the latest, for plan previews
+        # per process: (first measured, {chunk index: last time a region over it showed an access})
+        self._seen: dict[tuple[int, float], tuple[float, dict[int, float]]] = {}
 
     def snapshot(self, config: Config) -> Snapshot:
         snap = self._base(config)
@@ -67,14 +70,19 @@ class AccessSensor:
             return self.last
         attrs = self.kdamond.attrs or Attrs()
         access = {}
+        self._seen = {p.identity: self._seen[p.identity] for p, _r in tiered if p.identity in self._seen}
         for proc, rule in tiered:
             regions = raw.get(proc.pid)
             if not regions:
                 continue   # just added: DAMON has not aggregated it yet
+            since, seen = self._seen.setdefault(proc.identity, (snap.time, {}))
+            note_accesses(seen, regions, snap.time)
             try:
                 clipped = clip(regions, resolve_memory(proc.pid, rule.memory))
+                located = [replace(r, idle_seconds=snap.time - last_access(seen, r.start, r.end, since))
+                           for r in self._located(proc, clipped)]
                 access[proc.identity] = ProcessAccess(
-                    regions=tuple(self._located(proc, clipped)), sample_us=attrs.sample_us, aggr_us=attrs.aggr_us)
+                    regions=tuple(located), sample_us=attrs.sample_us, aggr_us=attrs.aggr_us)
             except NumaError:
                 continue   # gone or unreadable since the scan: no measurement this tick
         self._last_error = ""
@@ -114,6 +122,19 @@ class AccessSensor:
         if message != self._last_error:
             log.warning("DAMON: %s; tier rules wait", message)
             self._last_error = message
+
+
+def note_accesses(seen: dict[int, float], regions: list[RawRegion], now: float) -> None:
+    """Remember ``now`` for every chunk a region with any access covers."""
+    for r in regions:
+        if r.nr_accesses > 0:
+            for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
+                seen[chunk] = now
+
+
+def last_access(seen: dict[int, float], start: int, end: int, since: float) -> float:
+    """When an access was last seen in ``[start, end)`` (``since``, the first measurement, if never)."""
+    return max((seen.get(c, since) for c in range(start // IDLE_CHUNK, (end - 1) // IDLE_CHUNK + 1)), default=since)
 
 
 def clip(regions: list[RawRegion], ranges: list[tuple[int, int]]) -> list[RawRegion]:

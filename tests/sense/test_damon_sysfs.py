@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from numad_py.sense.access import clip, estimate_nodes, sample_pages
+from numad_py.sense.access import clip, estimate_nodes, last_access, note_accesses, sample_pages
 from numad_py.sense.damon import (
     CLAIM_FILE,
     NEEDS_DAMON,
@@ -104,3 +104,13 @@ def test_sampling_is_bounded_and_spread():
     # 3 of 4 sampled pages on node 2, one not present: 3/4 of the size on node 2
     assert estimate_nodes(4 * PAGE, [2, 2, -14, 2]) == {2: 3 * PAGE}
     assert estimate_nodes(PAGE, []) == {}
+
+
+def test_idle_time_is_the_sensors_own_memory_of_accesses():
+    MiB = 1 << 20
+    seen: dict[int, float] = {}
+    note_accesses(seen, [RawRegion(0, 4 * MiB, 1, 30), RawRegion(4 * MiB, 8 * MiB, 0, 30)], now=100.0)
+    note_accesses(seen, [RawRegion(0, 8 * MiB, 0, 31)], now=105.0)      # a tick later: all looks idle
+    assert last_access(seen, 0, 2 * MiB, since=90.0) == 100.0             # but 0-4 MiB was seen at 100
+    assert last_access(seen, 5 * MiB, 8 * MiB, since=90.0) == 90.0        # never: since the first look
+    assert last_access(seen, 3 * MiB, 5 * MiB, since=90.0) == 100.0       # any overlapping chunk counts
