@@ -107,14 +107,16 @@ def classify(access: ProcessAccess, tier: Tier, slow: frozenset[int],
 
 def held_back(move: Move, moves_done: tuple[tuple[int, int, str, float], ...], now: float, dwell: float) -> bool:
     """True while the last move of an overlapping range went the other way less than
-    ``dwell × 2^(n-1)`` ago, n = moves of overlapping ranges remembered: each reversal
-    doubles the wait, so an ambiguous range settles instead of ping-ponging."""
+    ``dwell × 2^reversals`` ago (reversals: direction changes among the overlapping moves
+    remembered, the last one included minus one): each reversal doubles the wait, so an
+    ambiguous range settles instead of ping-ponging.  Repeated moves the same way (pages
+    left behind) do not count."""
     r = move.region
-    overlapping = [(when, t) for s, e, t, when in moves_done if s < r.end and r.start < e]
-    if not overlapping:
+    overlapping = sorted((when, t) for s, e, t, when in moves_done if s < r.end and r.start < e)
+    if not overlapping or overlapping[-1][1] == move.tier:
         return False
-    when, last_tier = max(overlapping)
-    return last_tier != move.tier and now - when < dwell * 2 ** (len(overlapping) - 1)
+    reversals = sum(1 for (_w0, a), (_w1, b) in zip(overlapping, overlapping[1:]) if a != b)
+    return now - overlapping[-1][0] < dwell * 2 ** reversals
 
 
 def apply_cap(moves: list[Move], proc: ProcessInfo, slow: frozenset[int],

@@ -103,6 +103,15 @@ def test_dwell_holds_back_the_opposite_move_only():
     assert [a.tier for a in result if a.kind == "migrate"] == ["slow"]
 
 
+def test_moves_the_same_way_do_not_lengthen_the_dwell():
+    r = region(0, acc=20, age=3, nodes={2: 16 * MiB})   # hot, on slow
+    p = proc(comm="app")
+    demoted = ProcessHistory(first_seen=0.0, tier_moves=tuple(
+        (BASE + i * MiB, BASE + (i + 1) * MiB, "slow", NOW - 6.0 + i * 0.1) for i in range(10)))
+    result, _s, _c = tiered([r], history={p.identity: demoted})
+    assert [a.tier for a in result if a.kind == "migrate"] == ["fast"]   # 10 demotions, no reversal: 5 s
+
+
 @pytest.mark.parametrize("dwell, most", [("5s", 3), ("0s", 19)])
 def test_a_range_cycling_hot_and_cold_moves_at_most_once_per_dwell(dwell, most):
     """Simulated ticks, access flipping every 1 s: dwell bounds the moves, none moves on every flip."""
