@@ -66,8 +66,8 @@ def tier_actions(proc: ProcessInfo, rule: Rule, snapshot: Snapshot,
     home = home_node(proc, snapshot, fast)
     wanted = classify(access, tier, slow, entry.tier_moves if entry is not None else (), snapshot.time)
     moves, held = apply_cap(wanted, proc, slow, tier.max_slow_share)
-    actions = [_migrate(proc, rule, group, home if group[0].tier == FAST else slow, access)
-               for group in merge(moves)]
+    groups = sorted(merge(moves), key=lambda g: g[0].tier != FAST)    # promotions first: latency
+    actions = [_migrate(proc, rule, group, home if group[0].tier == FAST else slow, access) for group in groups]
     if held:
         actions.append(_advice(proc, rule, f"{format_size(held)} of cold memory stays on fast nodes: "
                                f"max_slow_share {tier.max_slow_share:.0%} reached"))
@@ -110,11 +110,14 @@ def held_back(move: Move, moves_done: tuple[tuple[int, int, str, float], ...], n
     ``dwell × 2^reversals`` ago (reversals: direction changes among the overlapping moves
     remembered, the last one included minus one): each reversal doubles the wait, so an
     ambiguous range settles instead of ping-ponging.  Repeated moves the same way (pages
-    left behind) do not count."""
+    left behind) do not count; such a retry waits ``dwell`` (the kernel refused those pages:
+    shared, busy)."""
     r = move.region
     overlapping = sorted((when, t) for s, e, t, when in moves_done if s < r.end and r.start < e)
-    if not overlapping or overlapping[-1][1] == move.tier:
+    if not overlapping:
         return False
+    if overlapping[-1][1] == move.tier:     # tried this very move: what stayed behind was refused
+        return now - overlapping[-1][0] < dwell
     reversals = sum(1 for (_w0, a), (_w1, b) in zip(overlapping, overlapping[1:]) if a != b)
     return now - overlapping[-1][0] < dwell * 2 ** reversals
 

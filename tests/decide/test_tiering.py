@@ -72,6 +72,11 @@ def test_hot_min_is_a_threshold_not_any_access():
     assert [a for a in result if a.kind == "migrate"] == []
 
 
+def test_promotions_come_first():
+    result, _s, _c = tiered([region(0, acc=0, age=40), region(2, acc=20, age=3, nodes={2: 16 * MiB})])
+    assert [a.tier for a in result if a.kind == "migrate"] == ["fast", "slow"]
+
+
 def test_adjacent_regions_merge_into_one_explained_move():
     regions = [region(i, acc=0, age=30 + i) for i in range(3)] + [region(3, acc=20, age=5)]
     result, _s, _c = tiered(regions)
@@ -97,9 +102,11 @@ def test_dwell_holds_back_the_opposite_move_only():
     assert [a for a in result if a.kind == "migrate"] == []        # demoted 2 s ago, dwell 5 s
     result, _s, _c = tiered([r], history={p.identity: demoted}, time=NOW + 4.0)
     assert [a.tier for a in result if a.kind == "migrate"] == ["fast"]   # 6 s later: promoted
-    # a demotion 2 s ago does not hold back another demotion of the same range
+    # what a demotion 2 s ago left behind (refused pages) is retried after the dwell, not every tick
     cold = region(0, acc=0, age=40, nodes={0: 8 * MiB, 2: 8 * MiB})
     result, _s, _c = tiered([cold], history={p.identity: demoted})
+    assert [a for a in result if a.kind == "migrate"] == []
+    result, _s, _c = tiered([cold], history={p.identity: demoted}, time=NOW + 4.0)
     assert [a.tier for a in result if a.kind == "migrate"] == ["slow"]
 
 
