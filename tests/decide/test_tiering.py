@@ -67,13 +67,21 @@ def test_damon_age_is_not_enough_for_cold_the_sensors_idle_time_must_agree():
     assert [a.tier for a in result if a.kind == "migrate"] == ["slow"]
 
 
+def test_promotion_waits_until_damon_has_seen_the_region_hot_for_a_few_intervals():
+    young = region(0, acc=3, age=4, nodes={2: 16 * MiB})      # just changed: may still straddle cold memory
+    result, _s, _c = tiered([young])
+    assert [a for a in result if a.kind == "migrate"] == []
+    result, _s, _c = tiered([replace(young, age=5)])
+    assert [a.tier for a in result if a.kind == "migrate"] == ["fast"]
+
+
 def test_hot_min_is_a_threshold_not_any_access():
     result, _s, _c = tiered([region(0, acc=1, age=50, nodes={2: 16 * MiB})], hot_min="10%")
     assert [a for a in result if a.kind == "migrate"] == []
 
 
 def test_promotions_come_first():
-    result, _s, _c = tiered([region(0, acc=0, age=40), region(2, acc=20, age=3, nodes={2: 16 * MiB})])
+    result, _s, _c = tiered([region(0, acc=0, age=40), region(2, acc=20, age=5, nodes={2: 16 * MiB})])
     assert [a.tier for a in result if a.kind == "migrate"] == ["fast", "slow"]
 
 
@@ -95,7 +103,7 @@ def test_home_is_the_fast_node_the_process_may_run_on():
 
 
 def test_dwell_holds_back_the_opposite_move_only():
-    r = region(0, acc=20, age=3, nodes={2: 16 * MiB})   # hot, on slow
+    r = region(0, acc=20, age=5, nodes={2: 16 * MiB})   # hot, on slow
     demoted = ProcessHistory(first_seen=0.0, tier_moves=((BASE, BASE + 16 * MiB, "slow", NOW - 2.0),))
     p = proc(comm="app")
     result, _s, _c = tiered([r], history={p.identity: demoted})
@@ -111,7 +119,7 @@ def test_dwell_holds_back_the_opposite_move_only():
 
 
 def test_moves_the_same_way_do_not_lengthen_the_dwell():
-    r = region(0, acc=20, age=3, nodes={2: 16 * MiB})   # hot, on slow
+    r = region(0, acc=20, age=5, nodes={2: 16 * MiB})   # hot, on slow
     p = proc(comm="app")
     demoted = ProcessHistory(first_seen=0.0, tier_moves=tuple(
         (BASE + i * MiB, BASE + (i + 1) * MiB, "slow", NOW - 6.0 + i * 0.1) for i in range(10)))
@@ -128,7 +136,7 @@ def test_a_range_cycling_hot_and_cold_moves_at_most_once_per_dwell(dwell, most):
     for tick in range(40):                     # 40 ticks of 0.5 s = 20 s, dwell 5 s
         now = NOW + tick * 0.5
         hot = tick % 4 < 2
-        r = region(0, acc=20 if hot else 0, age=0 if hot else 40, nodes={where: 16 * MiB})
+        r = region(0, acc=20 if hot else 0, age=10 if hot else 40, nodes={where: 16 * MiB})
         result, s, _c = tiered([r], history=history, time=now, dwell=dwell)
         done = [a for a in result if a.kind == "migrate"]
         for a in done:
