@@ -36,11 +36,6 @@ from .history import ProcessHistory
 from .snapshot import ProcessAccess, ProcessInfo, RegionAccess, Snapshot
 
 FAST, SLOW = "fast", "slow"
-# A promotion needs the region hot for this many aggregation intervals (DAMON's age): right
-# after an access pattern changes, DAMON's regions still straddle old-cold and new-hot memory
-# (in the VM a 112 MiB region 1/7 hot read as 15 % accessed); a few intervals of its adaptive
-# splitting isolate the hot part.
-HOT_CONFIRM_INTERVALS = 5
 
 
 @dataclass(frozen=True)
@@ -101,8 +96,7 @@ def classify(access: ProcessAccess, tier: Tier, slow: frozenset[int],
         idle = region.idle_seconds is None or region.idle_seconds >= tier.cold_after
         if region.nr_accesses == 0 and age_seconds >= tier.cold_after and idle and off_slow > 0:
             move = Move(region, SLOW, off_slow, frequency, age_seconds)
-        elif (frequency >= tier.hot_min and region.nr_accesses > 0 and region.age >= HOT_CONFIRM_INTERVALS
-              and on_slow > 0):
+        elif frequency >= tier.hot_min and region.nr_accesses > 0 and on_slow > 0:
             move = Move(region, FAST, on_slow, frequency, age_seconds)
         else:
             continue

@@ -99,7 +99,7 @@ def start_daemon(tmp: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     (tmp / "rules.d" / "10-tier.toml").write_text(
         '[[rule]]\nname = "tiered"\nmatch.cmdline = "tier_workload.py --tag ' + tmp.name + '"\nmemory = ["anon"]\n'
         f'tier = {{ fast = "0-1", slow = "2", cold_after = "{COLD_AFTER:g}s", hot_min = "5%", '
-        'dwell = "4s", max_slow_share = "95%" }\n')
+        'dwell = "4s", max_slow_share = "99%" }\n')
     log_path = tmp / "daemon.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([NUMAD, "run", "-v", "--config", str(config), *args], stdout=log, stderr=subprocess.STDOUT,
