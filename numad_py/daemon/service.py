@@ -224,10 +224,11 @@ class Daemon:
             ok, outcome = self._attempt("act", self._execute, action)
             if not ok:
                 continue
-            if outcome.status in ("done", "dry-run"):
+            tier = getattr(action, "tier", None)
+            # a dry-run tier move moved nothing: remembering it would hold the range back (dwell)
+            if outcome.status == "done" or (outcome.status == "dry-run" and tier is None):
                 completed.append(action)
-                tier = getattr(action, "tier", None)
-                if self.metrics is not None and tier is not None and outcome.status == "done":
+                if self.metrics is not None and tier is not None:
                     moved = outcome.result.bytes_moved if outcome.result is not None else 0
                     self.metrics.record_tier_move(action.rule, tier, moved)
                 if outcome.result is not None and action.kind == "migrate":
