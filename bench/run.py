@@ -13,7 +13,8 @@ absolute times under TCG emulation mean little.
     python3 bench/run.py --table bench/results.json   # print the table of an earlier run
 
 Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement, numad
-(in the guest) and cli (CLI start-up, on the host; see bench/README.md).  Stdlib only.  Exit 0 when the run completed (goals
+(in the guest), cli (CLI start-up, on the host) and tiering, which boots a second guest
+(6.12, `tiered` topology: DAMON) for bench/guest_tier.py; see bench/README.md.  Stdlib only.  Exit 0 when the run completed (goals
 missed are reported, not failures); 1 when a benchmark or the VM failed.
 """
 
@@ -36,8 +37,10 @@ REPO = HERE.parent
 OUT = HERE / "out"
 RESULTS = HERE / "results.json"
 C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle", "busy_hold")
-BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad", "cli")
-HOST_BENCHES = ("cli",)  # measured on the host, before the guest boots
+BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad", "cli", "tiering")
+HOST_BENCHES = ("cli",)      # measured on the host, before the guest boots
+TIER_BENCHES = ("tiering",)  # needs DAMON: the 6.12 `tiered` guest
+GUEST_BENCHES = tuple(b for b in BENCHES if b not in HOST_BENCHES + TIER_BENCHES)
 NUMAD = "/usr/bin/numad"
 DEFAULT_KERNEL = "/var/cache/numad-py-vm/kernel/root/boot/vmlinuz-6.1.0-56-amd64"
 sys.path.insert(0, str(REPO / "tests" / "vm"))
@@ -104,6 +107,35 @@ def guest_script(rundir: Path, bindir: Path, python: Path, guest_args: list[str]
         f"echo $? >{q(str(rundir / 'guest.rc'))}",
         "",
     ])
+
+
+def tiered_guest(rundir: Path, vng: str, python: Path, quick: bool, timeout: float) -> dict:
+    """Benchmark `tiering` in the 6.12 `tiered` guest; its guest.json, or one with the error."""
+    from topologies import TOPOLOGIES, vng_args
+    kernel = os.environ.get("NUMAD_VM_KERNEL_6_12", "")
+    if not kernel:
+        p = subprocess.run(["bash", str(REPO / "tests" / "vm" / "setup.sh"), "--print-env", "--kernel", "6.12"],
+                           stdout=subprocess.PIPE, text=True)
+        kernel = dict(x.split("=", 1) for x in p.stdout.splitlines() if "=" in x).get("NUMAD_VM_KERNEL_6_12", "")
+    failed = {"meta": {}, "rows": [], "raw": {}, "errors": {}}
+    if not kernel:
+        failed["errors"]["tiering"] = "no 6.12 kernel (tests/vm/setup.sh --kernel 6.12)"
+        return failed
+    tdir = rundir / "tiered"
+    tdir.mkdir()
+    extra = ["--mib", "128", "--cold-after", "10", "--settle", "20", "--window", "30"] if quick else []
+    cmd = [str(python), str(HERE / "guest_tier.py"), "--out", str(tdir), *extra]
+    q = shlex.quote
+    (tdir / "guest.sh").write_text(f"#!/bin/bash\ncd {q(str(REPO))}\nexport PYTHONDONTWRITEBYTECODE=1\n"
+                                   f"{' '.join(q(c) for c in cmd)} >{q(str(tdir / 'guest.log'))} 2>&1\n")
+    vm = [vng, "-v", "-r", kernel, "--disable-kvm", *vng_args(TOPOLOGIES["tiered"]), "--rwdir", str(tdir),
+          "--exec", f"bash {tdir / 'guest.sh'}"]
+    print(f"bench: booting the 6.12 tiered guest for `tiering`; results in {tdir}", flush=True)
+    run_guest(vm, tdir / "console.log", [Tail(tdir / "guest.log", "[tiered] ")], timeout, REPO)
+    if not (tdir / "guest.json").exists():
+        failed["errors"]["tiering"] = f"no results from the tiered guest (see {tdir})"
+        return failed
+    return json.loads((tdir / "guest.json").read_text())
 
 
 def boot(rundir: Path, kernel: str, vng: str, timeout: float) -> bool:
@@ -235,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = set(wanted) - set(BENCHES)
     if bad:
         ap.error(f"unknown benchmarks {sorted(bad)}; known: {', '.join(BENCHES)}")
-    in_guest = [b for b in wanted if b not in HOST_BENCHES]
+    in_guest = [b for b in wanted if b in GUEST_BENCHES]
     if args.only:
         guest_args += ["--only", ",".join(in_guest)]
     if args.quick:
@@ -249,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         guest_args += ["--reps", str(args.reps), "--fork-reps", str(args.reps)]
 
     host = run_host_benches(wanted, args.reps)
-    if not in_guest:
+    if not in_guest and "tiering" not in wanted:
         res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(),
                         "loadavg": os.getloadavg()}, "rows": host["rows"], "raw": host["raw"]}
         if args.results.exists():
@@ -275,14 +307,24 @@ def main(argv: list[str] | None = None) -> int:
     (rundir / "guest.sh").write_text(guest_script(rundir, bindir, python,
                                                   guest_args + ["--host-memcpy", f"{host_bw:.4f}"]))
     t0 = time.monotonic()
-    booted = boot(rundir, kernel, vng, args.timeout)
-    guest_json = rundir / "guest.json"
-    if not booted or not guest_json.exists():
-        print(f"bench: no results from the guest (see {rundir})", flush=True)
-        return 1
-    res = json.loads(guest_json.read_text())
-    rc_file = rundir / "guest.rc"
-    guest_rc = int(rc_file.read_text().strip()) if rc_file.exists() else None
+    res: dict = {"meta": {}, "rows": [], "raw": {"seconds": {}}, "errors": {}}
+    guest_rc: int | None = 0
+    if in_guest:
+        booted = boot(rundir, kernel, vng, args.timeout)
+        guest_json = rundir / "guest.json"
+        if not booted or not guest_json.exists():
+            print(f"bench: no results from the guest (see {rundir})", flush=True)
+            return 1
+        res = json.loads(guest_json.read_text())
+        rc_file = rundir / "guest.rc"
+        guest_rc = int(rc_file.read_text().strip()) if rc_file.exists() else None
+    if "tiering" in wanted:
+        tier = tiered_guest(rundir, vng, python, args.quick, args.timeout)
+        res["rows"] += tier["rows"]
+        res["raw"].update({k: v for k, v in tier["raw"].items() if k != "seconds"})
+        res["raw"].setdefault("seconds", {})["tiering"] = round(time.monotonic() - t0)
+        res["errors"] = {**res.get("errors", {}), **tier["errors"]}
+        res["meta"]["tiered_guest"] = tier["meta"]
     host_after = host_memcpy(bindir)
     raw_memcpy = res.get("raw", {}).get("memcpy", {})
     res["meta"].update({

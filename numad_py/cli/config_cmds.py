@@ -47,7 +47,10 @@ def check_config_main(config_path: str | None) -> int:
     if config.rules and _online_nodes() is not None:
         from ..decide.planner import inactive_rules
         from ..sense.node_load import node_snapshot
-        inactive = inactive_rules(config.rules, node_snapshot(sample_seconds=0))
+        from dataclasses import replace
+        from ..sense.damon import missing_reason
+        snapshot = replace(node_snapshot(sample_seconds=0), access_missing=missing_reason())
+        inactive = inactive_rules(config.rules, snapshot)
         for rule in config.rules:
             print(f"  {rule.name}: {inactive.get(rule.name, 'active here')} (nodes = {rule.nodes!r})")
     return 0
@@ -57,7 +60,11 @@ def plan_main(config_path: str | None, as_json: bool) -> int:
     config = _load(config_path)
     if config is None:
         return 1
-    snapshot = take_snapshot(config)
+    if any(rule.tier is not None for rule in config.rules):
+        measured = _daemon_plan(config)   # DAMON's measurements live in the running daemon
+        if measured is not None:
+            return _print_daemon_plan(measured, as_json)
+    snapshot = _with_damon(take_snapshot(config))
     result = plan(snapshot, config, {})
     if as_json:
         print(json.dumps([action.to_dict() for action in result], indent=2))
@@ -69,4 +76,34 @@ def plan_main(config_path: str | None, as_json: bool) -> int:
         print(f"rule {name!r} is {why}")
     if not result.actions:
         print(f"nothing to do: {len(result.matched)} matching process(es), all placed")
+    return 0
+
+
+# --- tier rules: the running daemon holds DAMON's measurements ---------------------
+
+def _with_damon(snapshot):
+    from dataclasses import replace
+    from ..sense.damon import missing_reason
+    return replace(snapshot, access_missing=missing_reason())
+
+
+def _daemon_plan(config: Config) -> list[dict] | None:
+    """The running daemon's plan (its tier moves carry the measured access), or None."""
+    from ..client import Client, DaemonError, DaemonUnavailable
+    try:
+        return list(Client(config.control.socket, timeout=30, connect_timeout=2).plan()["actions"])
+    except (DaemonError, DaemonUnavailable, OSError, KeyError, TypeError):
+        return None
+
+
+def _print_daemon_plan(actions: list[dict], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(actions, indent=2))
+        return 0
+    print("plan of the running daemon (tier rules need its DAMON measurements):")
+    for a in actions:
+        print(f"{a['kind']:<7} pid {a['pid']} ({a['comm']}) [{a['from_nodes'] or '-'} -> "
+              f"{a['target_nodes'] or '-'}]: {a['reason']}")
+    if not actions:
+        print("nothing to do")
     return 0

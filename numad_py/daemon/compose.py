@@ -24,6 +24,8 @@ from ..config.watch import ConfigWatcher
 from ..config import Config, ConfigError, Problem, load_config
 from ..control.server import ControlServer
 from ..decide.planner import plan as make_plan
+from ..sense.access import AccessSensor
+from ..sense.damon import Kdamond
 from ..sense.processes import Sensor, take_snapshot
 from ..topology import online_nodes, read_topology
 from .endpoints import ControlEndpoint, MetricsEndpoint, StartupError
@@ -72,10 +74,11 @@ def build_daemon(config_path: str, *, dry_run: bool = False, environ: Mapping[st
                         stall=StallBound(d.max_stall), dry_run=dry_run, metrics=metrics, stop=stop,
                         beat=heartbeat.beat)
     socket_path = control_socket_path(config, runtime)
+    access = AccessSensor(Sensor().snapshot, Kdamond(claim_dir=runtime.path))   # tier rules' DAMON
     daemon = Daemon(
         config=config, config_path=config_path,
         load_config=lambda: load_config_safely(Path(config_path)),
-        sense=Sensor().snapshot, decide=make_plan, preview_sense=take_snapshot,
+        sense=access.snapshot, decide=make_plan, preview_sense=lambda c: access.preview(take_snapshot(c)),
         executor=executor, notifier=notifier, heartbeat=heartbeat, stop_event=stop,
         publishers=[NodeTablePublisher(runtime.path), ShimRulesPublisher(runtime.path)],
         status_file=StatusFile(runtime.path), history_store=HistoryStore(state_directory(d.state_dir)),
@@ -93,9 +96,24 @@ def build_daemon(config_path: str, *, dry_run: bool = False, environ: Mapping[st
     if metrics is not None:
         daemon.endpoints.append(MetricsEndpoint(config.metrics.listen, metrics))
     daemon.endpoints.append(ControlEndpoint(control))
+    daemon.endpoints.append(DamonEndpoint(access))     # its stop() turns DAMON off at shutdown
     for limit in privilege_limits():
         log.warning("running as uid %d with %s", os.getuid(), limit)
     return daemon
+
+
+class DamonEndpoint:
+    """The tier rules' kdamond as an endpoint: nothing to start; stop() on every way out
+    of ``Daemon.run`` turns DAMON off and removes what the daemon added."""
+
+    def __init__(self, access: AccessSensor):
+        self.access = access
+
+    def start(self) -> DamonEndpoint:
+        return self
+
+    def stop(self) -> None:
+        self.access.stop()
 
 
 def control_socket_path(config: Config, runtime: RuntimeDir) -> str:

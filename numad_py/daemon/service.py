@@ -224,8 +224,13 @@ class Daemon:
             ok, outcome = self._attempt("act", self._execute, action)
             if not ok:
                 continue
-            if outcome.status in ("done", "dry-run"):
+            tier = getattr(action, "tier", None)
+            # a dry-run tier move moved nothing: remembering it would hold the range back (dwell)
+            if outcome.status == "done" or (outcome.status == "dry-run" and tier is None):
                 completed.append(action)
+                if self.metrics is not None and tier is not None:
+                    moved = outcome.result.bytes_moved if outcome.result is not None else 0
+                    self.metrics.record_tier_move(action.rule, tier, moved)
                 if outcome.result is not None and action.kind == "migrate":
                     unmovable[action.identity] = outcome.result.refused_bytes
             self._remember(action, outcome)
@@ -305,6 +310,8 @@ class Daemon:
             "dry_run": self.dry_run,
             "rules": [r.name for r in self.config.rules],
             "managed": self.state.managed,
+            "tier_bytes": {name: view["tier_bytes"] for name, view in
+                           ((self.state.metrics_view or {}).get("rules") or {}).items() if view.get("tier_bytes")},
             "ticks": self.state.ticks,
             "last_tick": self.state.last_tick,
             "last_reload": self.state.last_reload,

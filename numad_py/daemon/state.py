@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..act.executor import Outcome
 from ..decide.history import History
+from ..decide.tiering import tier_bytes
 
 RECENT_OUTCOMES = 50
 
@@ -51,5 +52,9 @@ def rule_view(snapshot, plan, config) -> dict:
         proc = by_identity.get(identity)
         for node, nbytes in ((proc.residency or {}).items() if proc else ()):
             entry["resident_bytes"][node] = entry["resident_bytes"].get(node, 0) + nbytes
+        rule = next((r for r in config.rules if r.name == rule_name), None)
+        if proc is not None and rule is not None and rule.tier is not None:   # numad_tier_bytes
+            for tier, nbytes in tier_bytes(proc, rule, snapshot).items():
+                entry.setdefault("tier_bytes", {})[tier] = entry.get("tier_bytes", {}).get(tier, 0) + nbytes
     return {"time": snapshot.time, "numa_balancing": snapshot.numa_balancing,
             "processes": len(plan.matched), "rules": rules}

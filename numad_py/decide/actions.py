@@ -30,12 +30,24 @@ class Action:
     # (node, weight) pairs: place page i on the weighted round-robin's node (interleave policies);
     # empty = any target node will do
     weights: tuple[tuple[int, int], ...] = ()
+    # Tier moves (decide/tiering.py): "fast" (promote) or "slow" (demote), the address ranges,
+    # and the measured access that justifies the move.
+    tier: str | None = None
+    ranges: tuple[tuple[int, int], ...] = ()
+    access: Mapping[str, float] | None = None
 
     @property
     def identity(self) -> Identity:
         return (self.pid, self.start_time)
 
     def to_dict(self) -> dict:
+        out = self._base_dict()
+        if self.tier is not None:
+            out.update(tier=self.tier, ranges=[f"{s:#x}-{e:#x}" for s, e in self.ranges],
+                       access=dict(self.access or {}))
+        return out
+
+    def _base_dict(self) -> dict:
         return {
             "kind": self.kind,
             "pid": self.pid,

@@ -20,6 +20,11 @@ class ProcessHistory:
     last_action: float | None = None  # last attempt, successful or not
     handled_once: bool = False        # an action completed: `once` is satisfied
     unmovable_bytes: int = 0          # misplaced bytes the last migration could not move
+    # Tier moves done: (start, end, tier, when), newest last, at most TIER_MOVES_KEPT (hysteresis).
+    tier_moves: tuple[tuple[int, int, str, float], ...] = ()
+
+
+TIER_MOVES_KEPT = 256
 
 
 History = Mapping[Identity, ProcessHistory]
@@ -47,6 +52,11 @@ def record(
     for action in completed:
         if action.identity in nxt:
             nxt[action.identity] = replace(nxt[action.identity], last_action=now, handled_once=True)
+    for action in completed:
+        if action.tier is not None and action.identity in nxt:
+            entry = nxt[action.identity]
+            moves = entry.tier_moves + tuple((s, e, action.tier, now) for s, e in action.ranges)
+            nxt[action.identity] = replace(entry, tier_moves=moves[-TIER_MOVES_KEPT:])
     for identity, nbytes in (unmovable or {}).items():
         if identity in nxt:
             nxt[identity] = replace(nxt[identity], unmovable_bytes=nbytes)

@@ -30,6 +30,7 @@ from .auto import choose_node
 from .history import History, ProcessHistory
 from .match import first_match
 from .snapshot import ProcessInfo, Snapshot
+from .tiering import tier_actions
 
 
 def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
@@ -45,6 +46,9 @@ def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
         if rule.name in inactive:
             continue
         entry = history.get(proc.identity)
+        if rule.tier is not None:   # tier moves keep their own pace (hysteresis), not once/every
+            actions.extend(tier_actions(proc, rule, snapshot, entry))
+            continue
         if is_due(rule, entry, snapshot.time, config.daemon.cooldown):
             unmovable = entry.unmovable_bytes if entry is not None else 0
             actions.extend(actions_for(proc, rule, snapshot, config.daemon, unmovable=unmovable))
@@ -56,6 +60,8 @@ def inactive_rules(rules, snapshot: Snapshot) -> dict[str, str]:
     """Rules whose node set is empty on this machine -> why: they match but never act here."""
     out = {}
     for rule in rules:
+        if rule.tier is not None and snapshot.access_missing:
+            out[rule.name] = f"inactive here: {snapshot.access_missing}"
         if rule.nodes == AUTO or not (nodesets.is_symbol(rule.nodes) or rule.fleet):
             continue
         if not nodesets.resolve(rule.nodes, snapshot):

@@ -45,6 +45,38 @@ class ProcessInfo:
 
 
 @dataclass(frozen=True)
+class RegionAccess:
+    """One DAMON region of a process, clipped to one mapping (sense/damon.py)."""
+
+    start: int
+    end: int
+    nr_accesses: int                  # samples that saw an access in the last aggregation interval
+    age: int                          # aggregation intervals the access count stayed about the same
+    nodes: Mapping[int, int] = field(default_factory=dict)  # bytes per node, estimated from sampled pages
+    # Seconds since the sensor last saw any access in this range (at its ticks); None = not tracked.
+    # DAMON's age alone is not idle time: it counts intervals whose access count stayed about the
+    # same, and a count flickering between 0 and 1 keeps aging.
+    idle_seconds: float | None = None
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ProcessAccess:
+    """What DAMON measured for one process, and the intervals needed to read it."""
+
+    regions: tuple[RegionAccess, ...]
+    sample_us: int
+    aggr_us: int
+
+    @property
+    def max_accesses(self) -> int:
+        return max(1, self.aggr_us // max(1, self.sample_us))
+
+
+@dataclass(frozen=True)
 class Snapshot:
     time: float
     nodes: tuple[NodeInfo, ...]
@@ -52,6 +84,9 @@ class Snapshot:
     processes: tuple[ProcessInfo, ...] = ()
     numa_balancing: int | None = None  # /proc/sys/kernel/numa_balancing; None = not available
     cpu_load: Mapping[int, float] = field(default_factory=dict)  # per node, 0.0 idle .. 1.0 busy
+    # Tier rules: DAMON's measurements per candidate; why DAMON cannot serve here (None = it can).
+    access: Mapping[Identity, ProcessAccess] = field(default_factory=dict)
+    access_missing: str | None = None
 
     @property
     def node_ids(self) -> frozenset[int]:

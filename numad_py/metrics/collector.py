@@ -37,13 +37,15 @@ class NumadCollector(Collector):
                 "db": {
                     "processes": 3,          # processes the rule manages now
                     "resident_bytes": {0: 1073741824, 1: 4096},   # node id (int or str) -> bytes,
-                },                           #   summed over the rule's processes
+                                             #   summed over the rule's processes
+                    "tier_bytes": {"fast": 1, "slow": 2},  # tier rules only: bytes on its fast/slow nodes
+                },
             },
         }
 
     gives ``numad_snapshot_timestamp_seconds``, ``numad_numa_balancing``,
-    ``numad_processes``, ``numad_rule_processes{rule}`` and
-    ``numad_rule_resident_bytes{rule,node}``.
+    ``numad_processes``, ``numad_rule_processes{rule}``,
+    ``numad_rule_resident_bytes{rule,node}`` and ``numad_tier_bytes{rule,tier}``.
 
     Errors in any source are logged at debug level and counted in
     ``numad_collector_errors_total{source}``; the rest of the scrape goes on.
@@ -112,12 +114,14 @@ class NumadCollector(Collector):
             ractive = GaugeMetricFamily("numad_rule_active",
                                         "1 if the rule's node set exists on this machine, 0 if it is inactive here.",
                                         labels=["rule"])
+            tiers = GaugeMetricFamily("numad_tier_bytes", "Resident memory of a tier rule's processes on its fast "
+                                      "and slow nodes, at the last scan.", labels=["rule", "tier"])
             if live:
                 try:
-                    self._add_state(self.state_provider() or {}, ts, bal, procs, rproc, rres, ractive)
+                    self._add_state(self.state_provider() or {}, ts, bal, procs, rproc, rres, ractive, tiers)
                 except Exception as exc:  # a bug in the provider must not fail the scrape
                     self._failed("state", exc)
-            yield from (ts, bal, procs, rproc, rres, ractive)
+            yield from (ts, bal, procs, rproc, rres, ractive, tiers)
 
         errs = CounterMetricFamily("numad_collector_errors", "Scrape-time reads that failed, by source.", labels=["source"])
         with self._lock:
@@ -126,7 +130,7 @@ class NumadCollector(Collector):
         yield errs
 
     @staticmethod
-    def _add_state(state: Mapping[str, Any], ts, bal, procs, rproc, rres, ractive) -> None:
+    def _add_state(state: Mapping[str, Any], ts, bal, procs, rproc, rres, ractive, tiers) -> None:
         if state.get("time") is not None:
             ts.add_metric([], float(state["time"]))
         if state.get("numa_balancing") is not None:
@@ -140,3 +144,5 @@ class NumadCollector(Collector):
             resident = rule.get("resident_bytes") or {}
             for node in sorted(resident, key=lambda n: int(n)):
                 rres.add_metric([str(name), str(int(node))], int(resident[node]))
+            for tier, nbytes in sorted((rule.get("tier_bytes") or {}).items()):
+                tiers.add_metric([str(name), str(tier)], int(nbytes))

@@ -114,6 +114,12 @@ class Metrics:
         self.requests = Counter(
             "numad_control_requests", "Control socket requests, by operation and result.",
             ["op", "result"], registry=r)
+        self.tier_moves = Counter(
+            "numad_tier_moves", "Tier moves done (tier rules), by rule and direction (promote: to the fast "
+            "node, demote: to the slow nodes).", ["rule", "direction"], registry=r)
+        self.tier_moved_bytes = Counter(
+            "numad_tier_moved_bytes", "Bytes tier moves put on a node, by rule and direction.",
+            ["rule", "direction"], registry=r)
         self.build_info = Info("numad_build", "numad-py build information.", registry=r)
         self.build_info.info({"version": version, "python": platform.python_version()})
 
@@ -178,6 +184,12 @@ class Metrics:
             self._warn_once(f"stage:{stage}", "unknown tick stage %r counted as 'other'", stage)
             stage = "other"
         self.tick_errors.labels(stage).inc()
+
+    def record_tier_move(self, rule: str, tier: str, nbytes: int) -> None:
+        """One tier move done: ``tier`` "fast" is a promotion, "slow" a demotion."""
+        direction = "promote" if tier == "fast" else "demote"
+        self.tier_moves.labels(rule, direction).inc()
+        self.tier_moved_bytes.labels(rule, direction).inc(max(0, nbytes))
 
     def record_request(self, op: str, result: str) -> None:
         """One control-socket request.  ``op`` is the request's operation name (a fixed set in the

@@ -28,11 +28,13 @@ def exposed(tmp_path) -> dict[str, set[str]]:
     (node / "node0/meminfo").write_text("Node 0 MemTotal: 1024 kB\nNode 0 MemFree: 512 kB\n")
     (node / "node0/distance").write_text("10\n")
     state = {"time": 1.0, "numa_balancing": 0, "processes": 1,
-             "rules": {"db": {"processes": 1, "resident_bytes": {0: 4096}}}}
+             "rules": {"db": {"processes": 1, "resident_bytes": {0: 4096}},
+                       "cold": {"processes": 1, "resident_bytes": {0: 4096}, "tier_bytes": {"fast": 1, "slow": 2}}}}
     m = Metrics(sys_root=tmp_path / "sys", state_provider=lambda: state)
     m.record_migration(MigrationResult(pid=1, target=frozenset({0}), moved=1, already=1, failed=Counter(busy=1),
                                        seconds=0.1, longest_call_seconds=0.01, calls=1),
                        source="1", target="0", reason="request")
+    m.record_tier_move("cold", "slow", 4096)
     names: dict[str, set[str]] = {}
     for fam in text_string_to_metric_families(m.exposition().decode()):
         for suffix in SUFFIXES.get(fam.type, ("",)):

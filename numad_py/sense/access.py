@@ -1,0 +1,169 @@
+"""The access sensor: a snapshot plus what DAMON measured for the processes tier rules match.
+
+Wraps the process sensor: after its scan, the candidates whose rule has
+``tier`` become the kdamond's targets (sense/damon.py), and each one's
+regions are read back, clipped to the mappings its rule moves (``memory``;
+special mappings never), and given an estimate of where their pages are:
+up to ``SAMPLES_PER_REGION`` pages per region, spread evenly, are located
+with one ``move_pages`` query per process — the cost stays bounded however
+large the process is.  The result goes into ``Snapshot.access`` for the
+pure planner (decide/tiering.py).
+
+Without DAMON (6.1) or with DAMON taken by another tool, the snapshot says
+why (``access_missing``): tier rules are inactive, the others run.  Any other
+DAMON failure is logged once per distinct message and the tick goes on
+without measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from collections.abc import Callable
+
+from ..config.models import Config
+from ..decide.match import first_match
+from ..decide.snapshot import ProcessAccess, ProcessInfo, RegionAccess, Snapshot
+from ..errors import NumaError
+from ..numa import PAGE_SIZE
+from ..numa.migrate import query_pages
+from .damon import Attrs, DamonError, Kdamond, RawRegion, missing_reason
+from .maps import resolve_memory
+
+log = logging.getLogger("numad_py.sense")
+
+SAMPLES_PER_REGION = 16
+IDLE_CHUNK = 2 << 20     # granularity of the sensor's own "last seen accessed" memory
+
+
+class AccessSensor:
+    """``snapshot(config)`` like the process sensor's, with ``access`` filled for tier rules."""
+
+    def __init__(self, base: Callable[[Config], Snapshot], kdamond: Kdamond, *,
+                 locate: Callable[[int, list[int]], list[int]] = query_pages):
+        self._base = base
+        self.kdamond = kdamond
+        self._locate = locate
+        self._last_error = ""
+        self.last: Snapshot | None = None          # the latest, for plan previews
+        # per process: (first measured, {chunk index: last time a region over it showed an access})
+        self._seen: dict[tuple[int, float], tuple[float, dict[int, float]]] = {}
+
+    def snapshot(self, config: Config) -> Snapshot:
+        snap = self._base(config)
+        tiered = [(p, rule) for p in snap.processes
+                  if (rule := first_match(config.rules, p, config.daemon)) is not None and rule.tier is not None]
+        if not any(rule.tier is not None for rule in config.rules):
+            self._quietly(self.kdamond.release)
+            return snap
+        missing = missing_reason(self.kdamond.admin)
+        if missing:
+            self.last = replace(snap, access_missing=missing)
+            return self.last
+        try:
+            self.kdamond.monitor([p.pid for p, _rule in tiered], Attrs.from_settings(config.daemon.damon))
+            raw = self.kdamond.regions()
+        except DamonError as exc:
+            self._note(str(exc))
+            busy = "in use by another tool" in str(exc)
+            self.last = replace(snap, access_missing=str(exc) if busy else None)
+            return self.last
+        attrs = self.kdamond.attrs or Attrs()
+        access = {}
+        self._seen = {p.identity: self._seen[p.identity] for p, _r in tiered if p.identity in self._seen}
+        for proc, rule in tiered:
+            regions = raw.get(proc.pid)
+            if not regions:
+                continue   # just added: DAMON has not aggregated it yet
+            since, seen = self._seen.setdefault(proc.identity, (snap.time, {}))
+            note_accesses(seen, regions, snap.time)
+            try:
+                clipped = clip(regions, resolve_memory(proc.pid, rule.memory))
+                located = [replace(r, idle_seconds=snap.time - last_access(seen, r.start, r.end, since))
+                           for r in self._located(proc, clipped)]
+                access[proc.identity] = ProcessAccess(
+                    regions=tuple(located), sample_us=attrs.sample_us, aggr_us=attrs.aggr_us)
+            except NumaError:
+                continue   # gone or unreadable since the scan: no measurement this tick
+        self._last_error = ""
+        self.last = replace(snap, access=access)
+        return self.last
+
+    def preview(self, snap: Snapshot) -> Snapshot:
+        """``snap`` (a one-off scan) with the last tick's measurements: a plan preview
+        must not drive the kdamond from another thread."""
+        last = self.last
+        if last is None:
+            return replace(snap, access_missing=missing_reason(self.kdamond.admin))
+        return replace(snap, access=last.access, access_missing=last.access_missing)
+
+    def stop(self) -> None:
+        """Turn DAMON off and remove what the daemon added (the daemon's shutdown)."""
+        self._quietly(self.kdamond.release)
+
+    def _located(self, proc: ProcessInfo, regions: list[RawRegion]) -> list[RegionAccess]:
+        samples = [sample_pages(r.start, r.end) for r in regions]
+        nodes = self._locate(proc.pid, [a for pages in samples for a in pages]) if samples else []
+        out, i = [], 0
+        for region, pages in zip(regions, samples):
+            found = nodes[i:i + len(pages)]
+            i += len(pages)
+            out.append(RegionAccess(region.start, region.end, region.nr_accesses, region.age,
+                                    estimate_nodes(region.end - region.start, found)))
+        return out
+
+    def _quietly(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except DamonError as exc:
+            self._note(str(exc))
+
+    def _note(self, message: str) -> None:
+        if message != self._last_error:
+            log.warning("DAMON: %s; tier rules wait", message)
+            self._last_error = message
+
+
+def note_accesses(seen: dict[int, float], regions: list[RawRegion], now: float) -> None:
+    """Remember ``now`` for every chunk a region with any access covers."""
+    for r in regions:
+        if r.nr_accesses > 0:
+            for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
+                seen[chunk] = now
+
+
+def last_access(seen: dict[int, float], start: int, end: int, since: float) -> float:
+    """When an access was last seen in ``[start, end)`` (``since``, the first measurement, if never)."""
+    return max((seen.get(c, since) for c in range(start // IDLE_CHUNK, (end - 1) // IDLE_CHUNK + 1)), default=since)
+
+
+def clip(regions: list[RawRegion], ranges: list[tuple[int, int]]) -> list[RawRegion]:
+    """The parts of DAMON's regions inside ``ranges`` (both in address order): DAMON's
+    regions span unmapped gaps, which no move should walk."""
+    out = []
+    for r in regions:
+        for start, end in ranges:
+            lo, hi = max(r.start, start), min(r.end, end)
+            if lo < hi:
+                out.append(RawRegion(lo, hi, r.nr_accesses, r.age))
+    return out
+
+
+def sample_pages(start: int, end: int, samples: int = SAMPLES_PER_REGION) -> list[int]:
+    """Up to ``samples`` page addresses spread evenly over ``[start, end)``."""
+    first = start - start % PAGE_SIZE
+    pages = max(1, (end - first + PAGE_SIZE - 1) // PAGE_SIZE)
+    step = max(1, pages // samples)
+    return [first + i * PAGE_SIZE for i in range(0, pages, step)][:samples]
+
+
+def estimate_nodes(size: int, found: list[int]) -> dict[int, int]:
+    """Bytes per node of a region of ``size`` from its sampled pages' nodes (negative =
+    not present: counted as nothing)."""
+    if not found:
+        return {}
+    out: dict[int, int] = {}
+    for node in found:
+        if node >= 0:
+            out[node] = out.get(node, 0) + 1
+    return {node: size * count // len(found) for node, count in out.items()}

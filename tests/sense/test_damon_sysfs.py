@@ -1,0 +1,116 @@
+"""The DAMON driver where the VM cannot serve: another tool holding DAMON, a claim left by an
+earlier run, a kernel without DAMON; and the access sensor's pure helpers.  The driver's real
+proof is tests/numa/test_tiering.py in the 6.12 guest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from numad_py.sense.access import clip, estimate_nodes, last_access, note_accesses, sample_pages
+from numad_py.sense.damon import (
+    CLAIM_FILE,
+    NEEDS_DAMON,
+    DamonError,
+    Kdamond,
+    RawRegion,
+    missing_reason,
+    read_tried_regions,
+)
+
+PAGE = 4096
+
+
+def fake_admin(tmp_path: Path, kdamonds: int, state: str = "off") -> Path:
+    """The files a kdamond has before numad-py writes (the kernel makes the dirs on nr_* writes)."""
+    admin = tmp_path / "admin"
+    (admin / "kdamonds").mkdir(parents=True)
+    (admin / "kdamonds/nr_kdamonds").write_text(f"{kdamonds}\n")
+    for k in range(max(kdamonds, 1)):
+        kd = admin / "kdamonds" / str(k)
+        (kd / "contexts/0").mkdir(parents=True)
+        (kd / "state").write_text(state + "\n")
+        (kd / "contexts/nr_contexts").write_text("0\n")
+        (kd / "contexts/0/operations").write_text("paddr\n")
+    return admin
+
+
+def test_a_kernel_without_damon_sysfs_says_what_it_needs(tmp_path):
+    assert missing_reason(tmp_path / "nothing") == NEEDS_DAMON
+    assert missing_reason(fake_admin(tmp_path, 0)) is None
+    with pytest.raises(DamonError, match="needs DAMON"):
+        Kdamond(tmp_path / "nothing").acquire()
+
+
+def test_damon_set_up_by_another_tool_is_left_alone(tmp_path):
+    admin = fake_admin(tmp_path, 1, state="on")
+    with pytest.raises(DamonError, match=r"in use by another tool \(1 kdamond"):
+        Kdamond(admin, claim_dir=tmp_path).acquire()
+    assert (admin / "kdamonds/0/state").read_text() == "on\n"           # untouched
+    assert (admin / "kdamonds/0/contexts/0/operations").read_text() == "paddr\n"
+
+
+def test_our_claimed_kdamond_is_reused_and_released(tmp_path):
+    admin = fake_admin(tmp_path, 1, state="on")
+    (tmp_path / CLAIM_FILE).write_text("0\n")                           # an earlier run's, after a crash
+    kd = Kdamond(admin, claim_dir=tmp_path)
+    kd.acquire()
+    assert kd.index == 0
+    assert (admin / "kdamonds/0/state").read_text() == "off\n"          # stopped before reconfiguring
+    assert (admin / "kdamonds/0/contexts/0/operations").read_text() == "vaddr\n"
+    kd.release()
+    assert (admin / "kdamonds/0/contexts/nr_contexts").read_text() == "0\n"
+    assert not (tmp_path / CLAIM_FILE).exists()
+    # nr_kdamonds stays: numad-py did not create that kdamond in this run
+    assert (admin / "kdamonds/nr_kdamonds").read_text() == "1\n"
+
+
+def test_a_fresh_kdamond_is_created_and_removed_again(tmp_path):
+    admin = fake_admin(tmp_path, 0)
+    kd = Kdamond(admin, claim_dir=tmp_path)
+    kd.acquire()
+    assert (admin / "kdamonds/nr_kdamonds").read_text() == "1\n"
+    assert (tmp_path / CLAIM_FILE).read_text() == "0\n"
+    kd.release()
+    kd.release()                                                         # twice is fine
+    assert (admin / "kdamonds/nr_kdamonds").read_text() == "0\n"
+
+
+def test_tried_regions_are_read_in_address_order_and_a_vanished_one_is_skipped(tmp_path):
+    tried = tmp_path / "tried_regions"
+    (tried / "total_bytes").parent.mkdir()
+    (tried / "total_bytes").write_text("0\n")
+    for name, (start, end, acc, age) in {"0": (0x3000, 0x5000, 2, 7), "1": (0x1000, 0x3000, 0, 40)}.items():
+        (tried / name).mkdir()
+        for field, value in zip(("start", "end", "nr_accesses", "age"), (start, end, acc, age)):
+            (tried / name / field).write_text(f"{value}\n")
+    (tried / "2").mkdir()                                                # rebuilt by the kernel meanwhile
+    assert read_tried_regions(tried) == [RawRegion(0x1000, 0x3000, 0, 40), RawRegion(0x3000, 0x5000, 2, 7)]
+    assert read_tried_regions(tmp_path / "none") == []
+
+
+def test_clip_keeps_only_the_parts_inside_the_rules_mappings():
+    regions = [RawRegion(0x0, 0x10000, 0, 5), RawRegion(0x10000, 0x30000, 3, 1)]
+    maps = [(0x8000, 0x18000), (0x20000, 0x22000)]
+    assert clip(regions, maps) == [RawRegion(0x8000, 0x10000, 0, 5), RawRegion(0x10000, 0x18000, 3, 1),
+                                   RawRegion(0x20000, 0x22000, 3, 1)]
+
+
+def test_sampling_is_bounded_and_spread():
+    pages = sample_pages(0x100000, 0x100000 + 1000 * PAGE, samples=16)
+    assert len(pages) == 16 and pages[0] == 0x100000 and pages[-1] < 0x100000 + 1000 * PAGE
+    assert sample_pages(0x1000, 0x3000) == [0x1000, 0x2000]
+    # 3 of 4 sampled pages on node 2, one not present: 3/4 of the size on node 2
+    assert estimate_nodes(4 * PAGE, [2, 2, -14, 2]) == {2: 3 * PAGE}
+    assert estimate_nodes(PAGE, []) == {}
+
+
+def test_idle_time_is_the_sensors_own_memory_of_accesses():
+    MiB = 1 << 20
+    seen: dict[int, float] = {}
+    note_accesses(seen, [RawRegion(0, 4 * MiB, 1, 30), RawRegion(4 * MiB, 8 * MiB, 0, 30)], now=100.0)
+    note_accesses(seen, [RawRegion(0, 8 * MiB, 0, 31)], now=105.0)      # a tick later: all looks idle
+    assert last_access(seen, 0, 2 * MiB, since=90.0) == 100.0             # but 0-4 MiB was seen at 100
+    assert last_access(seen, 5 * MiB, 8 * MiB, since=90.0) == 90.0        # never: since the first look
+    assert last_access(seen, 3 * MiB, 5 * MiB, since=90.0) == 100.0       # any overlapping chunk counts
