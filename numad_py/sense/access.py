@@ -51,11 +51,11 @@ class AccessSensor:
 
     def snapshot(self, config: Config) -> Snapshot:
         snap = self._base(config)
-        tiered = [(p, rule) for p in snap.processes
-                  if (rule := first_match(config.rules, p, config.daemon)) is not None and rule.tier is not None]
         if not any(rule.tier is not None for rule in config.rules):
             self._quietly(self.kdamond.release)
             return snap
+        tiered = [(p, rule) for p in snap.processes
+                  if (rule := first_match(config.rules, p, config.daemon)) is not None and rule.tier is not None]
         missing = missing_reason(self.kdamond.admin)
         if missing:
             self.last = replace(snap, access_missing=missing)
