@@ -163,10 +163,12 @@ def test_every_pulls_back_drifted_pages(workload, daemon):
     start, end = child.region()
     d = daemon(rule_for(102, "1", 'every = "3s"'))
     assert wait_share(child.pid, start, 1, 0.99, timeout=120) >= 0.99
-    # Push the pages back to node 0, as a drifting workload would.
+    # Push the pages back to node 0, as a drifting workload would.  The daemon (every 3 s) may
+    # already pull pages back while the push runs (seen: 9 % left on node 0 right after it), so
+    # the push's own count proves the drift, not a share read after it; only the daemon moves
+    # pages back to node 1.
     pushed = numa.migrate_range(child.pid, start, end, [0])
-    assert pushed.moved > 0
-    assert share_on(child.pid, start, 0) > 0.99
+    assert pushed.moved >= 0.9 * ((end - start) // numa.PAGE_SIZE), pushed
     share = wait_share(child.pid, start, 1, 0.99, timeout=3 + 2 * INTERVAL + 60)
     assert share >= 0.99, f"drifted pages not pulled back: {share:.1%} on node 1\n{d.log()}"
     d.stop()
