@@ -14,14 +14,13 @@ line — malformed, forbidden, busy or gone alike — with every field quoted.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor as Pool
+from dataclasses import replace
 from typing import Any
 
 from ..decide.advise import ReservationBook, advise
