@@ -13,14 +13,10 @@ without it only the syntax is checked.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Literal
+from typing import Literal
 from collections.abc import Iterable
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationInfo,
@@ -29,176 +25,15 @@ from pydantic import (
 )
 
 from .. import defaults
-from ..nodes import NODE_SETS, NodeListError, format_nodes, parse_nodes
+from ..nodes import parse_nodes
 from ..selectors import check_selector
 from ..stall import DEFAULT_MAX_STALL
-from ..units import parse_duration, parse_size
+from .fields import (  # noqa: F401  (AUTO, ALL, _Model, _short: re-exported, the package's names)
+    ALL, AUTO, MAX_BUDGET, MAX_COOLDOWN, MAX_EVERY, MAX_SCAN_INTERVAL, MAX_STALL, _OCTAL_MODE, Duration, Size,
+    _at_most, _check_node_list, _check_regex, _Model, _short,
+)
 from .policy import PolicyTable, policy_nodes_as_rule_nodes
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-
-AUTO = "auto"
-ALL = "all"
-_OCTAL_MODE = re.compile(r"^0?[0-7]{3}$")
-# Upper bounds: past them a value is a typo, and would overflow a timer or a
-# C long further down ("3000000h" once passed check-config and killed `run --once`).
-MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
-MAX_SCAN_INTERVAL = DAY
-MAX_STALL = 10.0
-MAX_COOLDOWN = 7 * DAY
-MAX_EVERY = 7 * DAY
-MAX_BUDGET = 1 << 40          # 1 TiB/s: beyond any memory bus
-MAX_REGEX = 4096              # characters in one regex
-MAX_REGEX_NESTING = 100       # groups inside groups: sre recurses per level
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-def _check_regex(pattern: str) -> str:
-    if len(pattern) > MAX_REGEX:
-        raise ValueError(f"regex of {len(pattern)} characters is longer than the limit of {MAX_REGEX}")
-    if _group_depth(pattern) > MAX_REGEX_NESTING:
-        # Whether sre compiles it depends on the caller's stack depth: refuse
-        # it here rather than let the daemon's matcher hit RecursionError.
-        raise ValueError(f"bad regex {_short(pattern)}: groups nested more than {MAX_REGEX_NESTING} deep")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"bad regex {_short(pattern)}: {exc}") from None
-    except (OverflowError, RecursionError, MemoryError) as exc:
-        # a{99999999999} overflows sre's repeat count; deep nesting recurses
-        raise ValueError(f"bad regex {_short(pattern)}: too large or too deeply nested ({type(exc).__name__})") from None
-    return pattern
-
-
-def _group_depth(pattern: str) -> int:
-    """The deepest nesting of unescaped parentheses (an upper bound of sre's group nesting)."""
-    depth = deepest = 0
-    escaped = False
-    for ch in pattern:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch == ")":
-            depth = max(0, depth - 1)
-    return deepest
-
-
-def _short(text: str, limit: int = 60) -> str:
-    """A repr for messages that stays on one line of reasonable length."""
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
-
-
-def _at_most(value: float, limit: float, unit: str) -> float:
-    if value > limit:
-        raise ValueError(f"must be at most {limit / {'s': 1, 'h': HOUR, 'd': DAY}[unit]:g}{unit}")
-    return value
-
-
-def _check_node_list(text: str, info: ValidationInfo, *, allow_auto: bool) -> str:
-    """Normalise ``"0-1, 3"`` to ``"0-1,3"``; keep ``all``/``auto``; reject nodes not online."""
-    spec = text.strip()
-    if spec == AUTO:
-        if allow_auto:
-            return AUTO
-        raise ValueError("'auto' is not allowed here: give a node list like '0-3,5' or 'all'")
-    if spec == ALL or spec in NODE_SETS:
-        return spec
-    try:
-        nodes = parse_nodes(spec)
-    except NodeListError as exc:
-        raise ValueError(str(exc)) from None
-    online = (info.context or {}).get("online_nodes")
-    if online is not None and not (info.data or {}).get("fleet"):
-        missing = nodes - online
-        if missing:
-            subject = f"node {format_nodes(missing)} does" if len(missing) == 1 else f"nodes {format_nodes(missing)} do"
-            raise ValueError(f"{subject} not exist on this machine (online nodes: {format_nodes(online) or 'none'}; "
-                             "a rule shared by machines of other shapes says fleet = true)")
-    return format_nodes(nodes)
-
-
-# --- tiering (issue 14): DAMON-measured hot/cold placement; one block for an easy merge ---
-
-def _parse_share(value: object) -> float:
-    """``"5%"`` -> 0.05; a TOML float 0.05 is taken as is; 0..1."""
-    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,3}(\.[0-9]{1,6})?\s*%\s*", value):
-        share = float(value.strip().rstrip("%")) / 100
-    elif isinstance(value, float) and not isinstance(value, bool):
-        share = value
-    else:
-        raise ValueError(f"expected a percentage like \"5%\", got {_short(str(value))}")
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"must be between 0% and 100%, got {value!r}")
-    return share
-
-
-Share = Annotated[float, BeforeValidator(_parse_share)]
-MAX_DAMON_INTERVAL = 60.0
-
-
-class DamonSettings(_Model):
-    """DAMON monitoring attributes of the daemon's one kdamond context (tier rules only)."""
-
-    sample: Duration = Field(0.005, description="Sampling interval: how often one page per region is checked.")
-    aggregate: Duration = Field(0.1, description="Aggregation interval: access counts are summed over it.")
-    update: Duration = Field(1.0, description="How often DAMON re-reads the processes' address spaces.")
-    min_regions: int = Field(10, ge=3, le=100000, description="Least number of regions DAMON tracks per process.")
-    max_regions: int = Field(1000, ge=3, le=100000, description="Most regions DAMON tracks per process.")
-
-    @field_validator("sample", "aggregate", "update")
-    @classmethod
-    def _interval(cls, value: float) -> float:
-        if value < 0.0001:
-            raise ValueError("must be at least 100us")
-        return _at_most(value, MAX_DAMON_INTERVAL, "s")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DamonSettings:
-        if self.aggregate < self.sample:
-            raise ValueError("aggregate must be at least sample")
-        if self.max_regions < self.min_regions:
-            raise ValueError("max_regions must be at least min_regions")
-        return self
-
-
-class Tier(_Model):
-    """``tier = { fast = "0-1", slow = "2" }``: hot ranges on fast nodes, cold ones on slow nodes."""
-
-    fast: str = Field(description="Nodes for hot memory (the one the process runs on is used), e.g. \"0-1\" or \"cpu\".")
-    slow: str = Field(description="Nodes for cold memory, e.g. \"2\" or \"slow-tier\".")
-    cold_after: Duration = Field(30.0, description="A range not accessed this long is cold: it moves to slow.")
-    hot_min: Share = Field(0.05, description="A range sampled as accessed at least this share of the time is hot.")
-    max_slow_share: Share = Field(0.8, description="At most this share of the process's memory sits on slow nodes.")
-    dwell: Duration = Field(10.0, description="A range moved one way is not moved back sooner than this (no ping-pong).")
-
-    @field_validator("fast", "slow")
-    @classmethod
-    def _node_list(cls, value: str, info: ValidationInfo) -> str:
-        return _check_node_list(value, info, allow_auto=False)
-
-    @field_validator("cold_after", "dwell")
-    @classmethod
-    def _tier_durations(cls, value: float) -> float:
-        return _at_most(value, MAX_COOLDOWN, "d")
-
-    @model_validator(mode="after")
-    def _disjoint(self) -> Tier:
-        if self.fast == self.slow:
-            raise ValueError("fast and slow name the same nodes")
-        literal = not {self.fast, self.slow} & (set(NODE_SETS) | {ALL})
-        if literal and parse_nodes(self.fast) & parse_nodes(self.slow):
-            raise ValueError(f"fast and slow share node {format_nodes(parse_nodes(self.fast) & parse_nodes(self.slow))}")
-        return self
-
-# --- end of the tiering block ---
+from .tier import DamonSettings, Tier
 
 
 class DaemonSettings(_Model):
