@@ -192,14 +192,13 @@ static int move_and_settle(int pid, unsigned long n, const int *targets,
     return 0;
 }
 
-int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
-                     unsigned long page_size, const int *targets, int ntargets,
-                     int flags, void **pages, int *nodes, int *status,
-                     int *after, struct nd_chunk_result *res)
+/* Step 1 of a chunk: where is each page now?  nodes[i] holds where page i
+ * should go.  Pages already placed (see placed()) and pages that do not
+ * exist are settled here and never handed to the kernel; the rest are
+ * compacted to the front with their nodes.  Returns how many remain, or -1. */
+static long query_and_settle(int pid, unsigned long count, const int *targets, int ntargets,
+                             void **pages, int *nodes, int *status, struct nd_chunk_result *res)
 {
-    /* 1. Where is each page now?  Pages already placed and pages that do
-     *    not exist are settled here and never handed to the kernel. */
-    fill_pages(pages, start, count, page_size);
     if (nd_move_pages(pid, count, pages, NULL, status, 0) < 0) {
         res->call_errno = errno;
         return -1;
@@ -207,7 +206,7 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
     unsigned long n = 0;
     for (unsigned long i = 0; i < count; i++) {
         int s = status[i];
-        if (s >= 0 && is_target(s, targets, ntargets)) {
+        if (placed(s, i, targets, ntargets, nodes)) {
             res->already++;
         } else if (absent(s)) {
             /* Nothing to move.  ENOENT: no page behind a page table entry;
@@ -219,16 +218,27 @@ int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
             if (-s < ND_MAX_ERRNO)
                 res->err_counts[-s]++;
         } else {
-            /* Compact the pages to move to the front; round-robin over
-             * the targets by page index keeps a multi-node target even. */
             pages[n] = pages[i];
-            nodes[n] = targets[(start / page_size + i) % (unsigned long)ntargets];
+            nodes[n] = nodes[i];
             n++;
         }
     }
-    if (n == 0)
-        return 0;
-    return move_and_settle(pid, n, targets, ntargets, flags, 0, pages, nodes,
+    return (long)n;
+}
+
+int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
+                     unsigned long page_size, const int *targets, int ntargets,
+                     int flags, void **pages, int *nodes, int *status,
+                     int *after, struct nd_chunk_result *res)
+{
+    fill_pages(pages, start, count, page_size);
+    /* Round-robin over the targets by page index keeps a multi-node target even. */
+    for (unsigned long i = 0; i < count; i++)
+        nodes[i] = targets[(start / page_size + i) % (unsigned long)ntargets];
+    long n = query_and_settle(pid, count, targets, ntargets, pages, nodes, status, res);
+    if (n <= 0)
+        return (int)n;
+    return move_and_settle(pid, (unsigned long)n, targets, ntargets, flags, 0, pages, nodes,
                            status, after, res);
 }
 
@@ -253,30 +263,10 @@ int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
     if (unit_pages == 0)
         unit_pages = 1;
     fill_pages(pages, start, count, page_size);
-    if (nd_move_pages(pid, count, pages, NULL, status, 0) < 0) {
-        res->call_errno = errno;
-        return -1;
-    }
-    /* 1. Settle pages already on their own node and pages that do not exist. */
-    unsigned long n = 0;
-    for (unsigned long i = 0; i < count; i++) {
-        int want = pattern[((first_index + i) / unit_pages) % (unsigned long)npattern];
-        int s = status[i];
-        if (s == want) {
-            res->already++;
-        } else if (absent(s)) {
-            res->not_present++;
-        } else if (s < 0) {
-            res->failed++;
-            if (-s < ND_MAX_ERRNO)
-                res->err_counts[-s]++;
-        } else {
-            pages[n] = pages[i];
-            nodes[n] = want;
-            n++;
-        }
-    }
-    if (n == 0)
-        return 0;
-    return move_and_settle(pid, n, NULL, 0, flags, 0, pages, nodes, status, after, res);
+    for (unsigned long i = 0; i < count; i++)       /* page i's own node */
+        nodes[i] = pattern[((first_index + i) / unit_pages) % (unsigned long)npattern];
+    long n = query_and_settle(pid, count, NULL, 0, pages, nodes, status, res);
+    if (n <= 0)
+        return (int)n;
+    return move_and_settle(pid, (unsigned long)n, NULL, 0, flags, 0, pages, nodes, status, after, res);
 }
