@@ -38,6 +38,13 @@ class Job:
             self.ended_by = code
         self.cancel.set()
 
+    def stopped(self) -> bool:
+        """Checked between chunks: a cancel, or the client gone (a request never outlives its
+        client by more than one chunk; a half-closed client still waits for its reply)."""
+        if not self.cancel.is_set() and self.conn.client_gone():
+            self.stop("the client went away")
+        return self.cancel.is_set()
+
 
 class JobTable:
     """Jobs by request id (ids are per uid: two uids may both use "r1")."""
@@ -121,7 +128,7 @@ def guarded(job: Job, before: procfs.Credentials, read: Callable[[int], procfs.C
     """The executor's per-chunk ``cancelled()``: a cancel, or the target no longer the same."""
 
     def cancelled() -> bool:
-        if job.cancel.is_set():
+        if job.stopped():
             return True
         try:
             change = credential_change(before, read(before.pid), admin=admin)

@@ -228,7 +228,7 @@ class Requests:
 
         def work() -> tuple[str, dict]:
             result = self.host.drain(req.node, targets, move_all=req.move_all, executor=self.executor(),
-                                     progress=progress, cancelled=job.cancel.is_set)
+                                     progress=progress, cancelled=job.stopped)
             status = "cancelled" if result.get("cancelled") else "done"
             return status, P.ok(None, dict(result, status=status))
 

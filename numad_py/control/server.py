@@ -17,8 +17,8 @@ Robustness, so one client cannot hurt others:
   ``read_timeout`` without a request, partial data or not;
 * replies go through a per-connection outbox (progress events coalesced), so
   a client that does not read never blocks a migration;
-* a query stops between chunks when its client goes; a migrate or drain that
-  was accepted runs on after a disconnect and is audited (``cancel`` ends it).
+* a query, migrate or drain stops between chunks when its client goes (a
+  half-closed client still gets its reply); the stop is audited.
 
 Peer credentials come from ``SO_PEERCRED`` (and ``SO_PEERGROUPS``), never
 from the message.
