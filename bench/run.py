@@ -13,7 +13,7 @@ absolute times under TCG emulation mean little.
     python3 bench/run.py --table bench/results.json   # print the table of an earlier run
 
 Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement, numad
-(in the guest), cli (CLI start-up, on the host) and tiering, which boots a second guest
+(in the guest), cli (CLI start-up) and control (the socket under load) on the host, and tiering, which boots a second guest
 (6.12, `tiered` topology: DAMON) for bench/guest_tier.py; see bench/README.md.  Stdlib only.  Exit 0 when the run completed (goals
 missed are reported, not failures); 1 when a benchmark or the VM failed.
 """
@@ -37,8 +37,8 @@ REPO = HERE.parent
 OUT = HERE / "out"
 RESULTS = HERE / "results.json"
 C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle", "busy_hold")
-BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad", "cli", "tiering")
-HOST_BENCHES = ("cli",)      # measured on the host, before the guest boots
+BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad", "cli", "control", "tiering")
+HOST_BENCHES = ("cli", "control")      # measured on the host, before the guest boots
 TIER_BENCHES = ("tiering",)  # needs DAMON: the 6.12 `tiered` guest
 GUEST_BENCHES = tuple(b for b in BENCHES if b not in HOST_BENCHES + TIER_BENCHES)
 NUMAD = "/usr/bin/numad"
@@ -189,7 +189,7 @@ def met_text(r: dict) -> str:
 
 
 def run_host_benches(wanted: list[str], reps: int | None) -> dict:
-    """The host-side benchmarks (CLI start-up): rows and raw data in the results' shape."""
+    """The host-side benchmarks (CLI start-up, control socket under load): rows and raw data in the results' shape."""
     out: dict = {"rows": [], "raw": {"seconds": {}}}
     if "cli" in wanted:
         import cli_startup  # bench/ is on sys.path
@@ -198,8 +198,15 @@ def run_host_benches(wanted: list[str], reps: int | None) -> dict:
         out["rows"] += res.pop("rows")
         out["raw"]["cli"] = res
         out["raw"]["seconds"]["cli"] = round(time.monotonic() - t0, 1)
-        for r in out["rows"]:
-            print(f"bench: {r['id']} {r['figure']}: {r['value']} ({r['note']})", flush=True)
+    if "control" in wanted:
+        import control_load
+        t0 = time.monotonic()
+        res = control_load.measure(reps or 3)
+        out["rows"] += res.pop("rows")
+        out["raw"]["control"] = res
+        out["raw"]["seconds"]["control"] = round(time.monotonic() - t0, 1)
+    for r in out["rows"]:
+        print(f"bench: {r['id']} {r['figure']}: {r['value']} ({r['note']})", flush=True)
     return out
 
 
