@@ -79,8 +79,9 @@ class AccessSensor:
             note_accesses(seen, regions, snap.time)
             try:
                 clipped = clip(regions, resolve_memory(proc.pid, rule.memory))
-                located = [replace(r, idle_seconds=snap.time - last_access(seen, r.start, r.end, since))
-                           for r in self._located(proc, clipped)]
+                pieces = [piece for r in clipped for piece in split_by_last_access(r, seen, since)]
+                located = [replace(r, idle_seconds=snap.time - when)
+                           for r, when in zip(self._located(proc, [r for r, _ in pieces]), (w for _, w in pieces))]
                 access[proc.identity] = ProcessAccess(
                     regions=tuple(located), sample_us=attrs.sample_us, aggr_us=attrs.aggr_us)
             except NumaError:
@@ -132,9 +133,23 @@ def note_accesses(seen: dict[int, float], regions: list[RawRegion], now: float) 
                 seen[chunk] = now
 
 
-def last_access(seen: dict[int, float], start: int, end: int, since: float) -> float:
-    """When an access was last seen in ``[start, end)`` (``since``, the first measurement, if never)."""
-    return max((seen.get(c, since) for c in range(start // IDLE_CHUNK, (end - 1) // IDLE_CHUNK + 1)), default=since)
+def split_by_last_access(region: RawRegion, seen: dict[int, float],
+                         since: float) -> list[tuple[RawRegion, float]]:
+    """``region`` cut where the last access seen changes, each piece with its time.
+
+    DAMON's boundaries move by a few MiB from one aggregation to the next; a
+    large idle region whose edge once overlapped a hot one would otherwise
+    count as touched as a whole, and never be demoted."""
+    pieces: list[tuple[RawRegion, float]] = []
+    lo = region.start
+    while lo < region.end:
+        when = seen.get(lo // IDLE_CHUNK, since)
+        hi = min(region.end, (lo // IDLE_CHUNK + 1) * IDLE_CHUNK)
+        while hi < region.end and seen.get(hi // IDLE_CHUNK, since) == when:
+            hi = min(region.end, hi + IDLE_CHUNK)
+        pieces.append((RawRegion(lo, hi, region.nr_accesses, region.age), when))
+        lo = hi
+    return pieces
 
 
 def clip(regions: list[RawRegion], ranges: list[tuple[int, int]]) -> list[RawRegion]:

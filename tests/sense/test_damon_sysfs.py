@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from numad_py.sense.access import clip, estimate_nodes, last_access, note_accesses, sample_pages
+from numad_py.sense.access import clip, estimate_nodes, note_accesses, sample_pages, split_by_last_access
 from numad_py.sense.damon import (
     CLAIM_FILE,
     NEEDS_DAMON,
@@ -111,6 +111,19 @@ def test_idle_time_is_the_sensors_own_memory_of_accesses():
     seen: dict[int, float] = {}
     note_accesses(seen, [RawRegion(0, 4 * MiB, 1, 30), RawRegion(4 * MiB, 8 * MiB, 0, 30)], now=100.0)
     note_accesses(seen, [RawRegion(0, 8 * MiB, 0, 31)], now=105.0)      # a tick later: all looks idle
-    assert last_access(seen, 0, 2 * MiB, since=90.0) == 100.0             # but 0-4 MiB was seen at 100
-    assert last_access(seen, 5 * MiB, 8 * MiB, since=90.0) == 90.0        # never: since the first look
-    assert last_access(seen, 3 * MiB, 5 * MiB, since=90.0) == 100.0       # any overlapping chunk counts
+    pieces = split_by_last_access(RawRegion(0, 8 * MiB, 0, 31), seen, since=90.0)
+    # 0-4 MiB was seen at 100 (the 2 MiB chunks a region with an access covered); 4-8 MiB never.
+    assert [(r.start // MiB, r.end // MiB, when) for r, when in pieces] == [(0, 4, 100.0), (4, 8, 90.0)]
+    assert all((r.nr_accesses, r.age) == (0, 31) for r, _ in pieces)
+
+
+def test_a_large_idle_region_is_not_held_hot_by_its_edge():
+    """DAMON's edges move: a 115 MiB idle region whose first MiB shared a 2 MiB chunk with the
+    hot range must still be idle for the rest (the tiering VM run stalled on exactly this)."""
+    MiB = 1 << 20
+    seen: dict[int, float] = {}
+    note_accesses(seen, [RawRegion(0, 14 * MiB, 16, 0), RawRegion(14 * MiB, 128 * MiB, 0, 90)], now=50.0)
+    note_accesses(seen, [RawRegion(0, 13 * MiB, 16, 0), RawRegion(13 * MiB, 128 * MiB, 0, 91)], now=51.0)
+    pieces = split_by_last_access(RawRegion(13 * MiB, 128 * MiB, 0, 91), seen, since=10.0)
+    assert [(r.start // MiB, r.end // MiB, when) for r, when in pieces] == [(13, 14, 51.0), (14, 128, 10.0)]
+
