@@ -119,6 +119,17 @@ def test_a_kernel_that_did_not_boot_fails(tmp_path, capsys):
     assert "FAIL 6.12/two" in capsys.readouterr().out
 
 
+def test_a_kernel_crash_at_boot_is_found_in_the_console(tmp_path):
+    console = tmp_path / "console.log"
+    console.write_text("[    3.17] sched_clock: Marking stable\n"
+                       "[    3.18] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
+                       "[    3.18] Kernel panic - not syncing: Fatal exception in interrupt\n")
+    assert run.boot_panic(console) == "Oops: int3: 0000 [#1] PREEMPT SMP NOPTI"
+    console.write_text("[    3.17] Run /init as init process\n")
+    assert run.boot_panic(console) is None
+    assert run.boot_panic(tmp_path / "missing.log") is None
+
+
 # --- a checkout under a 0700 directory -----------------------------------------------
 
 def test_unreachable_ancestors_and_their_overlays(tmp_path):
@@ -176,3 +187,4 @@ def test_home_node_probe_answers_on_this_kernel():
     # Every kernel since 5.17 has set_mempolicy_home_node; the probe must say so, not crash.
     conftest = load_numa_conftest()
     assert conftest.kernel_has("set_mempolicy_home_node") is (conftest.release_tuple(conftest.kernel_release()) >= (5, 17))
+

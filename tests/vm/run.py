@@ -48,6 +48,7 @@ OUT = HERE / "out" if not any(c.isspace() for c in str(HERE)) else Path(f"/var/t
 # never a failure.  Must match tests/numa/conftest.py.
 ELSEWHERE_SKIP_PREFIXES = ("needs VM topology", "needs VM kernel")
 # Directories vng 1.42 already overlays in the guest (writable there, host untouched).
+BOOT_RETRIES = 1         # a guest whose kernel crashed before any test ran boots once more
 VNG_OVERLAYS = ("/etc", "/lib", "/home", "/opt", "/srv", "/usr", "/var", "/tmp")
 
 
@@ -128,6 +129,7 @@ class Outcome:
     xfailed: int = 0
     problems: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)   # "test: first lines of the message"
+    problems_retried: list[str] = field(default_factory=list)   # boot crashes booted through again
 
     @property
     def name(self) -> str:
@@ -214,9 +216,19 @@ def run_one(kernel: str, topology: str, env: dict, python: Path, rundir: Path, p
 
     outcome = Outcome(kernel, topology)
     prefix = f"[{kernel}/{topology}] "
-    tail = Tail(rwdir / f"{stem}.log", prefix)
-    tails = [tail, Tail(console, f"[{kernel}/{topology} console] ")] if verbose else [tail]
-    timed_out, outcome.seconds = run_guest(cmd, console, tails, timeout, REPO)
+    for attempt in range(1 + BOOT_RETRIES):
+        tail = Tail(rwdir / f"{stem}.log", prefix)
+        tails = [tail, Tail(console, f"[{kernel}/{topology} console] ")] if verbose else [tail]
+        timed_out, seconds = run_guest(cmd, console, tails, timeout, REPO)
+        outcome.seconds += seconds
+        panic = boot_panic(console)
+        if tail.seen or timed_out or panic is None or attempt == BOOT_RETRIES:
+            break
+        # TCG now and then crashes a booting kernel (seen: 6.12 "Oops: int3" in
+        # sched_clock_cpu while patching code, before any test ran): boot again, said aloud.
+        print(f"{prefix}the guest kernel crashed while booting ({panic}); booting it once more", flush=True)
+        outcome.problems_retried.append(panic)
+        console.rename(console.with_name(f"console.boot{attempt + 1}.log"))
 
     if timed_out:
         outcome.problems.append(f"timed out after {timeout:.0f}s")
@@ -238,6 +250,14 @@ def run_one(kernel: str, topology: str, env: dict, python: Path, rundir: Path, p
         outcome.problems.append(f"pytest exited {outcome.rc}"
                                 + (" (no tests collected)" if outcome.rc == 5 else ""))
     return outcome
+
+
+def boot_panic(console: Path) -> str | None:
+    """The first Oops/panic line of a guest console, if the kernel crashed."""
+    for line in last_lines(console, 400):
+        if "Kernel panic" in line or "Oops:" in line:
+            return line.split("] ", 1)[-1].strip()
+    return None
 
 
 def guest_release(log: Path) -> str:
@@ -328,6 +348,8 @@ def report(outcomes: list[Outcome], strict: bool, filtered: bool, seconds: float
             (o.problems if strict else []).append(f"{len(o.skipped_other)} skipped for another reason")
             for s in o.skipped_other:
                 print(f"     skipped: {s}", flush=True)
+        for crash in o.problems_retried:
+            print(f"   {o.name}: booted again after a kernel crash at boot: {crash}", flush=True)
         for problem in o.problems:
             print(f"   FAIL {o.name}: {problem}", flush=True)
         for failure in o.failures:
