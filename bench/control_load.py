@@ -6,11 +6,12 @@ clients hold the real daemon (issue 11's goal: status answers within 1 s).
 Starts `numad-py run` with no rules, a private socket and the shipped unit's
 LimitNOFILE (4096).  Each repetition has a quiet phase (status probes alone)
 and a loaded phase (the same probes while 1,000 connections sit idle and 200
-clients send 3 requests each, status and query of a sleeping process
+clients send 20 requests each, status and query of a sleeping process
 alternating); phases alternate, and the loaded median is paired with the
 quiet one of its repetition.  The probe is a fresh connection and one
 request line, as `numad-py status` makes (without the interpreter start-up,
-which bench/cli_startup.py measures).  The same load runs in the 2-node
+which bench/cli_startup.py measures), sent from a process of its own
+(tests/harness/status_prober.py) during the load.  The same load runs in the 2-node
 guest in tests/numa/test_reliability_control.py, which prints its figures.
 Stdlib only.
 """
@@ -27,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +36,9 @@ sys.path.insert(0, str(HERE))
 from cli_startup import numad_script  # noqa: E402
 from spread import spread, verdict  # noqa: E402
 
-IDLE, ACTIVE, ROUNDS, NOFILE = 1000, 200, 3, 4096
+PROBER = HERE.parent / "tests" / "harness" / "status_prober.py"
+
+IDLE, ACTIVE, ROUNDS, NOFILE = 1000, 200, 20, 4096     # 20 rounds: a load window long enough for ~20 probes
 GOAL = "<= 1000"                  # ms, the slowest probe under load
 
 
@@ -115,9 +117,9 @@ def drive(path: str, target: int) -> tuple[int, int]:
     return answered, failed
 
 
-def probes_while(path: str, running: threading.Event | None, count: int) -> list[float]:
+def probes(path: str, count: int) -> list[float]:
     out: list[float] = []
-    while (running is not None and running.is_set()) or (running is None and len(out) < count):
+    for _ in range(count):
         out.append(probe(path))
         time.sleep(0.05)
     return out
@@ -146,18 +148,19 @@ def measure(reps: int) -> dict:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the daemon did not start: {(tmp / 'daemon.log').read_text()[-2000:]}")
             time.sleep(0.1)
-        probes_while(path, None, 5)                    # warm-up
+        probes(path, 5)                                # warm-up
         for _ in range(reps):
-            quiet.append(probes_while(path, None, 20))
+            quiet.append(probes(path, 20))
             idle = [dial(path) for _ in range(IDLE)]
-            running = threading.Event()
-            running.set()
-            samples: list[float] = []
-            prober = threading.Thread(target=lambda out=samples, flag=running: out.extend(probes_while(path, flag, 0)))
-            prober.start()
+            # Probes from a process of their own: a thread here would queue behind drive() for
+            # this interpreter's lock and measure that.
+            prober = subprocess.Popen([sys.executable, str(PROBER), path, "--every", "0.05"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert prober.stdout is not None and prober.stdout.readline().strip() == "ready"
             answered, failed = drive(path, target.pid)
-            running.clear()
-            prober.join()
+            lines = prober.communicate(timeout=120)[0].splitlines()
+            samples = [float(x) / 1e3 for x in lines if x[:1].isdigit()]
+            failed += sum(1 for x in lines if x.startswith("error"))
             for s in idle:
                 s.close()
             loaded.append(samples)
