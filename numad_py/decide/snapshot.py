@@ -57,6 +57,9 @@ class RegionAccess:
     # DAMON's age alone is not idle time: it counts intervals whose access count stayed about the
     # same, and a count flickering between 0 and 1 keeps aging.
     idle_seconds: float | None = None
+    # Consecutive measurements (at the sensor's ticks) that saw an access here, capped at 2;
+    # None = not tracked.  A region DAMON has not split yet is partly hot for one look.
+    hot_streak: int | None = None
 
     @property
     def size(self) -> int:

@@ -6,8 +6,10 @@ For a process whose rule has ``tier = {fast, slow, ...}`` and DAMON's regions
 * **cold** when no sample saw an access for at least ``cold_after`` (DAMON's
   age counts the aggregation intervals the count stayed the same): the part
   of it not yet on a slow node is *demoted* to the slow node(s);
-* **hot** when at least ``hot_min`` of the samples saw an access: the part of
-  it on a slow node is *promoted* to the fast node the process runs on;
+* **hot** when at least ``hot_min`` of the samples saw an access, at two
+  measurements in a row (``hot_streak``: a region DAMON has not split yet is
+  partly hot for one look, and would be promoted whole): the part of it on a
+  slow node is *promoted* to the fast node the process runs on;
 * anything between stays where it is.
 
 Hysteresis, so a range does not ping-pong: besides that band, a range is not
@@ -94,9 +96,10 @@ def classify(access: ProcessAccess, tier: Tier, slow: frozenset[int],
         on_slow = sum(b for n, b in region.nodes.items() if n in slow)
         off_slow = sum(b for n, b in region.nodes.items() if n not in slow)
         idle = region.idle_seconds is None or region.idle_seconds >= tier.cold_after
+        steady = region.hot_streak is None or region.hot_streak >= 2
         if region.nr_accesses == 0 and age_seconds >= tier.cold_after and idle and off_slow > 0:
             move = Move(region, SLOW, off_slow, frequency, age_seconds)
-        elif frequency >= tier.hot_min and region.nr_accesses > 0 and on_slow > 0:
+        elif frequency >= tier.hot_min and region.nr_accesses > 0 and on_slow > 0 and steady:
             move = Move(region, FAST, on_slow, frequency, age_seconds)
         else:
             continue

@@ -46,8 +46,8 @@ class AccessSensor:
         self._locate = locate
         self._last_error = ""
         self.last: Snapshot | None = None          # the latest, for plan previews
-        # per process: (first measured, {chunk index: last time a region over it showed an access})
-        self._seen: dict[tuple[int, float], tuple[float, dict[int, float]]] = {}
+        # per process: (first measured, its chunks' access memory)
+        self._seen: dict[tuple[int, float], tuple[float, Seen]] = {}
 
     def snapshot(self, config: Config) -> Snapshot:
         snap = self._base(config)
@@ -75,13 +75,13 @@ class AccessSensor:
             regions = raw.get(proc.pid)
             if not regions:
                 continue   # just added: DAMON has not aggregated it yet
-            since, seen = self._seen.setdefault(proc.identity, (snap.time, {}))
-            note_accesses(seen, regions, snap.time)
+            since, seen = self._seen.setdefault(proc.identity, (snap.time, Seen()))
+            seen.note(regions, snap.time)
             try:
                 clipped = clip(regions, resolve_memory(proc.pid, rule.memory))
-                pieces = [piece for r in clipped for piece in split_by_last_access(r, seen, since)]
-                located = [replace(r, idle_seconds=snap.time - when)
-                           for r, when in zip(self._located(proc, [r for r, _ in pieces]), (w for _, w in pieces))]
+                pieces = [piece for r in clipped for piece in seen.split(r, since)]
+                located = [replace(r, idle_seconds=snap.time - when, hot_streak=streak)
+                           for r, (_piece, when, streak) in zip(self._located(proc, [p[0] for p in pieces]), pieces)]
                 access[proc.identity] = ProcessAccess(
                     regions=tuple(located), sample_us=attrs.sample_us, aggr_us=attrs.aggr_us)
             except NumaError:
@@ -125,31 +125,46 @@ class AccessSensor:
             self._last_error = message
 
 
-def note_accesses(seen: dict[int, float], regions: list[RawRegion], now: float) -> None:
-    """Remember ``now`` for every chunk a region with any access covers."""
-    for r in regions:
-        if r.nr_accesses > 0:
-            for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
-                seen[chunk] = now
+class Seen:
+    """The sensor's own memory of one process's accesses, per ``IDLE_CHUNK``: when a region
+    covering the chunk last showed an access, and for how many measurements in a row."""
 
+    def __init__(self) -> None:
+        self.last: dict[int, float] = {}
+        self.streak: dict[int, int] = {}
+        self._previous: float | None = None     # the measurement before this one
 
-def split_by_last_access(region: RawRegion, seen: dict[int, float],
-                         since: float) -> list[tuple[RawRegion, float]]:
-    """``region`` cut where the last access seen changes, each piece with its time.
+    def note(self, regions: list[RawRegion], now: float) -> None:
+        """Remember ``now`` for every chunk a region with any access covers."""
+        streak: dict[int, int] = {}
+        for r in regions:
+            if r.nr_accesses > 0:
+                for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
+                    before = self.streak.get(chunk, 0) if self.last.get(chunk) == self._previous else 0
+                    streak[chunk] = min(2, before + 1)
+                    self.last[chunk] = now
+        self.streak, self._previous = streak, now
 
-    DAMON's boundaries move by a few MiB from one aggregation to the next; a
-    large idle region whose edge once overlapped a hot one would otherwise
-    count as touched as a whole, and never be demoted."""
-    pieces: list[tuple[RawRegion, float]] = []
-    lo = region.start
-    while lo < region.end:
-        when = seen.get(lo // IDLE_CHUNK, since)
-        hi = min(region.end, (lo // IDLE_CHUNK + 1) * IDLE_CHUNK)
-        while hi < region.end and seen.get(hi // IDLE_CHUNK, since) == when:
-            hi = min(region.end, hi + IDLE_CHUNK)
-        pieces.append((RawRegion(lo, hi, region.nr_accesses, region.age), when))
-        lo = hi
-    return pieces
+    def _key(self, chunk: int, since: float) -> tuple[float, int]:
+        return self.last.get(chunk, since), self.streak.get(chunk, 0)
+
+    def split(self, region: RawRegion, since: float) -> list[tuple[RawRegion, float, int]]:
+        """``region`` cut where the last access seen or the streak changes: (piece, when, streak).
+
+        DAMON's boundaries move by a few MiB from one aggregation to the next; a
+        large idle region whose edge once overlapped a hot one would otherwise
+        count as touched as a whole and never be demoted, and a large region
+        with a hot corner would be promoted as a whole."""
+        pieces: list[tuple[RawRegion, float, int]] = []
+        lo = region.start
+        while lo < region.end:
+            key = self._key(lo // IDLE_CHUNK, since)
+            hi = min(region.end, (lo // IDLE_CHUNK + 1) * IDLE_CHUNK)
+            while hi < region.end and self._key(hi // IDLE_CHUNK, since) == key:
+                hi = min(region.end, hi + IDLE_CHUNK)
+            pieces.append((RawRegion(lo, hi, region.nr_accesses, region.age), *key))
+            lo = hi
+        return pieces
 
 
 def clip(regions: list[RawRegion], ranges: list[tuple[int, int]]) -> list[RawRegion]:

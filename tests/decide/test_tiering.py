@@ -67,6 +67,15 @@ def test_damon_age_is_not_enough_for_cold_the_sensors_idle_time_must_agree():
     assert [a.tier for a in result if a.kind == "migrate"] == ["slow"]
 
 
+def test_promotion_waits_for_a_second_hot_measurement():
+    """A region hot at one look only (DAMON has not split it yet) stays where it is."""
+    r = replace(region(0, acc=10, age=0, nodes={2: 16 * MiB}), hot_streak=1)
+    result, _s, _c = tiered([r])
+    assert [a for a in result if a.kind == "migrate"] == []
+    result, _s, _c = tiered([replace(r, hot_streak=2)])
+    assert [a.tier for a in result if a.kind == "migrate"] == ["fast"]
+
+
 def test_hot_min_is_a_threshold_not_any_access():
     result, _s, _c = tiered([region(0, acc=1, age=50, nodes={2: 16 * MiB})], hot_min="10%")
     assert [a for a in result if a.kind == "migrate"] == []

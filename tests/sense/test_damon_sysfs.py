@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from numad_py.sense.access import clip, estimate_nodes, note_accesses, sample_pages, split_by_last_access
+from numad_py.sense.access import Seen, clip, estimate_nodes, sample_pages
 from numad_py.sense.damon import (
     CLAIM_FILE,
     NEEDS_DAMON,
@@ -108,22 +108,37 @@ def test_sampling_is_bounded_and_spread():
 
 def test_idle_time_is_the_sensors_own_memory_of_accesses():
     MiB = 1 << 20
-    seen: dict[int, float] = {}
-    note_accesses(seen, [RawRegion(0, 4 * MiB, 1, 30), RawRegion(4 * MiB, 8 * MiB, 0, 30)], now=100.0)
-    note_accesses(seen, [RawRegion(0, 8 * MiB, 0, 31)], now=105.0)      # a tick later: all looks idle
-    pieces = split_by_last_access(RawRegion(0, 8 * MiB, 0, 31), seen, since=90.0)
+    seen = Seen()
+    seen.note([RawRegion(0, 4 * MiB, 1, 30), RawRegion(4 * MiB, 8 * MiB, 0, 30)], now=100.0)
+    seen.note([RawRegion(0, 8 * MiB, 0, 31)], now=105.0)      # a tick later: all looks idle
+    pieces = seen.split(RawRegion(0, 8 * MiB, 0, 31), since=90.0)
     # 0-4 MiB was seen at 100 (the 2 MiB chunks a region with an access covered); 4-8 MiB never.
-    assert [(r.start // MiB, r.end // MiB, when) for r, when in pieces] == [(0, 4, 100.0), (4, 8, 90.0)]
-    assert all((r.nr_accesses, r.age) == (0, 31) for r, _ in pieces)
+    assert [(r.start // MiB, r.end // MiB, when) for r, when, _ in pieces] == [(0, 4, 100.0), (4, 8, 90.0)]
+    assert all((r.nr_accesses, r.age, streak) == (0, 31, 0) for r, _, streak in pieces)
 
 
 def test_a_large_idle_region_is_not_held_hot_by_its_edge():
     """DAMON's edges move: a 115 MiB idle region whose first MiB shared a 2 MiB chunk with the
     hot range must still be idle for the rest (the tiering VM run stalled on exactly this)."""
     MiB = 1 << 20
-    seen: dict[int, float] = {}
-    note_accesses(seen, [RawRegion(0, 14 * MiB, 16, 0), RawRegion(14 * MiB, 128 * MiB, 0, 90)], now=50.0)
-    note_accesses(seen, [RawRegion(0, 13 * MiB, 16, 0), RawRegion(13 * MiB, 128 * MiB, 0, 91)], now=51.0)
-    pieces = split_by_last_access(RawRegion(13 * MiB, 128 * MiB, 0, 91), seen, since=10.0)
-    assert [(r.start // MiB, r.end // MiB, when) for r, when in pieces] == [(13, 14, 51.0), (14, 128, 10.0)]
+    seen = Seen()
+    seen.note([RawRegion(0, 14 * MiB, 16, 0), RawRegion(14 * MiB, 128 * MiB, 0, 90)], now=50.0)
+    seen.note([RawRegion(0, 13 * MiB, 16, 0), RawRegion(13 * MiB, 128 * MiB, 0, 91)], now=51.0)
+    pieces = seen.split(RawRegion(13 * MiB, 128 * MiB, 0, 91), since=10.0)
+    assert [(r.start // MiB, r.end // MiB, when) for r, when, _ in pieces] == [(13, 14, 51.0), (14, 128, 10.0)]
+
+
+def test_the_hot_streak_counts_measurements_in_a_row_per_chunk():
+    """A wide region hot for one look (DAMON has not split it yet) has streak 1 where it was
+    not hot before; the part hot at both looks has streak 2; a gap restarts the count."""
+    MiB = 1 << 20
+    seen = Seen()
+    seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0)], now=1.0)
+    seen.note([RawRegion(48 * MiB, 120 * MiB, 5, 0)], now=2.0)
+    pieces = seen.split(RawRegion(48 * MiB, 120 * MiB, 5, 0), since=0.0)
+    assert [(r.start // MiB, r.end // MiB, streak) for r, _, streak in pieces] == \
+        [(48, 80, 1), (80, 96, 2), (96, 120, 1)]
+    seen.note([], now=3.0)
+    seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0)], now=4.0)
+    assert {streak for _, _, streak in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {1}
 
