@@ -220,7 +220,8 @@ def publish_shim_rules(
     number of rule lines that place children.
 
     Called by the daemon at start, each scan and on reload.  Atomic (temp
-    file + rename, mode 0644); unchanged content is not rewritten.  Rules the
+    file + rename, mode 0644); unchanged content is not rewritten.  The gate
+    (:mod:`.gate`, ``PATH.gate``) is written after it.  Rules the
     shim cannot evaluate are logged once each (a warning).
     """
     compiled = compile_shim_rules(rules, include=include, exclude=exclude, table_path=table_path)
@@ -231,12 +232,14 @@ def publish_shim_rules(
     data = encode_shim_rules(compiled).encode()
     path = Path(path)
     try:
-        if not path.is_symlink() and path.read_bytes() == data:
-            return compiled.placing
+        unchanged = not path.is_symlink() and path.read_bytes() == data
     except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, data)
+        unchanged = False
+    if not unchanged:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(path, data)
+    from .gate import publish_gate    # gate imports this module
+    publish_gate(path, compiled)      # after the text: see gate.py
     return compiled.placing
 
 
