@@ -16,6 +16,7 @@ from pathlib import Path
 import pwd
 
 from .files import replace_atomically
+from .gate import publish_gate       # after the text is in place: see gate.py
 from .patterns import MAX_ALTERNATIVES, NotExpressible, regex_to_globs
 
 log = logging.getLogger(__name__)
@@ -238,8 +239,7 @@ def publish_shim_rules(
     if not unchanged:
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_atomically(path, data)
-    from .gate import publish_gate    # gate imports this module
-    publish_gate(path, compiled)      # after the text: see gate.py
+    publish_gate(path, [(line.uid, line.comm, line.exe) for line in compiled.lines if line.action != "none"])
     return compiled.placing
 
 

@@ -19,8 +19,8 @@ import tempfile
 import pytest
 
 from numad_py.config.models import Rule
-from numad_py.shim import RULES_HEADER, publish_shim_rules, shim_path
-from numad_py.shim.gate import GATE_ENTRY, GATE_HEADER, GATE_PASS_ALL, gate_path
+from numad_py.shim import RULES_HEADER, RULES_MAX_RULES, publish_shim_rules, shim_path
+from numad_py.shim.gate import GATE_ENTRY, GATE_HEADER, GATE_MAX_ENTRIES, GATE_PASS_ALL, gate_path
 from numad_py.topology import read_topology
 
 from shim_helpers import build_c
@@ -128,7 +128,7 @@ def test_a_glob_too_long_for_the_gate_makes_it_pass_everything(tmp_path, probe):
 
 def test_gate_layout_matches_the_header():
     text = (Path(__file__).resolve().parents[2] / "cext" / "preload" / "numad_shim.h").read_text()
-    assert GATE_HEADER.size == 64 and GATE_ENTRY.size == 256
+    assert GATE_HEADER.size == 64 and GATE_ENTRY.size == 256 and GATE_MAX_ENTRIES == RULES_MAX_RULES
     assert '"NUMADGT1"' in text and "_Static_assert(sizeof(struct numad_gate_entry) == 256" in text
 
 
