@@ -61,7 +61,8 @@
  * 2b. The GATE (rules path + ".gate", e.g. /run/numad-py/shim-rules.gate): the
  *    rules file precompiled by publish_shim_rules (numad_py/shim/gate.py), so that
  *    a program no placing line can match is told so without the text being read:
- *    one open + fstat + mmap, a stat of the rules file, fnmatch over fixed fields.
+ *    one open + read (<= 16 KiB, into a stack buffer), a stat of the rules file,
+ *    fnmatch over fixed fields.
  *    Binary, fixed layout as above:
  *
  *      offset  size  field

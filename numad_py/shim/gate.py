@@ -6,7 +6,7 @@ rules text, :func:`publish_gate` writes ``<rules path>.gate`` next to it: a
 fixed-layout binary file (``cext/preload/numad_shim.h``, section 2b) with one
 entry per *placing* line (uid, comm glob, exe glob) and the identity
 (dev, inode, size, mtime) of the rules file it describes.  ``cext/preload/gate.c``
-maps it, and when no entry matches the program stays dormant without opening
+reads it, and when no entry matches the program stays dormant without opening
 the text.  A gate that does not describe the rules file now at the path (a
 hand edit, a publish half done) is ignored and the text is read as before, so
 the gate can make the shim cheaper but never change what it decides.
