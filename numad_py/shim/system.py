@@ -138,7 +138,22 @@ def _check_library(library: Path) -> None:
     if not st.st_mode & 0o004:
         raise SystemShimError(f"{text}: not readable by every user; their programs would print a loader "
                               "error at each start (chmod a+r)")
+    _check_directories(library)
     _check_loads(library)
+
+
+def _check_directories(library: Path) -> None:
+    """Every directory above the library: searchable by all (else every other user's
+    programs print a loader error), and nobody but root or us can swap the file."""
+    for directory in library.parents:
+        st = directory.stat()
+        if not st.st_mode & 0o001:
+            raise SystemShimError(f"{directory} is not searchable by every user; their programs would print "
+                                  "a loader error at each start (chmod o+x, or install the library elsewhere)")
+        swappable = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+        if swappable or st.st_uid not in (0, os.geteuid()):
+            raise SystemShimError(f"{directory} is writable by others or owned by another user: they could "
+                                  "replace the library every process loads")
 
 
 def _check_loads(library: Path) -> None:

@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -114,26 +115,44 @@ def test_a_file_install_created_is_removed_one_it_found_is_kept(root):
     assert path.read_bytes() == CREATED_MARK + b"/lib/theirs.so\n"
 
 
-def test_unloadable_library_is_refused_and_the_file_untouched(root, tmp_path):
+@pytest.fixture
+def open_dir():
+    """A directory every user can search (pytest's tmp dirs are 0700), owned by us."""
+    d = Path(tempfile.mkdtemp(prefix="numad-install-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_unloadable_library_is_refused_and_the_file_untouched(root, tmp_path, open_dir):
     path = preload(root)
     path.write_bytes(b"/lib/a.so\n")
     ino = path.stat().st_ino
-    bogus = tmp_path / "libnumad_shim.so"
+    bogus = open_dir / "libnumad_shim.so"
     bogus.write_text("not an ELF file\n")
     bogus.chmod(0o644)
     with pytest.raises(SystemShimError, match="cannot be preloaded"):
         install_system(root, bogus)
-    writable = tmp_path / "lib" / "libnumad_shim.so"
-    writable.parent.mkdir()
-    shutil.copy(LIB, writable)
-    writable.chmod(0o666)
+    good = open_dir / "lib" / "libnumad_shim.so"
+    good.parent.mkdir()
+    shutil.copy(LIB, good)
+    good.chmod(0o666)
     with pytest.raises(SystemShimError, match="writable by others"):
-        install_system(root, writable)
+        install_system(root, good)
+    good.chmod(0o644)
+    good.parent.chmod(0o777)                                        # anyone could swap the file
+    with pytest.raises(SystemShimError, match="could replace the library"):
+        install_system(root, good)
+    good.parent.chmod(0o700)                                        # other users' programs cannot reach it
+    with pytest.raises(SystemShimError, match="not searchable by every user"):
+        install_system(root, good)
     for bad, why in (("numad_py/libnumad_shim.so", "absolute"), (str(tmp_path / "no such.so"), "whitespace"),
                      (str(tmp_path / "missing.so"), "No such file")):
         with pytest.raises(SystemShimError, match=why):
             install_system(root, bad)
     assert path.read_bytes() == b"/lib/a.so\n" and path.stat().st_ino == ino
+    good.parent.chmod(0o755)
+    assert install_system(root, good).action == "installed"        # the same copy, once fixed
 
 
 def test_bad_files_get_one_line_and_lose_nothing(root, tmp_path):
