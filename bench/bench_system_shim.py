@@ -10,12 +10,14 @@ the driver and every /bin/true it execs are unmatched.
 
 Cases, interleaved per repetition (base first on even reps, last on odd):
   base        no shim
+  empty       an empty shared library preloaded: what ld.so charges for any one more
+              library (the floor for any preloaded shim)
   gate        shim preloaded, rules + gate: the constructor reads the gate only
   text        the same without the gate file: the constructor reads the rules text
               (the behaviour before the gate, for comparison)
 
 Reported: the median and the spread (min/median/max) of the paired ratios
-gate/base and text/base.  Goal (issue 17): gate/base <= 1.02.
+empty/base, gate/base and text/base.  Goal (issue 17): gate/base <= 1.02.
 
   python bench/bench_system_shim.py [--execs 300] [--reps 11] [--json out.json]
 """
@@ -49,6 +51,13 @@ def rules_for_another_program(directory: Path) -> Path:
     return rules
 
 
+def build_empty_library(directory: Path) -> Path:
+    src, lib = directory / "empty.c", directory / "libempty.so"
+    src.write_text("int numad_bench_empty;\n")
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    return lib
+
+
 def run_once(driver: Path, n: int, env: dict) -> float:
     out = subprocess.run([str(driver), "exec", str(n), "/bin/true"], env=env, capture_output=True,
                          text=True, check=True)
@@ -79,6 +88,7 @@ def main() -> int:
         text_rules = rules_for_another_program(without_gate)
         gate_path(text_rules).unlink()
         envs = {"base": base,
+                "empty": {**base, "LD_PRELOAD": str(build_empty_library(tmpdir))},
                 "gate": {**base, "LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(gated_rules)},
                 "text": {**base, "LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(text_rules)}}
         samples: dict[str, list[float]] = {k: [] for k in envs}
@@ -87,8 +97,9 @@ def main() -> int:
             for label in order:
                 samples[label].append(run_once(driver, args.execs, envs[label]))
 
-    paired = {k: [s / b for s, b in zip(samples[k], samples["base"])] for k in ("gate", "text")}
+    paired = {k: [s / b for s, b in zip(samples[k], samples["base"])] for k in ("empty", "gate", "text")}
     result = {
+        "exec_empty_library_ratio": spread(paired["empty"]),
         "exec_unmatched_ratio": spread(paired["gate"]),
         "exec_unmatched_text_ratio": spread(paired["text"]),
         "goal": {"exec_unmatched_ratio": 1.02},
@@ -97,11 +108,12 @@ def main() -> int:
         "samples_seconds": samples, "execs": args.execs, "reps": args.reps,
         "machine": platform.machine(), "kernel": platform.release(),
     }
-    g, t = result["exec_unmatched_ratio"], result["exec_unmatched_text_ratio"]
+    g, t, e = result["exec_unmatched_ratio"], result["exec_unmatched_text_ratio"], result["exec_empty_library_ratio"]
     met = g["median"] <= 1.02 and g["max"] <= 1.02
     print(f"exec /bin/true unmatched, shim via LD_PRELOAD: gate/base median {g['median']:.3f} "
           f"(min {g['min']:.3f}, max {g['max']:.3f}; goal <= 1.02: {'met' if met else 'not met'}); "
-          f"rules text without a gate: median {t['median']:.3f} (min {t['min']:.3f}, max {t['max']:.3f})")
+          f"rules text without a gate: median {t['median']:.3f} (min {t['min']:.3f}, max {t['max']:.3f}); "
+          f"an empty library: median {e['median']:.3f} (min {e['min']:.3f}, max {e['max']:.3f})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
