@@ -58,6 +58,33 @@
  *    (counted NC_RULES_INVALID, shim dormant): a partial rule list would
  *    break first-match-wins.
  *
+ * 2b. The GATE (rules path + ".gate", e.g. /run/numad-py/shim-rules.gate): the
+ *    rules file precompiled by publish_shim_rules (numad_py/shim/gate.py), so that
+ *    a program no placing line can match is told so without the text being read:
+ *    one open + read (<= 16 KiB, into a stack buffer), a stat of the rules file,
+ *    fnmatch over fixed fields.
+ *    Binary, fixed layout as above:
+ *
+ *      offset  size  field
+ *           0     8  magic        "NUMADGT1"
+ *           8     4  version      1
+ *          12     4  header_size  64
+ *          16     4  entry_size   256
+ *          20     4  nr_entries   one per PLACING rule line (action != none), <= 64
+ *          24     8  rules_dev    st_dev of the rules file it was compiled from
+ *          32     8  rules_ino    st_ino  (a gate that does not describe the rules
+ *          40     8  rules_size   st_size  file now at the path is ignored:
+ *          48     8  rules_mtime  st_mtim in ns   the text is read as before)
+ *          56     4  flags        bit 0 PASS_ALL: cannot decide, read the rules file
+ *          60     4  reserved
+ *      entry (256 bytes, at 64 + 256*i):
+ *           0     8  uid          real uid, or -1: any
+ *           8    64  comm         glob, NUL-terminated, "" any
+ *          72   184  exe          glob, NUL-terminated, "" any
+ *
+ *    No entry matching this program (uid, comm, exe exactly as a rule line
+ *    matches) means no placing line can: the shim stays dormant (rule -6).
+ *
  * 3. The optional STATS file (env NUMAD_SHIM_STATS=path, ignored under
  *    AT_SECURE): a counter block
  *    every process of the tree maps MAP_SHARED and bumps atomically, so
@@ -111,6 +138,36 @@ _Static_assert(sizeof(struct numad_table_entry) == 32, "table entry layout");
 #define NUMAD_RULES_MAX_LINE 1023
 #define NUMAD_RULES_MAX_RULES 64
 #define NUMAD_RULES_MAX_INCLUDES 64
+
+#define NUMAD_GATE_MAGIC "NUMADGT1"
+#define NUMAD_GATE_VERSION 1
+#define NUMAD_GATE_SUFFIX ".gate"
+#define NUMAD_GATE_PASS_ALL 0x1u
+#define NUMAD_GATE_COMM 64
+#define NUMAD_GATE_EXE 184
+
+struct numad_gate_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_size;
+    uint32_t entry_size;
+    uint32_t nr_entries;
+    uint64_t rules_dev;
+    uint64_t rules_ino;
+    uint64_t rules_size;
+    uint64_t rules_mtime_ns;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+struct numad_gate_entry {
+    int64_t uid;
+    char comm[NUMAD_GATE_COMM];
+    char exe[NUMAD_GATE_EXE];
+};
+
+_Static_assert(sizeof(struct numad_gate_header) == 64, "gate header layout");
+_Static_assert(sizeof(struct numad_gate_entry) == 256, "gate entry layout");
 
 #define NUMAD_STATS_MAGIC "NUMADST1"
 #define NUMAD_STATS_VERSION 1

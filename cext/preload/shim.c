@@ -45,11 +45,15 @@
  *                         with fnmatch(3) in the constructor, never on the
  *                         fork path.
  *
- * In a program started with AT_SECURE (setuid/setgid, file capabilities)
- * EVERY variable above is ignored: the person who set the environment is
- * not the one whose privileges the program runs with.  Such a program
- * reads only the default rules file (written by the daemon as root) and
- * writes no stats file.
+ * A program started with AT_SECURE (setuid/setgid, file capabilities) is
+ * left untouched: the person who set the environment is not the one whose
+ * privileges the program runs with, and system-wide (/etc/ld.so.preload,
+ * the only way we get loaded there) such a program must behave as without
+ * us.  The constructor reads no variable and no file in it; the
+ * interposers pass through.
+ *
+ * Statically linked programs never load us (ld.so does not run).  An
+ * unmatched program reads the precompiled gate, not the rules text (gate.c).
  *
  * This file: the fork path, the interposers and the constructor.  The
  * rules-file reader is rules.c, the stats file's safe open stats_file.c,
@@ -1048,7 +1052,15 @@ static void configure_rules(void)
     const char *path = env("NUMAD_SHIM_RULES");
     struct numad_rule r;
     const char *table;
-    g_rule = numad_rules_evaluate(path ? path : DEFAULT_RULES, &r, &table);
+    if (!path)
+        path = DEFAULT_RULES;
+    /* System-wide, nearly every process is unmatched: the gate tells so
+     * without reading the text (gate.c); only a possible match reads it. */
+    if (!numad_gate_admits(path)) {
+        g_rule = RULE_GATED;
+        return;
+    }
+    g_rule = numad_rules_evaluate(path, &r, &table);
     if (g_rule == RULE_INVALID) {
         count(NC_RULES_INVALID);
         return;
@@ -1081,6 +1093,8 @@ static void configure(void)
         configure_rules();                     /* the daemon's policy decides */
     }
 
+    if (g_state == STATE_DORMANT)
+        return;                                /* vfork passes through anyway */
 #if defined(__x86_64__)
     /* With a shadow stack our vfork entry (which pops its return address)
      * would not be balanced: pass vfork through unplaced instead. */
@@ -1094,7 +1108,9 @@ static void configure(void)
 
 /* Which rules-file line configured this process: its index (>= 0) and name,
  * or -1 no rules file, -2 invalid file, -3 no line matched, -4 comm not in
- * the file's include list, -5 configured by NUMAD_SHIM_* env vars instead. */
+ * the file's include list, -5 configured by NUMAD_SHIM_* env vars instead,
+ * -6 the gate proved no placing line matches (the text was not read),
+ * -7 an AT_SECURE program (untouched). */
 VISIBLE int numad_shim_rule(char *name, int size)
 {
     if (name && size > 0)
@@ -1117,6 +1133,13 @@ __attribute__((constructor)) static void numad_shim_init(void)
     real_execvp = (execv_fn)dlsym(RTLD_NEXT, "execvp");
     real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
     real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
+    if (g_secure) {
+        /* setuid/setgid/file capabilities: untouched.  Only /etc/ld.so.preload
+         * loads us here; nothing is read, the interposers pass through. */
+        g_rule = RULE_SECURE;
+        errno = saved_errno;
+        return;
+    }
     configure();
     errno = saved_errno;
 }

@@ -18,6 +18,8 @@
 #define RULE_NO_MATCH (-3)
 #define RULE_NOT_INCLUDED (-4)
 #define RULE_ENV (-5)
+#define RULE_GATED (-6)        /* the gate: no placing line can match; rules file not read */
+#define RULE_SECURE (-7)       /* AT_SECURE program: untouched, nothing read */
 
 /* One "rule" line; the strings point into the reader's static buffer. */
 struct numad_rule {
@@ -34,6 +36,12 @@ HIDDEN int numad_parse_list(const char *s, int limit, void (*add)(int, void *), 
  * *table = the file's table path or NULL), or RULE_* < 0.  Constructor only
  * (static buffers, fnmatch). */
 HIDDEN int numad_rules_evaluate(const char *path, struct numad_rule *out, const char **table);
+
+/* The gate next to the rules file at rules_path (numad_shim.h 2b): 0 when it
+ * proves no placing line matches this program, 1 when the rules file must
+ * be read (a match, or no usable gate).  Allocates nothing but the gate's
+ * own mapping, unmapped before it returns; parses nothing. */
+HIDDEN int numad_gate_admits(const char *rules_path);
 
 /* An fd for the shared stats file at path, or -1 when it is not safe to
  * write (see stats_file.c). */

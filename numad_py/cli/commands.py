@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shim-path", help="path of the LD_PRELOAD shim")
     p.set_defaults(func=cmd_shim_path)
+    from .shim_cmd import add_shim_arguments
+    add_shim_arguments(sub.add_parser("shim", help="the shim system-wide: install-system, uninstall-system"))
 
     p = sub.add_parser("run", help="the daemon: enforce the policy rules")
     p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")

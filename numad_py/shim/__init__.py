@@ -3,8 +3,8 @@
 The shim (``cext/preload/*.c``, built as ``numad_py/libnumad_shim.so``) is an
 LD_PRELOAD library that sets the node a child will allocate on *before*
 ``fork``/``vfork``/``posix_spawn`` create it.  It is configured through
-environment variables read once when it loads (all ignored in a program
-started with ``AT_SECURE``, e.g. setuid):
+environment variables read once when it loads (a program started with
+``AT_SECURE``, e.g. setuid, is left untouched: no variable or file is read):
 
 ========================  ====================================================
 ``NUMAD_SHIM_STRATEGY``   ``fixed`` | ``spread`` | ``least-loaded`` (unset: the rules file decides)
@@ -26,7 +26,9 @@ started with ``AT_SECURE``, e.g. setuid):
 
 Modules: :mod:`.locate` (the library and the env that preloads it),
 :mod:`.table` (node table format + seqlock publisher), :mod:`.patterns` and
-:mod:`.rules` (the rules file), :mod:`.stats` (counters).  The ``exec``
+:mod:`.rules` (the rules file), :mod:`.gate` (the rules precompiled for
+unmatched programs), :mod:`.stats` (counters), :mod:`.system` (the line in
+/etc/ld.so.preload).  The ``exec``
 command lives in ``numad_py/cli/exec_cmd.py``.  See docs/shim.md.
 """
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pwd
 
 from .files import replace_atomically
+from .gate import publish_gate       # after the text is in place: see gate.py
 from .patterns import MAX_ALTERNATIVES, NotExpressible, regex_to_globs
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,8 @@ def publish_shim_rules(
     number of rule lines that place children.
 
     Called by the daemon at start, each scan and on reload.  Atomic (temp
-    file + rename, mode 0644); unchanged content is not rewritten.  Rules the
+    file + rename, mode 0644); unchanged content is not rewritten.  The gate
+    (:mod:`.gate`, ``PATH.gate``) is written after it.  Rules the
     shim cannot evaluate are logged once each (a warning).
     """
     compiled = compile_shim_rules(rules, include=include, exclude=exclude, table_path=table_path)
@@ -231,12 +233,13 @@ def publish_shim_rules(
     data = encode_shim_rules(compiled).encode()
     path = Path(path)
     try:
-        if not path.is_symlink() and path.read_bytes() == data:
-            return compiled.placing
+        unchanged = not path.is_symlink() and path.read_bytes() == data
     except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, data)
+        unchanged = False
+    if not unchanged:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(path, data)
+    publish_gate(path, [(line.uid, line.comm, line.exe) for line in compiled.lines if line.action != "none"])
     return compiled.placing
 
 

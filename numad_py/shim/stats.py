@@ -51,7 +51,8 @@ def process_stats() -> dict[str, int] | None:
     Also ``state`` (0 dormant, 1 placing here, 2 bad config, 3 not the root)
     and ``rule``: the rules-file line that configured it (index), or -1 no
     rules file, -2 invalid file, -3 no line matched, -4 not in the include
-    list, -5 configured by NUMAD_SHIM_* env vars.
+    list, -5 configured by NUMAD_SHIM_* env vars, -6 the gate showed no
+    placing line matches (rules text not read), -7 AT_SECURE: untouched.
     """
     try:
         lib = ctypes.CDLL(str(shim_path()), mode=os.RTLD_NOLOAD)

@@ -188,7 +188,7 @@ def test_publish_atomic_mode_and_unchanged(tmp_path, caplog):
     assert path.stat().st_ino == ino                          # unchanged: not rewritten
     assert publish_shim_rules(path, rules[:1] + [rule(match={"comm": "ld"}, spread_children="0")]) == 2
     assert path.stat().st_ino != ino                          # replaced by rename
-    assert [p.name for p in path.parent.iterdir()] == ["shim-rules"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["shim-rules", "shim-rules.gate"]  # no temp left
 
 
 # --- the shim reading the file ---------------------------------------------------------

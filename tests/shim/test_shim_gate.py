@@ -1,0 +1,153 @@
+"""The gate (issue 17): an unmatched program decides without reading the rules text.
+
+Host tests: a small C probe loads the shim the way /etc/ld.so.preload would
+(LD_PRELOAD here, so the host's file is never touched) and prints what the
+constructor decided (numad_shim_rule: -6 gated, -7 AT_SECURE); strace shows
+which files it opened.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+from pathlib import Path
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from numad_py.config.models import Rule
+from numad_py.shim import RULES_HEADER, RULES_MAX_RULES, publish_shim_rules, shim_path
+from numad_py.shim.gate import GATE_ENTRY, GATE_HEADER, GATE_MAX_ENTRIES, GATE_PASS_ALL, gate_path
+from numad_py.topology import read_topology
+
+from shim_helpers import build_c
+
+NODE0 = str(min(read_topology().memory_nodes))
+RULE_GATED, RULE_SECURE = -6, -7
+
+PROBE_C = r"""
+#include <dlfcn.h>
+#include <stdio.h>
+/* prints what the preloaded shim's constructor decided for this program */
+int main(int argc, char **argv) {
+    void *h = argc > 1 ? dlopen(argv[1], RTLD_NOW) : NULL;   /* preloaded: the same copy */
+    if (!h) { puts("not loaded"); return 2; }
+    int (*rule)(char *, int) = (int (*)(char *, int))dlsym(h, "numad_shim_rule");
+    int (*state)(void) = (int (*)(void))dlsym(h, "numad_shim_state");
+    printf("%d %d\n", rule(NULL, 0), state());
+    return 0;
+}
+"""
+
+
+def rule(**kw) -> Rule:
+    return Rule.model_validate(kw)
+
+
+@pytest.fixture
+def probe(tmp_path):
+    """build(name) -> a probe program whose comm is name; run(exe, rules) -> (rule, state)."""
+    base = build_c(tmp_path, "probe", PROBE_C)
+
+    def named(name: str) -> Path:
+        exe = tmp_path / name
+        if not exe.exists():
+            shutil.copy(base, exe)
+        return exe
+    return named
+
+
+def clean_env(rules: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMAD_SHIM_", "LD_"))}
+    return {**env, "LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(rules)}
+
+
+def decided(exe: Path, rules: Path, wrap: tuple[str, ...] = ()) -> tuple[int, int]:
+    out = subprocess.run([*wrap, str(exe), str(shim_path())], env=clean_env(rules), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    r, s = out.stdout.split()
+    return int(r), int(s)
+
+
+def test_unmatched_program_opens_only_the_gate(tmp_path, probe):
+    rules = tmp_path / "shim-rules"
+    assert publish_shim_rules(rules, [rule(name="db", match={"comm": "spreadme"}, spread_children=NODE0)]) == 1
+    assert gate_path(rules).is_file()
+    assert decided(probe("other"), rules) == (RULE_GATED, 0)
+    assert decided(probe("spreadme"), rules) == (0, 1)            # the text still decides a match
+    if shutil.which("strace") is None:
+        pytest.skip("no strace")
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-o", str(trace), "-e", "trace=openat,open", "/bin/true"],
+                   env=clean_env(rules), check=True, timeout=60)
+    opened = [line for line in trace.read_text().splitlines() if str(tmp_path) in line]
+    assert len(opened) == 1 and str(gate_path(rules)) in opened[0], opened
+
+
+def test_a_gate_of_another_rules_file_is_ignored(tmp_path, probe):
+    """A hand-written rules file (or a publish half done) with an old gate: the text decides."""
+    rules = tmp_path / "shim-rules"
+    publish_shim_rules(rules, [rule(name="a", match={"comm": "first"}, spread_children=NODE0)])
+    stale = gate_path(rules).read_bytes()
+    rules.write_text(f"{RULES_HEADER}\nrule\tb\tsecond\t\t-\tspread\t{NODE0}\tpreferred\t0\n")
+    gate_path(rules).write_bytes(stale)
+    assert decided(probe("second"), rules) == (0, 1)
+    assert decided(probe("first"), rules) == (-3, 0)               # read the text: no line
+
+
+def test_uid_exe_and_none_lines(tmp_path, probe):
+    rules = tmp_path / "shim-rules"
+    me = os.getuid()
+    exe_here = probe("by-exe")
+    publish_shim_rules(rules, [
+        rule(name="stop", match={"comm": "stopped"}, nodes=NODE0),          # a "none" line
+        rule(name="not-me", match={"comm": "by-uid", "user": me + 1}, spread_children=NODE0),
+        rule(name="me", match={"comm": "mine", "user": me}, spread_children=NODE0),
+        rule(name="exe", match={"exe": re.escape(f"{exe_here.parent}/by-e") + ".*"}, spread_children=NODE0),
+    ])
+    assert decided(probe("by-uid"), rules) == (RULE_GATED, 0)
+    assert decided(probe("mine"), rules)[1] == 1
+    assert decided(exe_here, rules)[1] == 1
+    assert decided(probe("by-other"), rules) == (RULE_GATED, 0)
+    assert decided(probe("stopped"), rules) == (RULE_GATED, 0)              # dormant either way
+
+
+def test_a_glob_too_long_for_the_gate_makes_it_pass_everything(tmp_path, probe):
+    rules = tmp_path / "shim-rules"
+    long_exe = "/opt/" + "x" * 200
+    publish_shim_rules(rules, [rule(name="long", match={"exe": long_exe}, spread_children=NODE0),
+                               rule(name="short", match={"comm": "short"}, spread_children=NODE0)])
+    header = GATE_HEADER.unpack_from(gate_path(rules).read_bytes())
+    assert header[9] & GATE_PASS_ALL and header[4] == 1
+    assert decided(probe("other"), rules) == (-3, 0)               # the text was read
+    assert decided(probe("short"), rules)[1] == 1
+
+
+def test_gate_layout_matches_the_header():
+    text = (Path(__file__).resolve().parents[2] / "cext" / "preload" / "numad_shim.h").read_text()
+    assert GATE_HEADER.size == 64 and GATE_ENTRY.size == 256 and GATE_MAX_ENTRIES == RULES_MAX_RULES
+    assert '"NUMADGT1"' in text and "_Static_assert(sizeof(struct numad_gate_entry) == 256" in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a setgid probe needs root to set up")
+def test_setgid_program_is_untouched():
+    """AT_SECURE: the constructor reads nothing (ld.so ignores LD_PRELOAD here, so the
+    probe dlopen()s the shim, which runs the same constructor)."""
+    d = Path(tempfile.mkdtemp(prefix="numad-gate-", dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        exe = build_c(d, "sgidprobe", PROBE_C)
+        rules = d / "shim-rules"
+        publish_shim_rules(rules, [rule(name="it", match={"comm": "sgidprobe"}, spread_children=NODE0)])
+        assert decided(exe, rules) == (0, 1)                # not secure: the rule places
+        os.chown(exe, 0, grp.getgrnam("nogroup").gr_gid)
+        exe.chmod(0o2755)
+        r = decided(exe, rules)                             # root runs it: egid != gid
+        if r == (0, 1):
+            pytest.skip("setgid bit not honoured here (nosuid mount?)")
+        assert r == (RULE_SECURE, 0)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
