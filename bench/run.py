@@ -13,7 +13,8 @@ absolute times under TCG emulation mean little.
     python3 bench/run.py --table bench/results.json   # print the table of an earlier run
 
 Benchmarks: migrate, batch, stall, whole, numastat, fork, scan, placement, numad
-(in the guest), cli (CLI start-up) and control (the socket under load) on the host, and tiering, which boots a second guest
+(in the guest), cli (CLI start-up), control (the socket under load) and sysshim (the
+system-wide shim's exec cost) on the host, and tiering, which boots a second guest
 (6.12, `tiered` topology: DAMON) for bench/guest_tier.py; see bench/README.md.  Stdlib only.  Exit 0 when the run completed (goals
 missed are reported, not failures); 1 when a benchmark or the VM failed.
 """
@@ -37,8 +38,8 @@ REPO = HERE.parent
 OUT = HERE / "out"
 RESULTS = HERE / "results.json"
 C_PROGRAMS = ("hold", "move_pages_bench", "memcpy_bw", "pointer_chase", "spawn_idle", "busy_hold")
-BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad", "cli", "control", "tiering")
-HOST_BENCHES = ("cli", "control")      # measured on the host, before the guest boots
+BENCHES = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad", "cli", "control", "sysshim", "tiering")
+HOST_BENCHES = ("cli", "control", "sysshim")      # measured on the host, before the guest boots
 TIER_BENCHES = ("tiering",)  # needs DAMON: the 6.12 `tiered` guest
 GUEST_BENCHES = tuple(b for b in BENCHES if b not in HOST_BENCHES + TIER_BENCHES)
 NUMAD = "/usr/bin/numad"
@@ -205,9 +206,34 @@ def run_host_benches(wanted: list[str], reps: int | None) -> dict:
         out["rows"] += res.pop("rows")
         out["raw"]["control"] = res
         out["raw"]["seconds"]["control"] = round(time.monotonic() - t0, 1)
+    if "sysshim" in wanted:
+        t0 = time.monotonic()
+        res = system_shim_bench(reps)
+        out["rows"] += res.pop("rows")
+        out["raw"]["sysshim"] = res
+        out["raw"]["seconds"]["sysshim"] = round(time.monotonic() - t0, 1)
     for r in out["rows"]:
         print(f"bench: {r['id']} {r['figure']}: {r['value']} ({r['note']})", flush=True)
     return out
+
+
+def system_shim_bench(reps: int | None) -> dict:
+    """bench/bench_system_shim.py under the venv (it publishes rules with numad_py's code)."""
+    out_json = REPO / "bench" / "out" / "sysshim.json"
+    cmd = [str(venv_python()), str(HERE / "bench_system_shim.py"), "--json", str(out_json)]
+    subprocess.run(cmd + (["--reps", str(reps)] if reps else []), check=True, cwd=REPO)
+    res = json.loads(out_json.read_text())
+    from spread import spread
+    base = res["samples_seconds"]["base"]
+    g, e, t = (spread([a / b for a, b in zip(res["samples_seconds"][k], base)]) for k in ("gate", "empty", "text"))
+    v = "yes" if g["max"] <= 1.02 else ("spread" if g["median"] <= 1.02 else "NO")
+    res["rows"] = [{"bench": "sysshim", "id": "s1",
+                    "figure": "system-wide shim (host): exec /bin/true unmatched, with / without",
+                    "value": round(g["median"], 3), "goal": "<= 1.02", "spread": g, "met": v == "yes",
+                    "verdict": v, "note": f"loaded with LD_PRELOAD (the host's /etc/ld.so.preload is not "
+                    f"edited); an empty preloaded library alone {e['median']:.3f}, the shim without "
+                    f"its gate (reading the rules text) {t['median']:.3f}"}]
+    return res
 
 
 def table(results: dict) -> str:
