@@ -178,17 +178,13 @@ class Scenario:
         return took
 
 
-NOT_MET = ("not met reliably yet (issue 14): in the fresh-machine run of 2026-11-30 only 16 % of the "
-           "cold memory reached the slow node in 93 s (the helper's runs: 11.6-57.6 s four times, 12 % once)")
-
-
-@pytest.mark.xfail(strict=False, reason=NOT_MET)
 def test_cold_goes_slow_and_hot_stays_fast(tiered_setup, tmp_path):
     Scenario(tiered_setup, tmp_path).settle()
 
 
-@pytest.mark.xfail(strict=False, reason="not met yet (issue 14): after the switch the new hot slice was "
-                   "promoted too slowly or not at all in the VM (88 % in 63 s at best, 0 % in 93 s last)")
+@pytest.mark.xfail(strict=False, reason="not met yet (issue 14): the switch is followed (2026-11-30: new hot "
+                   "slice on node 0 and 98 % of the cold on node 2 in 33 s), but DAMON's region edges put 2 MiB "
+                   "next to the new hot slice through promote/demote twice: 4 moves where 2 are allowed")
 def test_a_switch_is_followed_without_ping_pong(tiered_setup, tmp_path):
     sc = Scenario(tiered_setup, tmp_path)
     sc.settle()
@@ -207,8 +203,6 @@ def test_a_switch_is_followed_without_ping_pong(tiered_setup, tmp_path):
     assert all(m >= 1 for m in moves[5 * 16:6 * 16]) and all(m >= 1 for m in moves[0:16])
 
 
-@pytest.mark.xfail(strict=False, reason="not met reliably yet (issue 14): in the fresh-machine run the plan "
-                   "showed 10.4 MiB cold in the workload, not the 16 MiB asked for, within the wait")
 def test_plan_json_explains_each_move_with_the_measured_access(tiered_setup, tmp_path):
     w, d, config = tiered_setup("--dry-run")
 
