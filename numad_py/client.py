@@ -93,15 +93,17 @@ class Client:
 
     # --- operations --------------------------------------------------------------
 
-    def migrate(self, pid: int, to, *, range: str | Iterable[str] | None = None,
+    def migrate(self, pid: int, to=None, *, policy: str | None = None, range: str | Iterable[str] | None = None,
                 mapping: str | Iterable[str] | None = None, move_all: bool = False,
                 progress: Progress | None = None, request_id: str | None = None) -> dict:
-        """Move ``pid``'s pages (all, some hex ranges ``"7f00-7f80"``, or named mappings) to ``to``.
+        """Move ``pid``'s pages (all, some hex ranges ``"7f00-7f80"``, or named mappings) to ``to``,
+        or page by page after an interleave ``policy`` (``"weighted-interleave 0:3,1:1"``).
 
         Returns the executor's outcome: ``status`` ("done", "cancelled", "skipped",
         "retry", "dry-run"), ``message``, and ``result`` (pages moved/failed by reason).
         """
-        return self.request("migrate", pid=pid, to=_node_text(to), range=_listish(range),
+        return self.request("migrate", pid=pid, to=None if to is None else _node_text(to), policy=policy,
+                            range=_listish(range),
                             mapping=_listish(mapping), move_all=move_all or None,
                             progress=progress, request_id=request_id)
 

@@ -154,13 +154,31 @@ def _residency_text(title: str, nodes: dict[int, int], other: dict[str, int]) ->
 
 # --- migrate ---------------------------------------------------------------
 
+def _spread_policy(text: str):
+    """``--policy``: an interleave policy (page i to its node), checked like ``--to``."""
+    from ..policyspec import PolicySpecError, parse_policy
+    try:
+        spec = parse_policy(text)
+    except PolicySpecError as exc:
+        raise UsageError(f"--policy: {exc}") from None
+    if not spec.spreads_pages():
+        raise UsageError(f"--policy {spec.mode}: use --to for a node set; --policy takes "
+                         "interleave or weighted-interleave")
+    _target_nodes(format_nodes(spec.nodes))
+    return spec
+
+
 def cmd_migrate(args) -> int:
     from ..numa import migrate_ranges
+    from ..numa.place import place_ranges
     from ..sense.maps import parse_range, read_maps, select_mappings
 
     _non_empty("--range", args.range)
     _non_empty("--mapping", args.mapping)
-    target = _target_nodes(args.to)
+    if (args.to is None) == (args.policy is None):
+        raise UsageError("give --to NODES or --policy 'interleave NODES' / 'weighted-interleave N:W,...'")
+    spec = _spread_policy(args.policy) if args.policy is not None else None
+    target = spec.nodes if spec is not None else _target_nodes(args.to)
     if args.via_daemon:
         from .requests import migrate_via_daemon
         return migrate_via_daemon(args)
@@ -176,12 +194,16 @@ def cmd_migrate(args) -> int:
             raise UsageError(f"pid {pid} has no mapping {args.mapping!r} "
                              "(use [heap], [stack], anon, or a path from /proc/PID/maps)")
         ranges = [(m.start, m.end) for m in selected]
-    result = migrate_ranges(pid, ranges, target, move_all=args.all, batch_pages=args.batch)
+    if spec is not None:
+        result = place_ranges(pid, ranges, spec.weight_map(), move_all=args.all, batch_pages=args.batch)
+    else:
+        result = migrate_ranges(pid, ranges, target, move_all=args.all, batch_pages=args.batch)
     data = result.to_dict()
 
     def text() -> str:
         failed = ", ".join(f"{k} {v}" for k, v in sorted(result.failed.items())) or "none"
-        return (f"pid {pid} -> node {format_nodes(target)}: moved {result.moved} pages "
+        return (f"pid {pid} -> {spec.text() if spec is not None else 'node ' + format_nodes(target)}: "
+                f"moved {result.moved} pages "
                 f"({format_size(result.bytes_moved)}) in {result.seconds:.3f} s, "
                 f"{result.already} already there, {result.not_present} not present, "
                 f"failed: {failed}; longest call {result.longest_call_seconds * 1000:.1f} ms"
@@ -320,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="move a process's pages to nodes, now, from this process")
     p.add_argument("pid")
-    p.add_argument("--to", required=True, metavar="NODES", help="target nodes, e.g. 1 or 0-1")
+    p.add_argument("--to", metavar="NODES", help="target nodes, e.g. 1 or 0-1")
+    p.add_argument("--policy", metavar="TEXT", help="instead of --to, an interleave policy: page i to its "
+                   "node, e.g. 'interleave 0-1' or 'weighted-interleave 0:3,1:1'")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--range", metavar="START-END", help="hex address range")
     g.add_argument("--mapping", metavar="NAME", help="[heap], [stack], anon, or a path from /proc/PID/maps")

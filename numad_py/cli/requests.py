@@ -149,8 +149,9 @@ def migrate_via_daemon(args) -> int:
     client = Client(socket_path_for(args))
     try:
         outcome = _run_cancellable(
-            client, f"pid {pid} -> {args.to}",
-            lambda bar, rid: client.migrate(pid, args.to, range=getattr(args, "range", None),
+            client, f"pid {pid} -> {args.to or args.policy}",
+            lambda bar, rid: client.migrate(pid, args.to, policy=getattr(args, "policy", None),
+                                            range=getattr(args, "range", None),
                                             mapping=getattr(args, "mapping", None),
                                             move_all=bool(getattr(args, "all", False)),
                                             progress=bar, request_id=rid),

@@ -47,6 +47,20 @@ def test_empty_range_or_mapping_is_an_error_not_everything(argv, capsys):
     assert "is empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    ([], "give --to NODES or --policy"),
+    (["--to", "0", "--policy", "interleave 0"], "give --to NODES or --policy"),
+    (["--policy", "bind 0"], "--policy bind: use --to for a node set"),
+    (["--policy", "interleave 0-7x"], "--policy: "),
+    (["--policy", "weighted-interleave 0:0"], "--policy: "),
+    (["--policy", f"interleave {MISSING_NODE}"], "does not exist"),
+])
+def test_migrate_policy_is_checked_before_anything_moves(extra, message, capsys):
+    assert main(["migrate", str(os.getpid()), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
 def _status_file(tmp_path, **fields):
     data = {"pid": os.getpid(), "ticks": 1, "config": "x.toml", "rules": [], "managed": {},
             "recent": [], "errors": [], **fields}

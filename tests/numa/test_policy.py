@@ -204,3 +204,22 @@ def test_socket_migrate_with_weighted_policy_places_page_by_page(workload, tmp_p
     split = split_of(child)
     assert split == {0: 24 * MiB, 1: 8 * MiB}, split
     assert child.checksum() == before
+
+
+def test_cli_migrate_with_an_interleave_policy_places_page_by_page(workload):
+    """`numad-py migrate PID --policy 'interleave 0-1' --range R` (no daemon): page i on node i % 2."""
+    from numad_py.numa import query_pages
+
+    child = workload("--mib", "16", "--policy", "preferred", "--node", "0", "--seed", "1321")
+    start, end = child.region()
+    before = child.checksum()
+    out = subprocess.run([NUMAD, "migrate", str(child.pid), "--policy", "interleave 0-1",
+                          "--range", f"{start:x}-{end:x}", "--json"], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    page = child.info["page_size"]
+    assert query_pages(child.pid, [start + i * page for i in range(64)]) == [0, 1] * 32
+    assert split_of(child) == {0: 8 * MiB, 1: 8 * MiB}
+    assert child.checksum() == before
+    both = subprocess.run([NUMAD, "migrate", str(child.pid), "--to", "1", "--policy", "interleave 0-1"],
+                          capture_output=True, text=True, timeout=240)
+    assert both.returncode == 2 and both.stderr.count("\n") == 1 and "--to NODES or --policy" in both.stderr
