@@ -16,9 +16,11 @@ import json
 import os
 import platform
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -43,10 +45,11 @@ def measure(args, out: Path) -> dict:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     tmp = out / "tier"
     (tmp / "rules.d").mkdir(parents=True, exist_ok=True)
-    (tmp / "run").mkdir(exist_ok=True)
+    # The runtime dir (the control socket) off the 9p share: binding a socket there fails (ENXIO).
+    run = Path(tempfile.mkdtemp(prefix="numad-bench-tier-"))
     conf = tmp / "numad-py.toml"
-    conf.write_text(f'[daemon]\nruntime_dir = "{tmp}/run"\nstate_dir = "{tmp}/state"\n'
-                    f'[metrics]\nlisten = ""\n[control]\nsocket = "{tmp}/run/control.sock"\n')
+    conf.write_text(f'[daemon]\nruntime_dir = "{run}"\nstate_dir = "{run}/state"\n'
+                    f'[metrics]\nlisten = ""\n[control]\nsocket = "{run}/control.sock"\n')
     (tmp / "rules.d" / "10-tier.toml").write_text(
         '[[rule]]\nname = "bench"\nmatch.cmdline = "tier_workload.py --mib"\n'
         f'tier = {{ fast = "0-1", slow = "2", cold_after = "{args.cold_after}s" }}\n')
@@ -80,6 +83,7 @@ def measure(args, out: Path) -> dict:
         work.kill()
         work.wait()
         log.close()
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def main() -> int:
