@@ -130,6 +130,26 @@ def test_a_kernel_crash_at_boot_is_found_in_the_console(tmp_path):
     assert run.boot_panic(tmp_path / "missing.log") is None
 
 
+
+def test_a_guest_that_crashed_while_booting_boots_once_more(tmp_path, capsys):
+    """A fake vng: the first boot prints a kernel Oops and runs nothing, the second runs."""
+    import guest_runner
+    count, out = tmp_path / "boots", tmp_path / "guest.log"
+    fake = tmp_path / "fake-vng"
+    fake.write_text(f"#!/bin/sh\necho x >> {count}\n"
+                    f"if [ $(wc -l < {count}) -eq 1 ]; then echo '[ 3.1] Oops: int3: 0000 [#1]'; exit 1; fi\n"
+                    f"echo ran > {out}\n")
+    fake.chmod(0o755)
+    console = tmp_path / "console.log"
+    timed_out, _s = guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
+    assert not timed_out and out.read_text() == "ran\n" and count.read_text().count("x") == 2
+    assert "Oops: int3" in (tmp_path / "console.boot1.log").read_text()
+    assert "crashed while booting (Oops: int3: 0000 [#1]); booting it once more" in capsys.readouterr().out
+    # A guest that ran boots once.
+    out.unlink()
+    guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
+    assert count.read_text().count("x") == 3
+
 # --- a checkout under a 0700 directory -----------------------------------------------
 
 def test_unreachable_ancestors_and_their_overlays(tmp_path):

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guest_runner import Tail, last_lines, run_guest
+from guest_runner import Tail, boot_panic, last_lines, run_guest
 from topologies import DEFAULT_MATRIX, KERNELS, TOPOLOGIES, vng_args
 
 HERE = Path(__file__).resolve().parent
@@ -216,19 +216,10 @@ def run_one(kernel: str, topology: str, env: dict, python: Path, rundir: Path, p
 
     outcome = Outcome(kernel, topology)
     prefix = f"[{kernel}/{topology}] "
-    for attempt in range(1 + BOOT_RETRIES):
-        tail = Tail(rwdir / f"{stem}.log", prefix)
-        tails = [tail, Tail(console, f"[{kernel}/{topology} console] ")] if verbose else [tail]
-        timed_out, seconds = run_guest(cmd, console, tails, timeout, REPO)
-        outcome.seconds += seconds
-        panic = boot_panic(console)
-        if tail.seen or timed_out or panic is None or attempt == BOOT_RETRIES:
-            break
-        # TCG now and then crashes a booting kernel (seen: 6.12 "Oops: int3" in
-        # sched_clock_cpu while patching code, before any test ran): boot again, said aloud.
-        print(f"{prefix}the guest kernel crashed while booting ({panic}); booting it once more", flush=True)
-        outcome.problems_retried.append(panic)
-        console.rename(console.with_name(f"console.boot{attempt + 1}.log"))
+    tail = Tail(rwdir / f"{stem}.log", prefix)
+    tails = [tail, Tail(console, f"[{kernel}/{topology} console] ")] if verbose else [tail]
+    timed_out, outcome.seconds = run_guest(cmd, console, tails, timeout, REPO)
+    outcome.problems_retried = [boot_panic(c) or c.name for c in sorted(rwdir.glob("console.boot*.log"))]
 
     if timed_out:
         outcome.problems.append(f"timed out after {timeout:.0f}s")
@@ -250,14 +241,6 @@ def run_one(kernel: str, topology: str, env: dict, python: Path, rundir: Path, p
         outcome.problems.append(f"pytest exited {outcome.rc}"
                                 + (" (no tests collected)" if outcome.rc == 5 else ""))
     return outcome
-
-
-def boot_panic(console: Path) -> str | None:
-    """The first Oops/panic line of a guest console, if the kernel crashed."""
-    for line in last_lines(console, 400):
-        if "Kernel panic" in line or "Oops:" in line:
-            return line.split("] ", 1)[-1].strip()
-    return None
 
 
 def guest_release(log: Path) -> str:
