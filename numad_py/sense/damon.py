@@ -56,7 +56,7 @@ class Attrs:
     sample_us: int = 5000
     aggr_us: int = 100_000
     update_us: int = 1_000_000
-    min_regions: int = 10
+    min_regions: int = 100      # config/tier.py says why
     max_regions: int = 1000
 
     @classmethod

@@ -182,9 +182,6 @@ def test_cold_goes_slow_and_hot_stays_fast(tiered_setup, tmp_path):
     Scenario(tiered_setup, tmp_path).settle()
 
 
-@pytest.mark.xfail(strict=False, reason="not met yet (issue 14): the switch is followed (2026-11-30: new hot "
-                   "slice on node 0 and 98 % of the cold on node 2 in 33 s), but DAMON's region edges put 2 MiB "
-                   "next to the new hot slice through promote/demote twice: 4 moves where 2 are allowed")
 def test_a_switch_is_followed_without_ping_pong(tiered_setup, tmp_path):
     sc = Scenario(tiered_setup, tmp_path)
     sc.settle()
