@@ -51,9 +51,30 @@ def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
             continue
         if is_due(rule, entry, snapshot.time, config.daemon.cooldown):
             unmovable = entry.unmovable_bytes if entry is not None else 0
-            actions.extend(actions_for(proc, rule, snapshot, config.daemon, unmovable=unmovable))
+            planned = actions_for(proc, rule, snapshot, config.daemon, unmovable=unmovable)
+            actions.extend(planned)
+            if rule.nodes == AUTO:
+                snapshot = claim(snapshot, proc, planned)
     actions.sort(key=lambda a: (rule_position[a.rule], a.pid, a.start_time, KIND_ORDER[a.kind]))
     return Plan(actions=tuple(actions), matched=matched, inactive=inactive)
+
+
+def claim(snapshot: Snapshot, proc: ProcessInfo, planned: list[Action]) -> Snapshot:
+    """The snapshot as the next auto choice of this tick should see it: the node ``proc`` was
+    sent to holds its memory and its threads' CPU time.  Without this every process due in
+    one tick picks the same best node (seen in the VM: four busy processes, all to node 1)."""
+    target = next((a.target_nodes for a in planned if a.kind in ("migrate", "advise") and a.target_nodes), None)
+    if target is None or len(target) != 1 or proc.residency is None:
+        return snapshot
+    (node_id,) = target
+    residency = proc.residency
+    incoming = sum(residency.values()) - residency.get(node_id, 0)
+    nodes = tuple(replace(n, mem_free=n.mem_free - incoming) if n.id == node_id
+                  else replace(n, mem_free=n.mem_free + residency.get(n.id, 0)) for n in snapshot.nodes)
+    cpus = len(snapshot.node(node_id).cpus) or 1
+    load = dict(snapshot.cpu_load)
+    load[node_id] = min(1.0, load.get(node_id, 0.0) + min(proc.threads, cpus) / cpus)
+    return replace(snapshot, nodes=nodes, cpu_load=load)
 
 
 def inactive_rules(rules, snapshot: Snapshot) -> dict[str, str]:

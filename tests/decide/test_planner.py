@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -102,6 +104,18 @@ def test_auto_only_advises_unless_enabled():
     assert summary(plan(snap(proc()), config(*rules, auto=True), {})) == [("migrate", 100, "r0", [1], [0], GiB)]
     enabled_in_rule = [{**rules[0], "auto": True}]
     assert summary(plan(snap(proc()), config(*enabled_in_rule), {})) == [("migrate", 100, "r0", [1], [0], GiB)]
+
+
+def test_auto_choices_in_one_tick_see_each_other():
+    """Four busy processes interleaved over two equal nodes: not all sent to the same node."""
+    nodes = (replace(NODE0, mem_free=6 * GiB), NODE1)
+    procs = [proc(pid=100 + i, residency={0: GiB // 2, 1: GiB // 2}) for i in range(4)]
+    result = plan(snap(*procs, nodes=nodes), config({"match": {"comm": "postgres"}, "nodes": "auto", "auto": True}), {})
+    targets = [sorted(a.target_nodes) for a in result.actions if a.kind == "migrate"]
+    assert len(targets) == 4 and targets.count([0]) == 2 and targets.count([1]) == 2, targets
+    # The first choice alone is what choose_node says for an unclaimed snapshot.
+    first = plan(snap(procs[0], nodes=nodes), config({"match": {"comm": "postgres"}, "nodes": "auto", "auto": True}), {})
+    assert [sorted(a.target_nodes) for a in first.actions] == [targets[0]]
 
 
 def test_auto_with_no_room_advises():
