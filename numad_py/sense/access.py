@@ -140,6 +140,8 @@ class Seen:
         for r in regions:
             if r.nr_accesses > 0:
                 for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
+                    if chunk in streak:
+                        continue       # two regions over one chunk: counted once per measurement
                     before = self.streak.get(chunk, 0) if self.last.get(chunk) == self._previous else 0
                     streak[chunk] = min(2, before + 1)
                     self.last[chunk] = now

@@ -138,6 +138,9 @@ def test_the_hot_streak_counts_measurements_in_a_row_per_chunk():
     pieces = seen.split(RawRegion(48 * MiB, 120 * MiB, 5, 0), since=0.0)
     assert [(r.start // MiB, r.end // MiB, streak) for r, _, streak in pieces] == \
         [(48, 80, 1), (80, 96, 2), (96, 120, 1)]
+    # Two accessed regions meeting inside one chunk (95 MiB): the chunk's streak still counts.
+    seen.note([RawRegion(80 * MiB, 95 * MiB, 9, 0), RawRegion(95 * MiB, 96 * MiB, 9, 0)], now=2.5)
+    assert {streak for _, _, streak in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {2}
     seen.note([], now=3.0)
     seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0)], now=4.0)
     assert {streak for _, _, streak in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {1}
