@@ -10,7 +10,10 @@ score(node) = free_fraction - LOAD_WEIGHT * cpu_load - DISTANCE_WEIGHT * (distan
 
 A node must have room for the bytes that would move.  The home node is
 kept unless another beats it by STAY_MARGIN: automatic placement tends to
-move the wrong things, so small gains are not worth a migration.
+move the wrong things, so small gains are not worth a migration.  Several
+processes chosen in one tick see each other's choices: the planner hands
+the next choice a snapshot where the chosen node holds the process's memory
+and its threads' CPU (``planner.claim``).
 """
 
 from __future__ import annotations
