@@ -37,6 +37,8 @@ from cli_startup import numad_script  # noqa: E402
 from spread import spread, verdict  # noqa: E402
 
 PROBER = HERE.parent / "tests" / "harness" / "status_prober.py"
+sys.path.insert(0, str(PROBER.parent))
+from status_prober import probe  # noqa: E402  (the same probe, in this process for the quiet phase)
 
 IDLE, ACTIVE, ROUNDS, NOFILE = 1000, 200, 20, 4096     # 20 rounds: a load window long enough for ~20 probes
 GOAL = "<= 1000"                  # ms, the slowest probe under load
@@ -50,22 +52,6 @@ def dial(path: str) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
     return s
-
-
-def probe(path: str) -> float:
-    """Seconds for one status on a fresh connection."""
-    t0 = time.perf_counter()
-    with dial(path) as s:
-        s.sendall(line("status", "probe"))
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError("the daemon closed the probe")
-            data += chunk
-    if not json.loads(data)["ok"]:
-        raise RuntimeError(f"status failed: {data[:200]!r}")
-    return time.perf_counter() - t0
 
 
 def drive(path: str, target: int) -> tuple[int, int]:
@@ -120,7 +106,7 @@ def drive(path: str, target: int) -> tuple[int, int]:
 def probes(path: str, count: int) -> list[float]:
     out: list[float] = []
     for _ in range(count):
-        out.append(probe(path))
+        out.append(probe(path, 30.0) / 1e3)
         time.sleep(0.05)
     return out
 
