@@ -14,6 +14,7 @@ from pathlib import Path
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -143,10 +144,23 @@ def maps_of_new(argv: list[str], env: dict) -> str:
         proc.wait()
 
 
+@pytest.fixture
+def open_lib():
+    """The built shim copied where every user can reach it: install-system refuses a library
+    under a directory others cannot search, and a checkout under /root is one."""
+    d = Path(tempfile.mkdtemp(prefix="numad-system-lib-", dir="/tmp"))
+    d.chmod(0o755)
+    copy = d / LIBRARY_NAME
+    shutil.copy(shim_path(), copy)
+    copy.chmod(0o644)
+    yield str(copy)
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.mark.topology("two")
 @pytest.mark.kernel(">=6.1")
-def test_system_wide_line_churn_placement_and_removal(tmp_path):
-    lib = str(shim_path())
+def test_system_wide_line_churn_placement_and_removal(tmp_path, open_lib):
+    lib = open_lib
     before = PRELOAD.read_bytes() if PRELOAD.exists() else None
     assert before is None or lib.encode() not in before, "a numad-py shim line is already installed"
 
@@ -179,7 +193,7 @@ def test_system_wide_line_churn_placement_and_removal(tmp_path):
     env["NUMAD_SHIM_RULES"] = str(rules)
 
     try:
-        r = cli("shim", "install-system")
+        r = cli("shim", "install-system", "--library", lib)
         assert r.returncode == 0, r.stderr
         assert lib.encode() in PRELOAD.read_bytes()
 

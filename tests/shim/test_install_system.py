@@ -33,6 +33,19 @@ def root(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def lib():
+    """The built shim copied where every user can reach it: install refuses a library under a
+    directory others cannot search, and a checkout under /root (a fresh machine's) is one."""
+    d = Path(tempfile.mkdtemp(prefix="numad-install-lib-", dir="/tmp"))
+    d.chmod(0o755)
+    copy = d / "libnumad_shim.so"
+    shutil.copy(LIB, copy)
+    copy.chmod(0o644)
+    yield str(copy)
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def preload(root: Path) -> Path:
     return root / "etc" / "ld.so.preload"
 
@@ -79,39 +92,39 @@ def test_removed(before, after):
 
 # --- the file --------------------------------------------------------------------------
 
-def test_install_keeps_other_entries_order_mode_and_is_idempotent(root):
+def test_install_keeps_other_entries_order_mode_and_is_idempotent(root, lib):
     path = preload(root)
     path.write_bytes(b"# site libraries\n/lib/a.so\n/lib/b.so:/lib/c.so\n")
     path.chmod(0o640)
-    assert install_system(root).action == "installed"
-    assert path.read_bytes() == b"# site libraries\n/lib/a.so\n/lib/b.so:/lib/c.so\n" + LIBB + b"\n"
+    assert install_system(root, lib).action == "installed"
+    assert path.read_bytes() == b"# site libraries\n/lib/a.so\n/lib/b.so:/lib/c.so\n" + lib.encode() + b"\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     ino = path.stat().st_ino
-    assert install_system(root).action == "already"
+    assert install_system(root, lib).action == "already"
     assert path.stat().st_ino == ino                                   # not rewritten
     assert sorted(p.name for p in path.parent.iterdir()) == ["ld.so.preload"]   # no temp left
-    assert uninstall_system(root).action == "removed"
+    assert uninstall_system(root, lib).action == "removed"
     assert path.read_bytes() == b"# site libraries\n/lib/a.so\n/lib/b.so:/lib/c.so\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert uninstall_system(root).action == "absent"
+    assert uninstall_system(root, lib).action == "absent"
 
 
-def test_a_file_install_created_is_removed_one_it_found_is_kept(root):
+def test_a_file_install_created_is_removed_one_it_found_is_kept(root, lib):
     path = preload(root)
-    change = install_system(root)
-    assert change.action == "installed" and path.read_bytes() == CREATED_MARK + LIBB + b"\n"
+    change = install_system(root, lib)
+    assert change.action == "installed" and path.read_bytes() == CREATED_MARK + lib.encode() + b"\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert uninstall_system(root).file_removed and not path.exists()
+    assert uninstall_system(root, lib).file_removed and not path.exists()
     path.write_bytes(b"")                                              # the admin's empty file
-    install_system(root)
-    change = uninstall_system(root)
+    install_system(root, lib)
+    change = uninstall_system(root, lib)
     assert change.action == "removed" and not change.file_removed and path.read_bytes() == b""
     path.write_bytes(b"")                                              # created by us, then another entry added
     path.unlink()
-    install_system(root)
+    install_system(root, lib)
     with path.open("ab") as f:
         f.write(b"/lib/theirs.so\n")
-    assert not uninstall_system(root).file_removed
+    assert not uninstall_system(root, lib).file_removed
     assert path.read_bytes() == CREATED_MARK + b"/lib/theirs.so\n"
 
 
@@ -155,29 +168,29 @@ def test_unloadable_library_is_refused_and_the_file_untouched(root, tmp_path, op
     assert install_system(root, good).action == "installed"        # the same copy, once fixed
 
 
-def test_bad_files_get_one_line_and_lose_nothing(root, tmp_path):
+def test_bad_files_get_one_line_and_lose_nothing(root, tmp_path, lib):
     path = preload(root)
     target = tmp_path / "elsewhere"
     target.write_bytes(b"/lib/a.so\n")
     path.symlink_to(target)
-    r = cli("shim", "install-system", "--root", str(root))
+    r = cli("shim", "install-system", "--root", str(root), "--library", lib)
     assert r.returncode == 1 and "symbolic link" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert path.is_symlink() and target.read_bytes() == b"/lib/a.so\n"
     path.unlink()
     path.mkdir()
     r = cli("shim", "uninstall-system", "--root", str(root))
     assert r.returncode == 1 and "not a regular file" in r.stderr and "Traceback" not in r.stderr
-    r = cli("shim", "install-system", "--root", str(tmp_path / "no-root"))
+    r = cli("shim", "install-system", "--root", str(tmp_path / "no-root"), "--library", lib)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="drops root's capabilities")
-def test_unwritable_directory_is_a_one_line_error(root):
+def test_unwritable_directory_is_a_one_line_error(root, lib):
     path = preload(root)
     path.write_bytes(b"/lib/a.so\n")
     (root / "etc").chmod(0o555)
     try:
-        r = cli("shim", "install-system", "--root", str(root), caps_dropped=True)
+        r = cli("shim", "install-system", "--root", str(root), "--library", lib, caps_dropped=True)
     finally:
         (root / "etc").chmod(0o755)
     assert r.returncode == 1 and "Permission denied" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
@@ -185,11 +198,11 @@ def test_unwritable_directory_is_a_one_line_error(root):
     assert sorted(p.name for p in path.parent.iterdir()) == ["ld.so.preload"]
 
 
-def test_cli_json_round_trip(root):
+def test_cli_json_round_trip(root, lib):
     import json
-    r = cli("shim", "install-system", "--root", str(root), "--json")
+    r = cli("shim", "install-system", "--root", str(root), "--library", lib, "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"path": str(preload(root)), "library": LIB, "action": "installed",
+    assert json.loads(r.stdout) == {"path": str(preload(root)), "library": lib, "action": "installed",
                                     "file_removed": False}
     r = cli("shim", "uninstall-system", "--root", str(root))
     assert r.returncode == 0 and "removed" in r.stdout and not preload(root).exists()
