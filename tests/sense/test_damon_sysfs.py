@@ -145,3 +145,13 @@ def test_the_hot_streak_counts_measurements_in_a_row_per_chunk():
     seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0)], now=4.0)
     assert {streak for _, _, streak in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {1}
 
+
+def test_a_hot_regions_edge_inside_a_chunk_makes_it_not_idle_but_not_hot():
+    MiB = 1 << 20
+    seen = Seen()
+    for now in (1.0, 2.0):      # a hot region ending half way into the 96-98 MiB chunk, twice
+        seen.note([RawRegion(80 * MiB, 97 * MiB, 9, 0), RawRegion(97 * MiB, 128 * MiB, 0, 9)], now=now)
+    pieces = seen.split(RawRegion(80 * MiB, 100 * MiB, 9, 0), since=0.0)
+    assert [(r.start // MiB, r.end // MiB, when, streak) for r, when, streak in pieces] == \
+        [(80, 96, 2.0, 2), (96, 98, 2.0, 0), (98, 100, 0.0, 0)]
+
