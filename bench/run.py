@@ -192,26 +192,17 @@ def met_text(r: dict) -> str:
 def run_host_benches(wanted: list[str], reps: int | None) -> dict:
     """The host-side benchmarks (CLI start-up, control socket under load): rows and raw data in the results' shape."""
     out: dict = {"rows": [], "raw": {"seconds": {}}}
-    if "cli" in wanted:
-        import cli_startup  # bench/ is on sys.path
+    import cli_startup  # bench/ is on sys.path
+    import control_load
+    measures = {"cli": lambda: cli_startup.measure(reps or 30),
+                "control": lambda: control_load.measure(reps or 3),
+                "sysshim": lambda: system_shim_bench(reps)}
+    for name in (n for n in HOST_BENCHES if n in wanted):
         t0 = time.monotonic()
-        res = cli_startup.measure(reps or 30)
+        res = measures[name]()
         out["rows"] += res.pop("rows")
-        out["raw"]["cli"] = res
-        out["raw"]["seconds"]["cli"] = round(time.monotonic() - t0, 1)
-    if "control" in wanted:
-        import control_load
-        t0 = time.monotonic()
-        res = control_load.measure(reps or 3)
-        out["rows"] += res.pop("rows")
-        out["raw"]["control"] = res
-        out["raw"]["seconds"]["control"] = round(time.monotonic() - t0, 1)
-    if "sysshim" in wanted:
-        t0 = time.monotonic()
-        res = system_shim_bench(reps)
-        out["rows"] += res.pop("rows")
-        out["raw"]["sysshim"] = res
-        out["raw"]["seconds"]["sysshim"] = round(time.monotonic() - t0, 1)
+        out["raw"][name] = res
+        out["raw"]["seconds"][name] = round(time.monotonic() - t0, 1)
     for r in out["rows"]:
         print(f"bench: {r['id']} {r['figure']}: {r['value']} ({r['note']})", flush=True)
     return out
