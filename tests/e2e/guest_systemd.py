@@ -35,6 +35,7 @@ WORKLOAD = REPO / "tests" / "numa" / "workload.py"
 UNIT_SRC = REPO / "systemd" / "numad-py.service"
 UNIT = "numad-py.service"
 ETC = Path("/etc/numad-py")
+STATE_DIR = Path("/var/lib/numad-py")
 METRICS = "http://127.0.0.1:9816/metrics"
 SEED = 4242
 MIB = 32
@@ -217,6 +218,10 @@ def main() -> int:
         # shipped rules there, and the test must count only its own.
         for stale in (ETC / "rules.d").glob("*"):
             stale.unlink()
+        # Likewise its /var/lib/numad-py (history.json, written by `make run` as
+        # root): DynamicUser= would move it to /var/lib/private, a rename the
+        # overlay refuses (EXDEV: "Failed at step STATE_DIRECTORY").
+        shutil.rmtree(STATE_DIR, ignore_errors=True)
         (ETC / "numad-py.toml").write_text(CONFIG)
         (ETC / "rules.d" / "10-e2e.toml").write_text(RULE)
         for p in [ETC, ETC / "rules.d", *ETC.rglob("*")]:
