@@ -324,15 +324,12 @@ def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result object")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("topology", help="nodes, CPUs, memory, distances")
+def _topology_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_topology)
 
-    p = sub.add_parser("show", help="resident bytes per node of a process")
+
+def _show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pid")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--range", metavar="START-END", help="hex address range, as in /proc/PID/maps")
@@ -340,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("migrate", help="move a process's pages to nodes, now, from this process")
+
+def _migrate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pid")
     p.add_argument("--to", metavar="NODES", help="target nodes, e.g. 1 or 0-1")
     p.add_argument("--policy", metavar="TEXT", help="instead of --to, an interleave policy: page i to its "
@@ -354,20 +352,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_via_daemon_arguments(p)
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("drain", help="move every movable page off a node (via the daemon)")
+
+def _drain_args(p: argparse.ArgumentParser) -> None:
     add_drain_arguments(p)
     p.set_defaults(func=cmd_drain)
 
+
+def _exec_args(p: argparse.ArgumentParser) -> None:
     from .exec_cmd import add_exec_arguments, cmd_exec
-    p = sub.add_parser("exec", help="run a command under a memory policy, or with its children placed at fork")
     add_exec_arguments(p)
     p.set_defaults(func=cmd_exec)
 
+
+def _weights_args(p: argparse.ArgumentParser) -> None:
     from .weights_cmd import add_weights_arguments
-    p = sub.add_parser("weights", help="show or set the machine's weighted-interleave weights")
     add_weights_arguments(p)
 
-    p = sub.add_parser("advise", help="where a new workload of N CPUs (and SIZE memory) fits best now")
+
+def _advise_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", required=True, metavar="N")
     p.add_argument("--memory", metavar="SIZE", help='e.g. 512MiB, 2GiB, or bytes')
     p.add_argument("--json", action="store_true", help="the node set with the reasons")
@@ -375,12 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "without a daemon the advice is computed here)")
     p.set_defaults(func=cmd_advise)
 
-    p = sub.add_parser("shim-path", help="path of the LD_PRELOAD shim")
-    p.set_defaults(func=cmd_shim_path)
-    from .shim_cmd import add_shim_arguments
-    add_shim_arguments(sub.add_parser("shim", help="the shim system-wide: install-system, uninstall-system"))
 
-    p = sub.add_parser("run", help="the daemon: enforce the policy rules")
+def _shim_path_args(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(func=cmd_shim_path)
+
+
+def _shim_args(p: argparse.ArgumentParser) -> None:
+    from .shim_cmd import add_shim_arguments
+    add_shim_arguments(p)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")
     p.add_argument("--once", action="store_true", help="one scan, then exit")
     p.add_argument("--dry-run", action="store_true", help="log what would be done, change nothing")
@@ -389,27 +396,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check-config", help="validate the policy files; exit 1 with FILE:LINE errors")
+
+def _check_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config_path", nargs="?", default=None, metavar="PATH")
     p.add_argument("--config", default=None, metavar="PATH")
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("plan", help="what the rules would do on this machine now, with reasons")
+
+def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("status", help="what the running daemon is doing")
+
+def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime-dir", default=None, metavar="DIR")
     p.add_argument("--socket", default=None, metavar="PATH")
     p.add_argument("--config", default=None, metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+
+# name, the line in `numad-py --help`, and what adds the command's arguments.
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("topology", "nodes, CPUs, memory, distances", _topology_args),
+    ("show", "resident bytes per node of a process", _show_args),
+    ("migrate", "move a process's pages to nodes, now, from this process", _migrate_args),
+    ("drain", "move every movable page off a node (via the daemon)", _drain_args),
+    ("exec", "run a command under a memory policy, or with its children placed at fork", _exec_args),
+    ("weights", "show or set the machine's weighted-interleave weights", _weights_args),
+    ("advise", "where a new workload of N CPUs (and SIZE memory) fits best now", _advise_args),
+    ("shim-path", "path of the LD_PRELOAD shim", _shim_path_args),
+    ("shim", "the shim system-wide: install-system, uninstall-system", _shim_args),
+    ("run", "the daemon: enforce the policy rules", _run_args),
+    ("check-config", "validate the policy files; exit 1 with FILE:LINE errors", _check_config_args),
+    ("plan", "what the rules would do on this machine now, with reasons", _plan_args),
+    ("status", "what the running daemon is doing", _status_args),
+)
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The subcommand in ``argv``: its first word that is not an option (the top
+    level has no options of its own but ``-h``)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``numad-py`` parser.  With ``only``, every command is listed (for
+    ``--help`` and for the "invalid choice" error) but only that one gets its
+    arguments: building all of them is most of a light command's start-up."""
+    parser = ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, add_arguments in COMMANDS:
+        p = sub.add_parser(name, help=help_text)
+        if only is None or only == name:
+            add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(only=command_named(argv))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

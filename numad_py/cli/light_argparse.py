@@ -9,10 +9,12 @@ zlib) to learn the terminal width, and argparse builds a formatter for every
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
 
+@functools.cache   # argparse builds a formatter per argument; the terminal is the same
 def terminal_columns() -> int:
     try:
         columns = int(os.environ.get("COLUMNS", ""))
