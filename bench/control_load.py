@@ -54,11 +54,12 @@ def dial(path: str) -> socket.socket:
     return s
 
 
-def drive(path: str, target: int) -> tuple[int, int]:
-    """200 clients x ROUNDS requests on one selector; (answered, failed)."""
+def drive(path: str, target: int) -> tuple[int, list[str]]:
+    """200 clients x ROUNDS requests on one selector; (answered, what failed)."""
     sel = selectors.DefaultSelector()
     state: dict[socket.socket, list] = {}
-    answered = failed = 0
+    answered = 0
+    failed: list[str] = []
 
     def send(c: socket.socket, i: int, r: int) -> None:
         c.sendall(line("status", f"s{i}.{r}") if (i + r) % 2 else line("query", f"q{i}.{r}", pid=target))
@@ -72,14 +73,14 @@ def drive(path: str, target: int) -> tuple[int, int]:
     while state:
         events = sel.select(60)
         if not events:
-            failed += len(state)
+            failed += [f"client {st[0]}: no reply in 60 s" for st in state.values()]
             break
         for key, _ in events:
             c = key.fileobj
             st = state[c]
             data = c.recv(65536)
             if not data:
-                failed += 1
+                failed.append(f"client {st[0]}: closed")
                 sel.unregister(c)
                 del state[c]
                 continue
@@ -90,7 +91,8 @@ def drive(path: str, target: int) -> tuple[int, int]:
                 if "event" in reply:
                     continue
                 answered += 1
-                failed += not reply["ok"]
+                if not reply["ok"]:
+                    failed.append(f"client {st[0]}: {reply.get('error')}")
                 st[1] += 1
                 if st[1] < ROUNDS:
                     c.setblocking(True)
@@ -127,7 +129,7 @@ def measure(reps: int) -> dict:
     target = subprocess.Popen(["sleep", "3600"])
     quiet: list[list[float]] = []
     loaded: list[list[float]] = []
-    totals = {"answered": 0, "failed": 0}
+    totals: dict = {"answered": 0, "failed": 0, "failures": []}
     try:
         deadline = time.monotonic() + 60
         while not os.path.exists(path):
@@ -146,12 +148,13 @@ def measure(reps: int) -> dict:
             answered, failed = drive(path, target.pid)
             lines = prober.communicate(timeout=120)[0].splitlines()
             samples = [float(x) / 1e3 for x in lines if x[:1].isdigit()]
-            failed += sum(1 for x in lines if x.startswith("error"))
+            failed += [f"status probe: {x}" for x in lines if x.startswith("error")]
             for s in idle:
                 s.close()
             loaded.append(samples)
             totals["answered"] += answered
-            totals["failed"] += failed
+            totals["failed"] += len(failed)
+            totals["failures"] += failed[:5]
     finally:
         target.kill()
         target.wait()
@@ -178,7 +181,9 @@ def rows(res: dict) -> list[dict]:
         {"bench": "control", "id": "k1", "figure": "control (host): slowest status under 1,000 idle + 200 active, ms",
          "value": round(slow["median"], 1), "goal": GOAL, "spread": slow, "met": v == "yes", "verdict": v,
          "note": f"{len(loaded)} probes, median {1e3 * loaded[len(loaded) // 2]:.1f} ms; {res['answered']} "
-                 f"requests answered, {res['failed']} failed; daemon exit {res['daemon_exit']}"},
+                 f"requests answered, {res['failed']} failed"
+                 f"{' (' + '; '.join(res['failures'][:2]) + ')' if res['failures'] else ''}; "
+                 f"daemon exit {res['daemon_exit']}"},
         {"bench": "control", "id": "k2", "figure": "control (host): status median loaded / quiet",
          "value": round(s["median"], 2), "goal": "-", "spread": s, "met": None, "verdict": None,
          "note": f"quiet median {1e3 * quiet[len(quiet) // 2]:.1f} ms; host load average {res['loadavg'][0]:.1f}"},

@@ -2,8 +2,9 @@
 
 Runs on the transport's event loop.  Anything that reads /proc or moves
 pages runs in the server's small worker pool (``off_loop``), never on the
-loop and never on a thread of its own; ``status`` and ``cancel`` answer on
-the loop, so they answer while every worker is busy.  At most
+loop and never on a thread of its own, and sensing one call at a time (see
+``off_loop``); ``status`` and ``cancel`` answer on the loop, so they answer
+while every worker is busy.  At most
 ``job_workers`` workers run placement jobs at once (the executor serialises
 them anyway), so sensing always has a worker left.
 
@@ -61,6 +62,7 @@ class Requests:
         self._pool = pool
         self._job_workers = job_workers
         self._job_slots: asyncio.Semaphore | None = None    # made on the loop
+        self._sense_slot: asyncio.Semaphore | None = None   # likewise
         self.jobs = JobTable()
         self.reservations = ReservationBook()   # touched on the loop only
         self.stopping = threading.Event()
@@ -152,9 +154,19 @@ class Requests:
         self.count(op, "ok")
 
     async def off_loop(self, fn: Callable[[], Any]) -> Any:
-        """Run blocking sensing in the pool; package errors become protocol errors."""
+        """Run blocking sensing in the pool, one call at a time; package errors become
+        protocol errors.
+
+        One at a time: sensing is mostly Python parsing /proc under the GIL, so
+        a second worker adds no throughput, only another thread the loop must
+        win the GIL from after each of its send/recv calls (with four, the
+        loop got about a fifth of it and ``status`` waited seconds in the VM).
+        """
+        if self._sense_slot is None:
+            self._sense_slot = asyncio.Semaphore(1)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+            async with self._sense_slot:
+                return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
         except InterruptedError:
             raise ClientGone() from None
         except ProcessGone as exc:

@@ -9,7 +9,7 @@ import resource
 import threading
 import time
 
-from ctlkit import (ALICE, ROOT, FakeExecutor, as_peer, ask, connect, make_server,  # noqa: F401
+from ctlkit import (ALICE, ROOT, FakeExecutor, FakeHost, as_peer, ask, connect, make_server,  # noqa: F401
                     read_messages, req, sockdir)
 from numad_py.control import protocol as P
 from numad_py.control import transport as transport_mod
@@ -159,3 +159,43 @@ def test_root_is_not_held_to_the_per_uid_share(make_server, as_peer):
     assert ask(srv, req("status"))["ok"]
     for s in held:
         s.close()
+
+
+class CountingHost(FakeHost):
+    """A host whose queries take a while and record how many ran at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.running = self.most_at_once = self.finished = 0
+
+    def query(self, pid, range_text, cancelled=lambda: False):
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+            self.finished += 1
+        return super().query(pid, range_text, cancelled)
+
+
+def test_sensing_runs_one_call_at_a_time_and_status_answers_meanwhile(make_server, as_peer):
+    # Sensing is Python under the GIL: more at once adds no throughput, only threads the
+    # loop must win the GIL back from (status then waited seconds in the 2-node guest).
+    host = CountingHost()
+    srv = make_server(host=host, workers=4)
+    as_peer(ROOT)
+    replies: list[dict] = []
+    clients = [threading.Thread(target=lambda i=i: replies.append(ask(srv, req("query", f"q{i}", pid=100))))
+               for i in range(8)]
+    for t in clients:
+        t.start()
+    assert wait_for(lambda: host.finished >= 1)      # the queries are queued behind one another
+    status = ask(srv, req("status", "s"))
+    finished_at_status = host.finished
+    for t in clients:
+        t.join(10)
+    assert status["ok"] and finished_at_status < 8, (status, finished_at_status)
+    assert [r["ok"] for r in replies] == [True] * 8, replies
+    assert host.most_at_once == 1
