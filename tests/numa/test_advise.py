@@ -35,6 +35,7 @@ def expand(nodelist: str) -> set[int]:
     return out
 
 
+@pytest.mark.kernel_independent
 @pytest.mark.topology("two", "memonly")
 def test_numad_w_2_512_gives_a_parsable_list_with_room():
     proc = subprocess.run([sys.executable, "-m", "numad_py.cli.numad_compat", "-w", "2:512"],
@@ -48,6 +49,7 @@ def test_numad_w_2_512_gives_a_parsable_list_with_room():
     assert all(cpus_of(n) > 0 for n in nodes)  # never a memory-only node
 
 
+@pytest.mark.kernel_independent
 @pytest.mark.topology("two", "memonly")
 def test_advise_json_gives_the_reasons():
     proc = subprocess.run([NUMAD_PY, "advise", "--cpus", "1", "--memory", "256MiB", "--json"],
@@ -60,6 +62,7 @@ def test_advise_json_gives_the_reasons():
     assert {c["node"] for c in data["candidates"]} == {n for n in (0, 1)}
 
 
+@pytest.mark.kernel_independent
 @pytest.mark.topology("two")
 def test_the_daemon_answers_and_two_vms_asking_together_get_different_nodes(tmp_path):
     # Without the daemon both would be sent to the node with the most free memory: the

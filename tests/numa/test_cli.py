@@ -73,6 +73,7 @@ def test_migrate_one_mapping_by_range(workload):
     ("migrate", "PID", "--to", "1", "--range", "zz-yy"),
     ("show", "PID", "--range", "2000-1000"),
 ])
+@pytest.mark.kernel_independent
 def test_bad_input_is_one_line_and_exit_2(args):
     live = os.getpid()  # a live process is all these need; no workload to start under TCG
     gone = unused_pid()

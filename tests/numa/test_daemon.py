@@ -156,6 +156,7 @@ def test_rule_moves_workload_to_node1_and_pins_cpus(workload, daemon, topo):
     assert d.stop() < 10
 
 
+@pytest.mark.kernel_independent
 def test_every_pulls_back_drifted_pages(workload, daemon):
     from numad_py import numa
 
@@ -183,6 +184,7 @@ def whole_process_bytes_on(pid: int, node: int) -> int:
     return total
 
 
+@pytest.mark.kernel_independent
 def test_every_on_a_range_rule_does_not_replan_what_it_left_alone(workload, daemon):
     # The rule moves one range; the interpreter's own memory stays on node 0.
     # Re-enforcement must judge only the range: a settled range means no
@@ -210,6 +212,7 @@ def test_every_on_a_range_rule_does_not_replan_what_it_left_alone(workload, daem
     d.stop()
 
 
+@pytest.mark.kernel_independent
 def test_dry_run_changes_nothing_and_once_exits_zero(workload, tmp_path):
     child = workload("--mib", "32", "--policy", "preferred", "--node", "0", "--seed", "103")
     start, _ = child.region()
@@ -224,6 +227,7 @@ def test_dry_run_changes_nothing_and_once_exits_zero(workload, tmp_path):
     assert share_on(child.pid, start, 1) > 0.99
 
 
+@pytest.mark.kernel_independent
 def test_process_exiting_mid_migration_is_reported_and_daemon_goes_on(workload, daemon):
     victim = workload("--mib", "96", "--policy", "preferred", "--node", "0", "--seed", "104")
     # 8 MiB/s budget: the 96 MiB migration takes ~12 s, plenty of time to kill it.
@@ -253,6 +257,7 @@ def nobody_python():
         subprocess.run(["umount", point], check=False)
 
 
+@pytest.mark.kernel_independent
 def test_unprivileged_daemon_skips_other_users_process(workload, daemon, nobody_python):
     child = workload("--mib", "16", "--policy", "preferred", "--node", "0", "--seed", "106")
     start, _ = child.region()
@@ -266,6 +271,7 @@ def test_unprivileged_daemon_skips_other_users_process(workload, daemon, nobody_
     assert share_on(child.pid, start, 0) > 0.99
 
 
+@pytest.mark.kernel_independent
 def test_thousands_of_short_lived_processes(daemon, workload):
     child = workload("--mib", "8", "--policy", "preferred", "--node", "0", "--seed", "107")
     rules = rule_for(107, "1") + '[[rule]]\nname = "flies"\nmatch.comm = "true"\nnodes = "1"\n'
@@ -280,6 +286,7 @@ def test_thousands_of_short_lived_processes(daemon, workload):
     assert "Traceback" not in d.log()
 
 
+@pytest.mark.kernel_independent
 def test_sighup_broken_rules_keep_old_then_fixed_rules_apply(workload, daemon):
     from numad_py import numa
 
@@ -304,6 +311,7 @@ def test_sighup_broken_rules_keep_old_then_fixed_rules_apply(workload, daemon):
     assert d.stop() < 10
 
 
+@pytest.mark.kernel_independent
 def test_watchdog_pings_keep_coming_during_a_long_migration(workload, daemon, tmp_path):
     # WatchdogSec=4 s and a 24 MiB move at 2 MiB/s (~12 s): before the heartbeat thread the
     # loop sent nothing until the migration ended (issue 18 item 9).

@@ -23,6 +23,7 @@ def write_policy(tmp: Path) -> Path:
     return main
 
 
+@pytest.mark.kernel_independent
 @pytest.mark.topology("two", "four", "memonly")
 def test_one_policy_starts_everywhere_and_says_what_is_active(tmp_path, vm_spec):
     has_memonly = any(not n["cpus"] for n in vm_spec["nodes"])

@@ -22,7 +22,7 @@ from conftest import numa_maps_of
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 import prom
 
-pytestmark = pytest.mark.topology("two")
+pytestmark = [pytest.mark.topology("two"), pytest.mark.kernel_independent]
 
 NUMAD = str(Path(sys.executable).with_name("numad-py"))
 MIB = 32

@@ -26,7 +26,7 @@ import pytest
 from numad_py.client import Client
 from numad_py.control import protocol as P
 
-pytestmark = pytest.mark.topology("two")
+pytestmark = [pytest.mark.topology("two"), pytest.mark.kernel_independent]
 
 NUMAD = str(Path(sys.executable).with_name("numad-py"))
 PROBER = Path(__file__).resolve().parents[1] / "harness" / "status_prober.py"

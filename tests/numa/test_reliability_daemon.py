@@ -13,7 +13,7 @@ import pytest
 from test_daemon import Daemon, rule_for, share_on, wait_share
 from numad_py import procfs
 
-pytestmark = pytest.mark.topology("two")
+pytestmark = [pytest.mark.topology("two"), pytest.mark.kernel_independent]
 
 
 def test_sigkill_mid_migration_then_restart_places_everything_and_loses_nothing(workload, tmp_path):

@@ -143,6 +143,7 @@ def test_cpus_pins_children(topo, tmp_path):
     assert set(rec["cpus"]) == set(topo.node(1).cpus)
 
 
+@pytest.mark.kernel_independent
 @pytest.mark.topology("two")
 def test_threads_fork_concurrently(tmp_path):
     stats = tmp_path / "stats"
@@ -153,6 +154,7 @@ def test_threads_fork_concurrently(tmp_path):
     assert read_stats(stats)["placed"] == 1000
 
 
+@pytest.mark.kernel_independent
 @pytest.mark.topology("two")
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall number for x86-64 only")
 def test_seccomp_denying_set_mempolicy_keeps_forks_working(tmp_path):

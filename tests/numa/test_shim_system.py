@@ -27,6 +27,7 @@ from numad_py import procfs
 from numad_py.shim import LIBRARY_NAME, publish_shim_rules, shim_path
 
 pytestmark = [
+    pytest.mark.kernel_independent,
     pytest.mark.numa,
     pytest.mark.skipif(not os.environ.get("NUMAD_VM_TOPOLOGY"), reason="needs the multi-node VM"),
     pytest.mark.skipif(os.geteuid() != 0, reason="edits /etc/ld.so.preload"),
