@@ -1,5 +1,5 @@
 """The ``numad-py`` command: argument parsing and printing, nothing else."""
 
-from .commands import build_parser, main
+from .entry import build_parser, main
 
 __all__ = ["build_parser", "main"]

@@ -1,6 +1,6 @@
 """CLI commands that talk to the daemon: ``migrate --via-daemon``, ``drain``, status via socket.
 
-Wired by numad_py/cli/commands.py::
+Wired by numad_py/cli/entry.py::
 
     p = sub.add_parser("migrate", ...)            # existing options: pid, --to, --range, --mapping, --all, --json
     add_via_daemon_arguments(p)                   # --via-daemon, --socket

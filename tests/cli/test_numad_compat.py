@@ -8,7 +8,7 @@ import re
 import pytest
 
 from numad_py.cli import numad_compat
-from numad_py.cli.commands import main as numad_py
+from numad_py.cli import main as numad_py
 
 NODELIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")  # what libvirt's virBitmapParse takes
 
