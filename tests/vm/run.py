@@ -304,13 +304,6 @@ def prune(keep: int = 8) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def default_jobs() -> int:
-    """Two guests at once where there are two CPUs: a TCG guest keeps about one core busy
-    (its tests wait on the daemon's ticks much of the time), and the matrix is laid out so
-    that 6.1/two, the longest guest, runs beside all the others in turn (docs/kernels.md)."""
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
-
-
 def select_pairs(kernels: list[str] | None, topologies: list[str] | None) -> list[tuple[str, str]]:
     """Both given: every kernel x topology.  One given: the default matrix's pairs with it."""
     if kernels and topologies:
@@ -372,14 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-x", "--exitfirst", action="store_true", help="pytest -x")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("NUMAD_VM_TIMEOUT", 2700)),
                    help="seconds per guest, boot included; only a hang guard (default 2700: the longest "
-                        "guest, 6.1/two, took 1,360 s alone and more beside a second guest)")
+                        "guest, 6.1/two, took 1,360 s on a quiet machine, near the old 1,500 under load)")
     p.add_argument("--strict", action="store_true", default=os.environ.get("CI", "") == "true",
                    help="fail on skips other than another-kernel/topology skips (default under CI=true)")
     p.add_argument("--no-setup", action="store_true",
                    help="trust NUMAD_VM_VNG and NUMAD_VM_KERNEL_<6_1|6_12> instead of running setup.sh")
-    p.add_argument("--jobs", type=int, default=int(os.environ.get("NUMAD_VM_JOBS", default_jobs())), metavar="N",
-                   help="guests booted at once (default: 2 on a machine of 2 or more CPUs, or $NUMAD_VM_JOBS): "
-                        "a TCG guest keeps about one host core busy")
+    p.add_argument("--jobs", type=int, default=int(os.environ.get("NUMAD_VM_JOBS", 1)), metavar="N",
+                   help="guests booted at once (default 1, or $NUMAD_VM_JOBS).  On this 2-core machine two "
+                        "gained nothing: each guest ran 1.7-1.9x slower beside the other (docs/kernels.md)")
     p.add_argument("--verbose", action="store_true", help="also stream the guest console")
     args = p.parse_args(argv)
     if args.jobs < 1:
