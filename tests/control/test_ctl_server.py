@@ -17,7 +17,7 @@ import pytest
 
 from ctlkit import (ALICE, ROOT, MiB, FakeExecutor, FakeHost, as_peer, ask, audit_lines, connect,  # noqa: F401
                     make_server, read_messages, req, sockdir)
-from numad_py.cli import commands as cli
+from numad_py.cli import entry as cli
 from numad_py.cli import requests as cli_requests
 from numad_py.client import BadRequest, Client, DaemonUnavailable, Forbidden, Gone, NotFound
 from numad_py.control import protocol as P
