@@ -9,6 +9,7 @@ Building the parser imports neither the control client nor pydantic
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -82,15 +83,12 @@ def _drain_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_drain)
 
 
-def _exec_args(p: argparse.ArgumentParser) -> None:
-    from .exec_cmd import add_exec_arguments, cmd_exec
-    add_exec_arguments(p)
-    p.set_defaults(func=cmd_exec)
-
-
-def _weights_args(p: argparse.ArgumentParser) -> None:
-    from .weights_cmd import add_weights_arguments
-    add_weights_arguments(p)
+def _deferred(module: str, adder: str) -> Callable[[argparse.ArgumentParser], None]:
+    """``module.adder`` (which also sets the command's ``func``), imported only when its
+    command is the one being parsed."""
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        getattr(importlib.import_module(module, __package__), adder)(p)
+    return add_arguments
 
 
 def _advise_args(p: argparse.ArgumentParser) -> None:
@@ -104,11 +102,6 @@ def _advise_args(p: argparse.ArgumentParser) -> None:
 
 def _shim_path_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_shim_path)
-
-
-def _shim_args(p: argparse.ArgumentParser) -> None:
-    from .shim_cmd import add_shim_arguments
-    add_shim_arguments(p)
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -147,11 +140,13 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...]
     ("show", "resident bytes per node of a process", _show_args),
     ("migrate", "move a process's pages to nodes, now, from this process", _migrate_args),
     ("drain", "move every movable page off a node (via the daemon)", _drain_args),
-    ("exec", "run a command under a memory policy, or with its children placed at fork", _exec_args),
-    ("weights", "show or set the machine's weighted-interleave weights", _weights_args),
+    ("exec", "run a command under a memory policy, or with its children placed at fork",
+     _deferred(".exec_cmd", "add_exec_arguments")),
+    ("weights", "show or set the machine's weighted-interleave weights",
+     _deferred(".weights_cmd", "add_weights_arguments")),
     ("advise", "where a new workload of N CPUs (and SIZE memory) fits best now", _advise_args),
     ("shim-path", "path of the LD_PRELOAD shim", _shim_path_args),
-    ("shim", "the shim system-wide: install-system, uninstall-system", _shim_args),
+    ("shim", "the shim system-wide: install-system, uninstall-system", _deferred(".shim_cmd", "add_shim_arguments")),
     ("run", "the daemon: enforce the policy rules", _run_args),
     ("check-config", "validate the policy files; exit 1 with FILE:LINE errors", _check_config_args),
     ("plan", "what the rules would do on this machine now, with reasons", _plan_args),

@@ -67,6 +67,7 @@ def add_exec_arguments(p: argparse.ArgumentParser) -> None:
                         "preferred-many, weighted-interleave")
     p.add_argument("--table", metavar="PATH", help="node table the daemon publishes (for --least-loaded)")
     p.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.set_defaults(func=cmd_exec)
 
 
 def policy_from_args(args: argparse.Namespace) -> PolicySpec | None:

@@ -60,9 +60,9 @@ class Requests:
         self.progress_interval = progress_interval
         self._on_request = on_request
         self._pool = pool
-        self._job_workers = job_workers
-        self._job_slots: asyncio.Semaphore | None = None    # made on the loop
-        self._sense_slot: asyncio.Semaphore | None = None   # likewise
+        # asyncio primitives bind to the loop at first use (Python >= 3.10), not here.
+        self._job_slots = asyncio.Semaphore(job_workers)
+        self._sense_slot = asyncio.Semaphore(1)
         self.jobs = JobTable()
         self.reservations = ReservationBook()   # touched on the loop only
         self.stopping = threading.Event()
@@ -163,8 +163,6 @@ class Requests:
         active clients in the 2-node guest, ``status`` took 3.9 s (median)
         with four sensing at once and 32 ms with one.
         """
-        if self._sense_slot is None:
-            self._sense_slot = asyncio.Semaphore(1)
         try:
             async with self._sense_slot:
                 return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
@@ -260,8 +258,6 @@ class Requests:
         status, detail = "internal", {}
         reply: dict = P.error(req.id, "internal", "internal error")
         try:
-            if self._job_slots is None:
-                self._job_slots = asyncio.Semaphore(self._job_workers)
             async with self._job_slots:
                 status, reply = await asyncio.get_running_loop().run_in_executor(self._pool, work)
             detail = _reply_detail(reply)

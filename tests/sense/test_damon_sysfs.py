@@ -20,6 +20,7 @@ from numad_py.sense.damon import (
 )
 
 PAGE = 4096
+MiB = 1 << 20
 
 
 def fake_admin(tmp_path: Path, kdamonds: int, state: str = "off") -> Path:
@@ -107,7 +108,6 @@ def test_sampling_is_bounded_and_spread():
 
 
 def test_idle_time_is_the_sensors_own_memory_of_accesses():
-    MiB = 1 << 20
     seen = Seen()
     seen.note([RawRegion(0, 4 * MiB, 1, 30), RawRegion(4 * MiB, 8 * MiB, 0, 30)], now=100.0)
     seen.note([RawRegion(0, 8 * MiB, 0, 31)], now=105.0)      # a tick later: all looks idle
@@ -120,7 +120,6 @@ def test_idle_time_is_the_sensors_own_memory_of_accesses():
 def test_a_large_idle_region_is_not_held_hot_by_its_edge():
     """DAMON's edges move: a 115 MiB idle region whose first MiB shared a 2 MiB chunk with the
     hot range must still be idle for the rest (the tiering VM run stalled on exactly this)."""
-    MiB = 1 << 20
     seen = Seen()
     seen.note([RawRegion(0, 14 * MiB, 16, 0), RawRegion(14 * MiB, 128 * MiB, 0, 90)], now=50.0)
     seen.note([RawRegion(0, 13 * MiB, 16, 0), RawRegion(13 * MiB, 128 * MiB, 0, 91)], now=51.0)
@@ -131,7 +130,6 @@ def test_a_large_idle_region_is_not_held_hot_by_its_edge():
 def test_the_hot_streak_counts_measurements_in_a_row_per_chunk():
     """A wide region hot for one look (DAMON has not split it yet) has streak 1 where it was
     not hot before; the part hot at both looks has streak 2; a gap restarts the count."""
-    MiB = 1 << 20
     seen = Seen()
     seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0)], now=1.0)
     seen.note([RawRegion(48 * MiB, 120 * MiB, 5, 0)], now=2.0)
@@ -147,11 +145,9 @@ def test_the_hot_streak_counts_measurements_in_a_row_per_chunk():
 
 
 def test_a_hot_regions_edge_inside_a_chunk_makes_it_not_idle_but_not_hot():
-    MiB = 1 << 20
     seen = Seen()
     for now in (1.0, 2.0):      # a hot region ending half way into the 96-98 MiB chunk, twice
         seen.note([RawRegion(80 * MiB, 97 * MiB, 9, 0), RawRegion(97 * MiB, 128 * MiB, 0, 9)], now=now)
     pieces = seen.split(RawRegion(80 * MiB, 100 * MiB, 9, 0), since=0.0)
     assert [(r.start // MiB, r.end // MiB, when, streak) for r, when, streak in pieces] == \
         [(80, 96, 2.0, 2), (96, 98, 2.0, 0), (98, 100, 0.0, 0)]
-
