@@ -12,13 +12,14 @@ ffi = FFI()
 # headers at build time (``...`` lets the compiler fill in the values).
 
 
-def _header_declarations() -> str:
-    """The header minus its preprocessor lines, which cdef does not take."""
-    lines = (HERE / "numa_syscalls.h").read_text().splitlines()
+def _header_declarations(name: str) -> str:
+    """A header minus its preprocessor lines, which cdef does not take."""
+    lines = (HERE / name).read_text().splitlines()
     return "\n".join(line for line in lines if not line.startswith("#"))
 
 
-ffi.cdef(_header_declarations())
+ffi.cdef(_header_declarations("numa_syscalls.h"))
+ffi.cdef(_header_declarations("proc_scan.h"))
 ffi.cdef("""
 #define ND_MAX_ERRNO ...
 #define MPOL_DEFAULT ...
@@ -57,6 +58,7 @@ ffi.set_source(
     #include <unistd.h>
     #include <linux/mempolicy.h>
     #include "numa_syscalls.h"
+    #include "proc_scan.h"
     /* 6.1-era headers lack the modes of later kernels; the value is the
      * kernel ABI, support is probed at run time. */
     #ifndef MPOL_WEIGHTED_INTERLEAVE
@@ -70,7 +72,7 @@ ffi.set_source(
     #endif
     """,
     # Relative to setup.py: setuptools refuses absolute source paths in its manifest.
-    sources=["cext/numa_syscalls.c"],
+    sources=["cext/numa_syscalls.c", "cext/proc_scan.c"],
     include_dirs=["cext"],
     libraries=["numa"],
     extra_compile_args=["-O2", "-Wall"],

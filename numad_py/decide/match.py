@@ -11,7 +11,7 @@ import fnmatch
 import re
 from functools import lru_cache
 from typing import Protocol
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..config.models import DaemonSettings, Match, Rule
 
@@ -61,6 +61,18 @@ def is_considered(comm: str, daemon: DaemonSettings) -> bool:
     if daemon.exclude and any(_regex(p).fullmatch(comm) for p in daemon.exclude):  # once per process: keep it cheap
         return False
     return not daemon.include or any(_regex(p).fullmatch(comm) for p in daemon.include)
+
+
+def rejected_by_comm(comm: str, rules: Sequence[Rule], daemon: DaemonSettings) -> bool:
+    """True when the comm alone rules a process out: the global filters drop it, or
+    every rule names a comm pattern it does not match.
+
+    Such a verdict holds for as long as the comm does, so the scan may skip
+    the process on later ticks without reading anything else about it.
+    """
+    if not is_considered(comm, daemon):
+        return True
+    return all(rule.match.comm is not None and not _regex(rule.match.comm).fullmatch(comm) for rule in rules)
 
 
 def matches(match: Match, proc: ProcessFacts) -> bool:

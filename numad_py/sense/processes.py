@@ -27,15 +27,20 @@ from collections.abc import Callable, Iterator
 
 from .. import procfs
 from ..config.models import Config
-from ..decide.match import first_rule, is_considered
+from ..decide.match import first_rule, rejected_by_comm
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
-from ..procfs import CLOCK_TICKS, PF_KTHREAD, parse_cpu_times, parse_stat, parse_status_field
+from ..procfs import CLOCK_TICKS, StatLine, StatScanner, parse_cpu_times, parse_status_field
 from ..topology import NODE_DIR, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
 from .maps import read_task_policy
 from .residency import memory_residency
+
+
+# Distinct comms remembered as ruled out; a machine renaming its threads
+# without end (prctl PR_SET_NAME) only makes the set start over.
+MAX_RULED_OUT_COMMS = 16_384
 
 
 class _Gone(Exception):
@@ -45,13 +50,13 @@ class _Gone(Exception):
 class _LazyProcess:
     """Match facts for one pid, each read from /proc on first use (see decide.match.ProcessFacts)."""
 
-    def __init__(self, root: str, stat: dict[str, int | str], *, start_time: float, page_size: int,
+    def __init__(self, root: str, stat: StatLine, *, start_time: float, page_size: int,
                  user_of: Callable[[int], str | None]):
         self.root = root
-        self.pid = int(stat["pid"])
-        self.comm = str(stat["comm"])
-        self.threads = int(stat["threads"])
-        self.rss = int(stat["rss_pages"]) * page_size
+        self.pid = stat.pid
+        self.comm = stat.comm
+        self.threads = stat.threads
+        self.rss = stat.rss_pages * page_size
         self.start_time = start_time
         self._user_of = user_of
         self._cache: dict[str, str | bytes | None] = {}
@@ -125,6 +130,11 @@ class Sensor:
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._users: dict[int, str | None] = {}
         self._last_cpu_times: dict[int, tuple[int, int]] = {}
+        self._stat_scanner: StatScanner | None = None   # made at the first scan: it loads the binding
+        # comms that no rule of ``_comms_config`` can match, whatever else is
+        # true of the process: the scan skips them without building anything.
+        self._comms_config: Config | None = None
+        self._ruled_out_comms: set[bytes] = set()
 
     def snapshot(self, config: Config) -> Snapshot:
         nodes, distances = self._nodes()
@@ -150,38 +160,26 @@ class Sensor:
         return nodes, dict(topo.distances)
 
     def _candidates(self, config: Config, boot_time: float) -> Iterator[ProcessInfo]:
-        # The hot loop of every scan: plain strings and one read(2) per
-        # process, no Path objects, the global filters checked once.
+        # The hot loop of every scan.  The stat lines come from one C pass;
+        # a comm that rules out every rule is remembered per config, so on
+        # later scans such a process costs one set lookup.
+        if self._stat_scanner is None:
+            self._stat_scanner = StatScanner(str(self.proc_root))
+        if config is not self._comms_config or len(self._ruled_out_comms) > MAX_RULED_OUT_COMMS:
+            self._comms_config, self._ruled_out_comms = config, set()
         root = str(self.proc_root)
-        for pid in procfs.pids(root=root):
+        for stat in self._stat_scanner.scan(skip_comms=self._ruled_out_comms):
+            if rejected_by_comm(stat.comm, config.rules, config.daemon):
+                self._ruled_out_comms.add(stat.comm.encode())
+                continue
+            proc = _LazyProcess(root, stat, start_time=stat.starttime / CLOCK_TICKS + boot_time,
+                                page_size=self._page_size, user_of=self._user_name)
             try:
-                info = self._candidate(root, pid, config, boot_time)
+                rule = first_rule(config.rules, proc)   # the global filters passed above
+                if rule is not None:
+                    yield self._describe(proc, rule.memory, policy=rule.spread_children is not None)
             except _Gone:
                 continue
-            if info is not None:
-                yield info
-
-    def _candidate(self, root: str, pid: int, config: Config, boot_time: float) -> ProcessInfo | None:
-        try:
-            stat = parse_stat(procfs.read_text(pid, "stat", root=root, limit=4096))
-        except ProcessGone:
-            raise _Gone from None
-        except (NumaError, ValueError, IndexError):
-            return None  # unreadable or not a stat line: nothing we can judge
-        comm = str(stat["comm"])
-        if int(stat["flags"]) & PF_KTHREAD or not is_considered(comm, config.daemon):
-            return None
-        proc = _LazyProcess(
-            root,
-            stat,
-            start_time=int(stat["starttime"]) / CLOCK_TICKS + boot_time,
-            page_size=self._page_size,
-            user_of=self._user_name,
-        )
-        rule = first_rule(config.rules, proc)   # the global filters passed above
-        if rule is None:
-            return None
-        return self._describe(proc, rule.memory, policy=rule.spread_children is not None)
 
     def _describe(self, proc: _LazyProcess, memory: str | list[str], *, policy: bool = False) -> ProcessInfo:
         task_policy = None

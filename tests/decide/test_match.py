@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from numad_py.config.models import DaemonSettings, Match, Rule
-from numad_py.decide.match import first_match, is_considered, matches, unit_of
+from numad_py.decide.match import first_match, is_considered, matches, rejected_by_comm, unit_of
 
 from decide_literals import proc
 
@@ -83,3 +83,33 @@ def test_first_match_and_filters():
 @given(st.text(min_size=0, max_size=15))
 def test_empty_include_considers_every_comm(comm):
     assert is_considered(comm, DaemonSettings())
+
+
+COMM_PATTERNS = st.sampled_from([None, "postgres", "post.*", "nginx|postgres", "x"])
+OTHER_CRITERIA = st.sampled_from([{}, {"user": "pg"}, {"user": "root"}, {"cmdline": "-D"}, {"unit": "*.service"}])
+
+
+@given(
+    st.lists(st.tuples(COMM_PATTERNS, OTHER_CRITERIA), max_size=4),
+    st.sampled_from(["postgres", "postmaster", "nginx", "x", "bash"]),
+    st.sampled_from([[], ["bash"], ["post.*"]]),
+)
+def test_a_comm_ruled_out_never_matches_whatever_else_the_process_is(specs, comm, exclude):
+    # The scan skips such processes for good (while their comm stays): that is
+    # only sound if no rule could match them with any other facts.
+    rules = [Rule(name=f"r{i}", match=Match(comm=pattern, **other), nodes="0")
+             for i, (pattern, other) in enumerate(specs) if pattern or other]
+    daemon = DaemonSettings(exclude=exclude)
+    if rejected_by_comm(comm, rules, daemon):
+        for facts in ({}, {"user": "root", "uid": 0}, {"cmdline": ("x", "-D")}):
+            assert first_match(rules, proc(comm=comm, **facts), daemon) is None
+
+
+def test_ruled_out_by_comm_only_when_every_rule_names_another_comm():
+    pg = Rule(name="pg", match=Match(comm="postgres"), nodes="0")
+    by_user = Rule(name="u", match=Match(user="pg"), nodes="0")
+    assert rejected_by_comm("nginx", [pg], DaemonSettings())
+    assert not rejected_by_comm("postgres", [pg], DaemonSettings())
+    assert not rejected_by_comm("nginx", [pg, by_user], DaemonSettings())  # the user rule still could
+    assert rejected_by_comm("postgres", [pg], DaemonSettings(exclude=["post.*"]))
+    assert rejected_by_comm("anything", [], DaemonSettings())

@@ -61,3 +61,54 @@ def test_cpuset_confinement_is_named_instead_of_a_capability():
     # A destination inside the cpuset: the errno keeps its ordinary meaning.
     with pytest.raises(PermissionDenied):
         raise_syscall_error(errno.EACCES, op="move_pages", pid=os.getpid(), targets={min(allowed)})
+
+
+def _stat(pid: int, comm: str, *, flags: int = 0x400100, threads: int = 3, starttime: int = 77, rss: int = 12) -> str:
+    fields = ["S", "1", str(pid), str(pid), "0", "-1", str(flags)] + ["0"] * 10
+    return f"{pid} ({comm}) " + " ".join(fields + [str(threads), "0", str(starttime), "1000", str(rss)] + ["0"] * 20)
+
+
+def test_stat_scanner_parses_what_parse_stat_parses_and_leaves_out_the_rest(tmp_path: Path):
+    lines = {
+        10: _stat(10, "a (b) c"),                          # comm with spaces and parentheses
+        11: _stat(11, "k" * 70),                           # longer than any real comm: cut to 63
+        12: _stat(12, "kworker/0:1", flags=0x00208040),    # a kernel thread
+        13: "13 (broken",                                   # not a stat line
+        14: _stat(14, "short").rsplit(" ", 25)[0],          # too few fields
+        15: _stat(16, "other pid"),                         # pid 16 inside pid 15's file: taken as written
+    }
+    for pid, text in lines.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(text + "\n")
+    (tmp_path / "17").mkdir()                               # exited before its stat was read
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "stat").write_text(_stat(99, "self") + "\n")
+    got = {line.pid: line for line in procfs.StatScanner(str(tmp_path)).scan()}
+    assert sorted(got) == [10, 11, 16]
+    want = procfs.parse_stat(lines[10])
+    assert got[10] == procfs.StatLine(10, want["comm"], want["threads"], want["starttime"], want["rss_pages"])
+    assert got[10] == (10, "a (b) c", 3, 77, 12)
+    assert got[11].comm == "k" * 63
+
+
+def test_stat_scanner_grows_past_its_first_buffer_and_skips_named_comms(tmp_path: Path):
+    for pid in range(1, 1501):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(_stat(pid, "even" if pid % 2 == 0 else "odd") + "\n")
+    scanner = procfs.StatScanner(str(tmp_path))
+    assert sorted(line.pid for line in scanner.scan()) == list(range(1, 1501))
+    assert sorted(line.pid for line in scanner.scan(skip_comms={b"even"})) == list(range(1, 1501, 2))
+
+
+def test_stat_scanner_on_the_real_proc_agrees_with_parse_stat():
+    mine = [line for line in procfs.StatScanner().scan() if line.pid == os.getpid()]
+    stat = procfs.parse_stat(procfs.read_text(os.getpid(), "stat"))
+    assert len(mine) == 1
+    assert (mine[0].comm, mine[0].starttime) == (stat["comm"], stat["starttime"])
+    assert mine[0].threads >= 1 and mine[0].rss_pages > 0
+    assert not any(line.pid == 2 for line in procfs.StatScanner().scan())  # kthreadd
+
+
+def test_stat_scanner_names_a_missing_root(tmp_path: Path):
+    with pytest.raises(NumaError, match="No such file"):
+        procfs.StatScanner(str(tmp_path / "gone")).scan()

@@ -15,7 +15,8 @@ from numad_py.sense import processes
 from numad_py.sense.cgroups import mems_allowed, parse_proc_cgroup
 from numad_py.sense.maps import process_residency
 from numad_py.sense.residency import memory_residency
-from numad_py.sense.processes import Sensor, parse_cpu_times, parse_stat, take_snapshot
+from numad_py.procfs import parse_stat
+from numad_py.sense.processes import Sensor, parse_cpu_times, take_snapshot
 
 from fake_tree import BTIME, PAGE, TICKS, FakeMachine
 
@@ -206,3 +207,29 @@ def test_real_proc_finds_this_process_with_psutils_identity():
     assert mine[0].start_time == me.create_time()  # exactly: the executor compares identities
     assert mine[0].residency and sum(mine[0].residency.values()) > 0
     assert Path(mine[0].exe).resolve() == Path(me.exe()).resolve()
+
+
+def test_a_process_renamed_into_a_rule_is_a_candidate_on_the_next_scan(machine):
+    # The scan remembers comms that rule every rule out; the memory is per comm,
+    # so a rename (exec, prctl) is seen at once.
+    d = machine.add_process(50, "idle")
+    s = sensor(machine)
+    config = rules({"comm": "postgres"})
+    assert s.snapshot(config).processes == ()
+    (d / "stat").write_text((d / "stat").read_text().replace("(idle)", "(postgres)"))
+    assert [p.pid for p in s.snapshot(config).processes] == [50]
+
+
+def test_a_new_config_forgets_the_comms_the_old_one_ruled_out(machine):
+    machine.add_process(51, "nginx")
+    s = sensor(machine)
+    assert s.snapshot(rules({"comm": "postgres"})).processes == ()
+    assert [p.pid for p in s.snapshot(rules({"comm": "nginx"})).processes] == [51]
+
+
+def test_a_comm_is_not_ruled_out_while_a_rule_without_comm_remains(machine):
+    machine.add_process(52, "worker", uid=0)
+    s = sensor(machine)
+    config = rules({"comm": "postgres"}, {"user": "root"})
+    assert [p.pid for p in s.snapshot(config).processes] == [52]
+    assert [p.pid for p in s.snapshot(config).processes] == [52]
