@@ -3,7 +3,8 @@
 Every module that reads a process's files goes through here, so a process
 that vanishes mid-read is always :class:`ProcessGone` and a file we may not
 read is always :class:`PermissionDenied` (psutil's habit: one decorator, one
-meaning).  The root is injectable (``root=``) so tests can point at a fake tree.
+meaning).  The one exception is the scan's pass over every process's stat
+line, which runs in C (:mod:`numad_py.procscan`).  The root is injectable (``root=``) so tests can point at a fake tree.
 
 A process is ``(pid, start_time)``; :func:`start_time` uses psutil's formula
 (boot time + starttime / CLK_TCK), so ``psutil.Process(pid).create_time()``
@@ -17,8 +18,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
-from collections.abc import Container, Iterator
+from collections.abc import Iterator
 
 from .errors import CAPABILITY_FOR, NumaError, PermissionDenied, ProcessGone
 from .nodes import NodeListError, parse_cpulist
@@ -82,58 +82,6 @@ def fds(pid: int, *, root: str = PROC) -> list[int]:
     """The open file descriptor numbers of ``pid``; read each with ``readlink(pid, f"fd/{n}")``."""
     with mapped(pid, "fd"):
         return [int(n) for n in os.listdir(f"{root}/{pid}/fd") if n.isdigit()]
-
-
-class StatLine(NamedTuple):
-    """What the daemon's scan takes from a user process's ``/proc/PID/stat``."""
-
-    pid: int
-    comm: str
-    threads: int
-    starttime: int   # clock ticks after boot
-    rss_pages: int
-
-
-class StatScanner:
-    """Every user process's stat line in one C pass over ``root`` (cext/proc_scan.c).
-
-    The scan reads each process's stat on every tick; in Python that loop
-    cost several times numad's C loop for the same reads.  Kernel threads,
-    vanished and unreadable entries are left out, as :func:`parse_stat`'s
-    callers skip them.  The record buffer is kept and grows with the number
-    of processes.
-    """
-
-    def __init__(self, root: str = PROC):
-        # The binding is imported here, not at the top: the CLI's light
-        # commands import procfs and must not pay cffi's start-up.
-        from ._numa import ffi, lib
-        self._ffi, self._lib = ffi, lib
-        self._root = os.fsencode(root)
-        self._more = ffi.new("int *")
-        self._records = ffi.new("struct nd_proc_stat[]", 1024)
-        self._capacity = 1024
-
-    def scan(self, skip_comms: Container[bytes] = frozenset()) -> list[StatLine]:
-        """The stat lines, except those whose raw comm is in ``skip_comms`` (not even decoded)."""
-        while True:
-            count = self._lib.nd_scan_procs(self._root, self._records, self._capacity, self._more)
-            if count < 0:
-                code = self._ffi.errno
-                raise NumaError(f"reading {os.fsdecode(self._root)}: {os.strerror(code)}", errno=code)
-            if not self._more[0]:
-                break
-            self._capacity *= 4
-            self._records = self._ffi.new("struct nd_proc_stat[]", self._capacity)
-        string = self._ffi.string
-        lines = []
-        for record in self._records[0:count]:
-            comm = string(record.comm)
-            if comm in skip_comms:
-                continue
-            lines.append(StatLine(record.pid, comm.decode(errors="replace"), record.threads,
-                                  record.starttime, record.rss_pages))
-        return lines
 
 
 # --- parsers (pure) -----------------------------------------------------------

@@ -31,7 +31,8 @@ from ..decide.match import first_rule, rejected_by_comm
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
-from ..procfs import CLOCK_TICKS, StatLine, StatScanner, parse_cpu_times, parse_status_field
+from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_status_field
+from ..procscan import StatLine, StatScanner
 from ..topology import NODE_DIR, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
 from .maps import read_task_policy
@@ -130,7 +131,7 @@ class Sensor:
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._users: dict[int, str | None] = {}
         self._last_cpu_times: dict[int, tuple[int, int]] = {}
-        self._stat_scanner: StatScanner | None = None   # made at the first scan: it loads the binding
+        self._stat_scanner: StatScanner | None = None   # made at the first scan
         # comms that no rule of ``_comms_config`` can match, whatever else is
         # true of the process: the scan skips them without building anything.
         self._comms_config: Config | None = None

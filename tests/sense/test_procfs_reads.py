@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from numad_py import procfs
+from numad_py import procfs, procscan
 from numad_py.errors import InvalidNode, NumaError, PermissionDenied, ProcessGone
 from numad_py.numa import raise_syscall_error
 from numad_py.sense.identity import start_time_of
@@ -83,10 +83,10 @@ def test_stat_scanner_parses_what_parse_stat_parses_and_leaves_out_the_rest(tmp_
     (tmp_path / "17").mkdir()                               # exited before its stat was read
     (tmp_path / "self").mkdir()
     (tmp_path / "self" / "stat").write_text(_stat(99, "self") + "\n")
-    got = {line.pid: line for line in procfs.StatScanner(str(tmp_path)).scan()}
+    got = {line.pid: line for line in procscan.StatScanner(str(tmp_path)).scan()}
     assert sorted(got) == [10, 11, 16]
     want = procfs.parse_stat(lines[10])
-    assert got[10] == procfs.StatLine(10, want["comm"], want["threads"], want["starttime"], want["rss_pages"])
+    assert got[10] == procscan.StatLine(10, want["comm"], want["threads"], want["starttime"], want["rss_pages"])
     assert got[10] == (10, "a (b) c", 3, 77, 12)
     assert got[11].comm == "k" * 63
 
@@ -95,20 +95,20 @@ def test_stat_scanner_grows_past_its_first_buffer_and_skips_named_comms(tmp_path
     for pid in range(1, 1501):
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "stat").write_text(_stat(pid, "even" if pid % 2 == 0 else "odd") + "\n")
-    scanner = procfs.StatScanner(str(tmp_path))
+    scanner = procscan.StatScanner(str(tmp_path))
     assert sorted(line.pid for line in scanner.scan()) == list(range(1, 1501))
     assert sorted(line.pid for line in scanner.scan(skip_comms={b"even"})) == list(range(1, 1501, 2))
 
 
 def test_stat_scanner_on_the_real_proc_agrees_with_parse_stat():
-    mine = [line for line in procfs.StatScanner().scan() if line.pid == os.getpid()]
+    mine = [line for line in procscan.StatScanner().scan() if line.pid == os.getpid()]
     stat = procfs.parse_stat(procfs.read_text(os.getpid(), "stat"))
     assert len(mine) == 1
     assert (mine[0].comm, mine[0].starttime) == (stat["comm"], stat["starttime"])
     assert mine[0].threads >= 1 and mine[0].rss_pages > 0
-    assert not any(line.pid == 2 for line in procfs.StatScanner().scan())  # kthreadd
+    assert not any(line.pid == 2 for line in procscan.StatScanner().scan())  # kthreadd
 
 
 def test_stat_scanner_names_a_missing_root(tmp_path: Path):
     with pytest.raises(NumaError, match="No such file"):
-        procfs.StatScanner(str(tmp_path / "gone")).scan()
+        procscan.StatScanner(str(tmp_path / "gone")).scan()
