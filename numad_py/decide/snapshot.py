@@ -57,9 +57,12 @@ class RegionAccess:
     # DAMON's age alone is not idle time: it counts intervals whose access count stayed about the
     # same, and a count flickering between 0 and 1 keeps aging.
     idle_seconds: float | None = None
-    # Consecutive measurements (at the sensor's ticks) that saw an access here, capped at 2;
+    # Consecutive measurements (at the sensor's ticks) that saw an access here, capped at 4;
     # None = not tracked.  A region DAMON has not split yet is partly hot for one look.
     hot_streak: int | None = None
+    # At the edge of a hot run (a neighbouring 2 MiB was not seen hot): DAMON's boundaries
+    # wander there, so the cold memory next to a hot range looks hot now and then.
+    hot_edge: bool = False
 
     @property
     def size(self) -> int:

@@ -8,8 +8,10 @@ For a process whose rule has ``tier = {fast, slow, ...}`` and DAMON's regions
   of it not yet on a slow node is *demoted* to the slow node(s);
 * **hot** when at least ``hot_min`` of the samples saw an access, at two
   measurements in a row (``hot_streak``: a region DAMON has not split yet is
-  partly hot for one look, and would be promoted whole): the part of it on a
-  slow node is *promoted* to the fast node the process runs on;
+  partly hot for one look, and would be promoted whole), four at the edge of a
+  hot run (``hot_edge``: DAMON's boundaries wander by a few MiB there, and the
+  cold 2 MiB next to a hot range was promoted, then demoted again): the part
+  of it on a slow node is *promoted* to the fast node the process runs on;
 * anything between stays where it is.
 
 Hysteresis, so a range does not ping-pong: besides that band, a range is not
@@ -38,6 +40,8 @@ from .history import ProcessHistory
 from .snapshot import ProcessAccess, ProcessInfo, RegionAccess, Snapshot
 
 FAST, SLOW = "fast", "slow"
+HOT_STREAK = 2     # measurements in a row a region must look hot to be promoted
+EDGE_STREAK = 4    # ... at the edge of a hot run, where DAMON's boundaries wander
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ def classify(access: ProcessAccess, tier: Tier, slow: frozenset[int],
         on_slow = sum(b for n, b in region.nodes.items() if n in slow)
         off_slow = sum(b for n, b in region.nodes.items() if n not in slow)
         idle = region.idle_seconds is None or region.idle_seconds >= tier.cold_after
-        steady = region.hot_streak is None or region.hot_streak >= 2
+        needed = EDGE_STREAK if region.hot_edge else HOT_STREAK
+        steady = region.hot_streak is None or region.hot_streak >= needed
         if region.nr_accesses == 0 and age_seconds >= tier.cold_after and idle and off_slow > 0:
             move = Move(region, SLOW, off_slow, frequency, age_seconds)
         elif frequency >= tier.hot_min and region.nr_accesses > 0 and on_slow > 0 and steady:

@@ -34,6 +34,7 @@ log = logging.getLogger("numad_py.sense")
 
 SAMPLES_PER_REGION = 16
 IDLE_CHUNK = 2 << 20     # granularity of the sensor's own "last seen accessed" memory
+MAX_STREAK = 4           # hot measurements in a row are counted up to this (decide/tiering.py EDGE_STREAK)
 
 
 class AccessSensor:
@@ -80,8 +81,9 @@ class AccessSensor:
             try:
                 clipped = clip(regions, resolve_memory(proc.pid, rule.memory))
                 pieces = [piece for r in clipped for piece in seen.split(r, since)]
-                located = [replace(r, idle_seconds=snap.time - when, hot_streak=streak)
-                           for r, (_piece, when, streak) in zip(self._located(proc, [p[0] for p in pieces]), pieces)]
+                located = [replace(r, idle_seconds=snap.time - when, hot_streak=streak, hot_edge=edge)
+                           for r, (_piece, when, streak, edge) in zip(self._located(proc, [p[0] for p in pieces]),
+                                                                      pieces)]
                 access[proc.identity] = ProcessAccess(
                     regions=tuple(located), sample_us=attrs.sample_us, aggr_us=attrs.aggr_us)
             except NumaError:
@@ -132,38 +134,44 @@ class Seen:
     def __init__(self) -> None:
         self.last: dict[int, float] = {}
         self.streak: dict[int, int] = {}
+        self.edge: set[int] = set()
         self._previous: float | None = None     # the measurement before this one
 
     def note(self, regions: list[RawRegion], now: float) -> None:
         """Remember ``now`` for every chunk a region with any access touches; count the streak
         only for chunks regions with accesses cover whole.  A hot region's edge inside a chunk
         makes the chunk not idle, but not hot: promoting it moved the cold 2 MiB next to a
-        hot range back and forth (4 moves in 25 s in the tiered guest)."""
+        hot range back and forth (4 moves in 25 s in the tiered guest).  A chunk covered whole
+        whose neighbour is not is at the edge of the hot run: noted apart (``edge``), since
+        DAMON's region boundaries wander by a few MiB there."""
         covered: dict[int, int] = {}
         for r in regions:
             if r.nr_accesses > 0:
                 for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
                     lo, hi = max(r.start, chunk * IDLE_CHUNK), min(r.end, (chunk + 1) * IDLE_CHUNK)
                     covered[chunk] = covered.get(chunk, 0) + hi - lo
+        whole = {chunk for chunk, nbytes in covered.items() if nbytes >= IDLE_CHUNK}
         streak: dict[int, int] = {}
-        for chunk, nbytes in covered.items():
-            if nbytes >= IDLE_CHUNK:
-                before = self.streak.get(chunk, 0) if self.last.get(chunk) == self._previous else 0
-                streak[chunk] = min(2, before + 1)
+        for chunk in whole:
+            before = self.streak.get(chunk, 0) if self.last.get(chunk) == self._previous else 0
+            streak[chunk] = min(MAX_STREAK, before + 1)
+        for chunk in covered:
             self.last[chunk] = now
+        self.edge = {chunk for chunk in whole if chunk - 1 not in whole or chunk + 1 not in whole}
         self.streak, self._previous = streak, now
 
-    def _key(self, chunk: int, since: float) -> tuple[float, int]:
-        return self.last.get(chunk, since), self.streak.get(chunk, 0)
+    def _key(self, chunk: int, since: float) -> tuple[float, int, bool]:
+        return self.last.get(chunk, since), self.streak.get(chunk, 0), chunk in self.edge
 
-    def split(self, region: RawRegion, since: float) -> list[tuple[RawRegion, float, int]]:
-        """``region`` cut where the last access seen or the streak changes: (piece, when, streak).
+    def split(self, region: RawRegion, since: float) -> list[tuple[RawRegion, float, int, bool]]:
+        """``region`` cut where the last access seen, the streak or the edge flag changes:
+        (piece, when, streak, edge).
 
         DAMON's boundaries move by a few MiB from one aggregation to the next; a
         large idle region whose edge once overlapped a hot one would otherwise
         count as touched as a whole and never be demoted, and a large region
         with a hot corner would be promoted as a whole."""
-        pieces: list[tuple[RawRegion, float, int]] = []
+        pieces: list[tuple[RawRegion, float, int, bool]] = []
         lo = region.start
         while lo < region.end:
             key = self._key(lo // IDLE_CHUNK, since)

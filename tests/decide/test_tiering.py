@@ -76,6 +76,16 @@ def test_promotion_waits_for_a_second_hot_measurement():
     assert [a.tier for a in result if a.kind == "migrate"] == ["fast"]
 
 
+def test_at_the_edge_of_a_hot_run_promotion_waits_for_four_hot_measurements():
+    """The cold 2 MiB beside a hot range looks hot whenever DAMON's boundary strays into it."""
+    r = replace(region(0, acc=10, age=0, nodes={2: 2 * MiB}), hot_edge=True)
+    for streak in (2, 3):
+        result, _s, _c = tiered([replace(r, hot_streak=streak)])
+        assert [a for a in result if a.kind == "migrate"] == []
+    result, _s, _c = tiered([replace(r, hot_streak=4)])
+    assert [a.tier for a in result if a.kind == "migrate"] == ["fast"]
+
+
 def test_hot_min_is_a_threshold_not_any_access():
     result, _s, _c = tiered([region(0, acc=1, age=50, nodes={2: 16 * MiB})], hot_min="10%")
     assert [a for a in result if a.kind == "migrate"] == []

@@ -113,8 +113,8 @@ def test_idle_time_is_the_sensors_own_memory_of_accesses():
     seen.note([RawRegion(0, 8 * MiB, 0, 31)], now=105.0)      # a tick later: all looks idle
     pieces = seen.split(RawRegion(0, 8 * MiB, 0, 31), since=90.0)
     # 0-4 MiB was seen at 100 (the 2 MiB chunks a region with an access covered); 4-8 MiB never.
-    assert [(r.start // MiB, r.end // MiB, when) for r, when, _ in pieces] == [(0, 4, 100.0), (4, 8, 90.0)]
-    assert all((r.nr_accesses, r.age, streak) == (0, 31, 0) for r, _, streak in pieces)
+    assert [(r.start // MiB, r.end // MiB, when) for r, when, _, _ in pieces] == [(0, 4, 100.0), (4, 8, 90.0)]
+    assert all((r.nr_accesses, r.age, streak) == (0, 31, 0) for r, _, streak, _ in pieces)
 
 
 def test_a_large_idle_region_is_not_held_hot_by_its_edge():
@@ -124,7 +124,7 @@ def test_a_large_idle_region_is_not_held_hot_by_its_edge():
     seen.note([RawRegion(0, 14 * MiB, 16, 0), RawRegion(14 * MiB, 128 * MiB, 0, 90)], now=50.0)
     seen.note([RawRegion(0, 13 * MiB, 16, 0), RawRegion(13 * MiB, 128 * MiB, 0, 91)], now=51.0)
     pieces = seen.split(RawRegion(13 * MiB, 128 * MiB, 0, 91), since=10.0)
-    assert [(r.start // MiB, r.end // MiB, when) for r, when, _ in pieces] == [(13, 14, 51.0), (14, 128, 10.0)]
+    assert [(r.start // MiB, r.end // MiB, when) for r, when, _, _ in pieces] == [(13, 14, 51.0), (14, 128, 10.0)]
 
 
 def test_the_hot_streak_counts_measurements_in_a_row_per_chunk():
@@ -134,14 +134,14 @@ def test_the_hot_streak_counts_measurements_in_a_row_per_chunk():
     seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0)], now=1.0)
     seen.note([RawRegion(48 * MiB, 120 * MiB, 5, 0)], now=2.0)
     pieces = seen.split(RawRegion(48 * MiB, 120 * MiB, 5, 0), since=0.0)
-    assert [(r.start // MiB, r.end // MiB, streak) for r, _, streak in pieces] == \
-        [(48, 80, 1), (80, 96, 2), (96, 120, 1)]
+    assert [(r.start // MiB, r.end // MiB, streak, edge) for r, _, streak, edge in pieces] == \
+        [(48, 50, 1, True), (50, 80, 1, False), (80, 96, 2, False), (96, 118, 1, False), (118, 120, 1, True)]
     # Two accessed regions meeting inside one chunk (95 MiB): the chunk's streak still counts.
     seen.note([RawRegion(80 * MiB, 95 * MiB, 9, 0), RawRegion(95 * MiB, 96 * MiB, 9, 0)], now=2.5)
-    assert {streak for _, _, streak in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {2}
+    assert {streak for _, _, streak, _ in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {3}
     seen.note([], now=3.0)
     seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0)], now=4.0)
-    assert {streak for _, _, streak in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {1}
+    assert {streak for _, _, streak, _ in seen.split(RawRegion(80 * MiB, 96 * MiB, 9, 0), since=0.0)} == {1}
 
 
 def test_a_hot_regions_edge_inside_a_chunk_makes_it_not_idle_but_not_hot():
@@ -149,5 +149,14 @@ def test_a_hot_regions_edge_inside_a_chunk_makes_it_not_idle_but_not_hot():
     for now in (1.0, 2.0):      # a hot region ending half way into the 96-98 MiB chunk, twice
         seen.note([RawRegion(80 * MiB, 97 * MiB, 9, 0), RawRegion(97 * MiB, 128 * MiB, 0, 9)], now=now)
     pieces = seen.split(RawRegion(80 * MiB, 100 * MiB, 9, 0), since=0.0)
-    assert [(r.start // MiB, r.end // MiB, when, streak) for r, when, streak in pieces] == \
-        [(80, 96, 2.0, 2), (96, 98, 2.0, 0), (98, 100, 0.0, 0)]
+    assert [(r.start // MiB, r.end // MiB, when, streak) for r, when, streak, _ in pieces] == \
+        [(80, 82, 2.0, 2), (82, 94, 2.0, 2), (94, 96, 2.0, 2), (96, 98, 2.0, 0), (98, 100, 0.0, 0)]
+
+
+def test_the_chunks_at_a_hot_runs_ends_are_marked_edge_and_counted_up_to_four():
+    seen = Seen()
+    for now in (1.0, 2.0, 3.0, 4.0, 5.0):
+        seen.note([RawRegion(80 * MiB, 96 * MiB, 9, 0), RawRegion(96 * MiB, 128 * MiB, 0, 9)], now=now)
+    pieces = seen.split(RawRegion(78 * MiB, 98 * MiB, 9, 0), since=0.0)
+    assert [(r.start // MiB, r.end // MiB, streak, edge) for r, _, streak, edge in pieces] == \
+        [(78, 80, 0, False), (80, 82, 4, True), (82, 94, 4, False), (94, 96, 4, True), (96, 98, 0, False)]
