@@ -145,10 +145,14 @@ class Executor:
         def stop_requested() -> bool:
             return self._stop.is_set() or (cancelled is not None and cancelled())
 
+        def within_budget(pages: int) -> int:
+            limit = self._pacer.chunk_bytes()
+            return pages if limit is None else max(1, min(pages, int(limit) // PAGE_SIZE))
+
         def next_batch(pages: int, seconds: float) -> int:
             if self._metrics is not None:
                 self._metrics.observe_stall(seconds)
-            return self._stall.next_batch(pages, seconds)
+            return within_budget(self._stall.next_batch(pages, seconds))
 
         def before_chunk(nbytes: int) -> None:
             turn.chunk_boundary()       # the other class may take one turn here
@@ -165,7 +169,7 @@ class Executor:
             partial(migrate_ranges, nodes=action.target_nodes)
         result = place(
             action.pid, ranges, move_all=action.move_all,
-            batch_pages=self._stall.batch, next_batch=next_batch, before_chunk=before_chunk,
+            batch_pages=within_budget(self._stall.batch), next_batch=next_batch, before_chunk=before_chunk,
             progress=chunk_done, cancelled=stop_requested, checked=False,
         )
         if self._metrics is not None:

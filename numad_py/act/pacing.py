@@ -48,6 +48,15 @@ class Pacer:
             self._bucket.burst = rate
             self._bucket.tokens = min(self._bucket.tokens, rate)
 
+    def chunk_bytes(self) -> float | None:
+        """The most one chunk should take: one second of budget (the burst); None = no limit.
+
+        A chunk waits for its budget while it holds the executor's turn, so a
+        chunk the stall bound alone let grow (24 MiB at 1 MiB/s) kept scheduled
+        work waiting behind a request for its whole length (issue 18 item 6)."""
+        rate = self._bucket.rate
+        return rate if rate > 0 else None
+
     def before_chunk(self, nbytes: int, stop: threading.Event) -> None:
         with self._lock:
             wait = self._bucket.reserve(nbytes, self._clock())
