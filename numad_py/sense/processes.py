@@ -1,14 +1,16 @@
 """One scan of the machine into a :class:`Snapshot`, reading /proc and sysfs directly.
 
-Cheap by construction: one read of ``/proc/PID/stat`` per process gives
-comm, start time, RSS and threads; ``status`` (uid), ``cgroup``, ``exe``
+Cheap by construction: one pass in C over every ``/proc/PID/stat``
+(:mod:`numad_py.procscan`) gives comm, start time, RSS and threads, and a
+comm that rules out every rule is remembered, so such a process costs one
+set lookup on later scans; ``status`` (uid), ``cgroup``, ``exe``
 and ``cmdline`` are read lazily, only when a rule's criteria get that far
 for that process.  Residency (of the memory the matching rule moves),
 affinity and cpuset mems are read for candidates (processes some rule
 matches) only, and only candidates are in the snapshot.  A process that
 vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
-Every /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
+Every other /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
 PermissionDenied / NumaError).  Paths are injectable (``proc_root``,
 ``sys_root``, ``cgroup_root``) so tests build a fake tree.  psutil is not
 used: it cannot read a fake tree, and a per-process psutil object costs
@@ -177,10 +179,12 @@ class Sensor:
                                 page_size=self._page_size, user_of=self._user_name)
             try:
                 rule = first_rule(config.rules, proc)   # the global filters passed above
-                if rule is not None:
-                    yield self._describe(proc, rule.memory, policy=rule.spread_children is not None)
+                info = None if rule is None else self._describe(proc, rule.memory,
+                                                                 policy=rule.spread_children is not None)
             except _Gone:
                 continue
+            if info is not None:
+                yield info
 
     def _describe(self, proc: _LazyProcess, memory: str | list[str], *, policy: bool = False) -> ProcessInfo:
         task_policy = None
