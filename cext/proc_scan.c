@@ -72,7 +72,13 @@ static int all_digits(const char *name)
     return 1;
 }
 
-int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more)
+static int compare_comm(const void *key, const void *member)
+{
+    return strcmp((const char *)key, *(const char *const *)member);
+}
+
+int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more,
+                  const char *const *skip, int nskip)
 {
     DIR *dir = opendir(root);
     if (!dir)
@@ -101,6 +107,8 @@ int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more
         line[got] = '\0';
         unsigned long flags = 0;
         if (parse_stat_line(line, &out[n], &flags) != 0 || (flags & PF_KTHREAD))
+            continue;
+        if (nskip > 0 && bsearch(out[n].comm, skip, (size_t)nskip, sizeof *skip, compare_comm))
             continue;
         n++;
     }

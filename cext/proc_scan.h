@@ -15,9 +15,12 @@ struct nd_proc_stat {
 
 /* Fills OUT with up to CAP records, one per numeric entry of ROOT (a /proc)
  * whose stat line parses and is not a kernel thread's (PF_KTHREAD); entries
- * that vanish or cannot be read are skipped.  Returns the number written, or
- * -1 with errno when ROOT cannot be opened.  *MORE is set to 1 when records
- * were left out for lack of room (call again with a larger CAP), else 0. */
-int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more);
+ * that vanish or cannot be read are skipped, and so are those whose comm is
+ * one of the NSKIP strings in SKIP (sorted by strcmp).  Returns the number
+ * written, or -1 with errno when ROOT cannot be opened.  *MORE is set to 1
+ * when records were left out for lack of room (call again with a larger
+ * CAP), else 0. */
+int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more,
+                  const char *const *skip, int nskip);
 
 #endif

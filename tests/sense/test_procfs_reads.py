@@ -98,6 +98,10 @@ def test_stat_scanner_grows_past_its_first_buffer_and_skips_named_comms(tmp_path
     scanner = procscan.StatScanner(str(tmp_path))
     assert sorted(line.pid for line in scanner.scan()) == list(range(1, 1501))
     assert sorted(line.pid for line in scanner.scan(skip_comms={b"even"})) == list(range(1, 1501, 2))
+    assert sorted(line.pid for line in scanner.scan(skip_comms={b"a", b"odd", b"z", b"ev"})) == \
+        list(range(2, 1501, 2))
+    assert scanner.scan(skip_comms={b"odd", b"even"}) == []
+    assert len(scanner.scan()) == 1500          # the skip list is rebuilt when it changes
 
 
 def test_stat_scanner_on_the_real_proc_agrees_with_parse_stat():
