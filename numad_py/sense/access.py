@@ -24,6 +24,7 @@ from collections.abc import Callable
 from ..config.models import Config
 from ..decide.match import first_match
 from ..decide.snapshot import ProcessAccess, ProcessInfo, RegionAccess, Snapshot
+from ..decide.tiering import EDGE_STREAK
 from ..errors import NumaError
 from ..numa import PAGE_SIZE
 from ..numa.migrate import query_pages
@@ -34,7 +35,7 @@ log = logging.getLogger("numad_py.sense")
 
 SAMPLES_PER_REGION = 16
 IDLE_CHUNK = 2 << 20     # granularity of the sensor's own "last seen accessed" memory
-MAX_STREAK = 4           # hot measurements in a row are counted up to this (decide/tiering.py EDGE_STREAK)
+MAX_STREAK = EDGE_STREAK  # hot measurements in a row are counted up to the most tiering asks for
 
 
 class AccessSensor:
