@@ -3,7 +3,6 @@
 
 #include <ctype.h>
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,8 +111,6 @@ int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more
             continue;
         n++;
     }
-    int saved = errno;
     closedir(dir);
-    errno = saved;
     return n;
 }

@@ -4,7 +4,8 @@ Every module that reads a process's files goes through here, so a process
 that vanishes mid-read is always :class:`ProcessGone` and a file we may not
 read is always :class:`PermissionDenied` (psutil's habit: one decorator, one
 meaning).  The one exception is the scan's pass over every process's stat
-line, which runs in C (:mod:`numad_py.procscan`).  The root is injectable (``root=``) so tests can point at a fake tree.
+line, which runs in C (:mod:`numad_py.procscan`).  The root is injectable
+(``root=``) so tests can point at a fake tree.
 
 A process is ``(pid, start_time)``; :func:`start_time` uses psutil's formula
 (boot time + starttime / CLK_TCK), so ``psutil.Process(pid).create_time()``

@@ -51,9 +51,9 @@ class Pacer:
     def chunk_bytes(self) -> float | None:
         """The most one chunk should take: one second of budget (the burst); None = no limit.
 
-        A chunk waits for its budget while it holds the executor's turn, so a
-        chunk the stall bound alone let grow (24 MiB at 1 MiB/s) kept scheduled
-        work waiting behind a request for its whole length (issue 18 item 6)."""
+        A chunk waits for its budget while it holds the executor's turn; a chunk
+        the stall bound alone let grow (2 MiB at 1 MiB/s in the host test) kept
+        the other holders waiting for all of it (issue 18 item 6)."""
         rate = self._bucket.rate
         return rate if rate > 0 else None
 
