@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from numad_py import numa  # noqa: E402
-from numad_py.act.pacing import StallBound  # noqa: E402
+from numad_py.stall import StallPolicy  # noqa: E402
 from numad_py.config import load_config  # noqa: E402
 from numad_py.sense.processes import Sensor  # noqa: E402
 from numad_py.topology import online_nodes  # noqa: E402
@@ -243,7 +243,7 @@ def fixed_costs(h: Proc) -> dict:
 # --- 2. batch size curve ---------------------------------------------------------
 
 def chosen_batch(h: Proc, where: int, bound: float) -> tuple[int, list, int]:
-    stall = StallBound(bound)
+    stall = StallPolicy(bound)
     seq = []
 
     def nb(pages, seconds):
@@ -301,7 +301,7 @@ def bench_stall() -> None:
     out = {"slowdown": scale}
     for name, bound in (("default", DEFAULT_STALL), ("scaled", DEFAULT_STALL * scale)):
         with hold(ARGS.stall_mib, 0) as h:
-            stall = StallBound(bound)
+            stall = StallPolicy(bound)
             calls = []
 
             def nb(pages, seconds, stall=stall, calls=calls):
@@ -618,7 +618,7 @@ def bench_numad() -> None:
     import guest_numad  # bench/ is on sys.path: this script's own directory
     from numad_compare import goal_met
 
-    res = guest_numad.run(BIN, OUT, window=ARGS.numad_seconds, idle=ARGS.idle,
+    res = guest_numad.run(BIN, OUT, window=ARGS.numad_seconds, idle=ARGS.idle, slowdown=slowdown(),
                           daemons=tuple(ARGS.numad_daemons.split(",")), cases=tuple(ARGS.numad_cases.split(",")))
     RAW["numad"] = res["raw"]
     RAW["numad"]["rows"] = res["rows"]
@@ -666,7 +666,7 @@ def main() -> int:
     ap.add_argument("--chase-steps", type=int, default=2_000_000)
     ap.add_argument("--placement-reps", type=int, default=2)
     ap.add_argument("--numad-seconds", type=float, default=300, help="window per daemon in the numad side-by-side")
-    ap.add_argument("--numad-daemons", default="numad,numad-py", help="which daemons the numad benchmark runs")
+    ap.add_argument("--numad-daemons", default="numad,numad-py,numad-py-20ms", help="which daemons the numad benchmark runs")
     ap.add_argument("--numad-cases", default="busy,idle", help="which of its cases (busy, idle)")
     ARGS = ap.parse_args()
     BIN, OUT = ARGS.bin, ARGS.out

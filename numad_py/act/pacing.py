@@ -1,8 +1,8 @@
-"""The budget and the stall bound, with the clock and the sleeping.
+"""The budget, with the clock and the sleeping.
 
 The arithmetic is pure (``decide.budget``); this module owns time: it reads
 the monotonic clock and waits on the daemon's stop event, so a SIGTERM cuts
-a budget wait short instead of sitting it out.  Both can be reconfigured in
+a budget wait short instead of sitting it out.  It can be reconfigured in
 place (a reload): the bucket keeps what it holds, so a SIGHUP never refills
 the burst.
 """
@@ -13,11 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..decide.budget import TokenBucket, next_batch_pages
-
-# The first call is not paced by any measurement yet: start small (2 MiB)
-# and let the controller double towards the bound.
-FIRST_BATCH = 512
+from ..decide.budget import TokenBucket
 # A long budget wait is cut into slices, each followed by a heartbeat: a
 # daemon waiting for its budget is working as configured, not hung.
 WAIT_SLICE = 1.0
@@ -66,20 +62,3 @@ class Pacer:
             if self._beat is not None:
                 self._beat()
             wait = deadline - self._clock()
-
-
-class StallBound:
-    """Adapts the batch so one move_pages call stays under ``max_stall`` seconds."""
-
-    def __init__(self, max_stall: float, batch: int = FIRST_BATCH):
-        self.max_stall = max_stall
-        self.batch = batch
-
-    def set_max_stall(self, max_stall: float) -> None:
-        if max_stall <= 0:
-            raise ValueError(f"max_stall must be positive, got {max_stall}")
-        self.max_stall = max_stall
-
-    def next_batch(self, pages: int, seconds: float) -> int:
-        self.batch = next_batch_pages(pages, seconds, max_stall=self.max_stall)
-        return self.batch

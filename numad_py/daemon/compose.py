@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .. import procfs
 from ..act.executor import Executor
-from ..act.pacing import Pacer, StallBound
+from ..act.pacing import Pacer
+from ..stall import StallPolicy
 from ..config.watch import ConfigWatcher
 from ..config import Config, ConfigError, Problem, load_config
 from ..control.server import ControlServer
@@ -71,7 +72,7 @@ def build_daemon(config_path: str, *, dry_run: bool = False, environ: Mapping[st
         metrics = Metrics(state_provider=lambda: cell[0].metrics_state() if cell else None)
     d = config.daemon
     executor = Executor(topology=read_topology, pacer=Pacer(d.budget, beat=heartbeat.beat),
-                        stall=StallBound(d.max_stall), dry_run=dry_run, metrics=metrics, stop=stop,
+                        stall=StallPolicy(d.max_stall), dry_run=dry_run, metrics=metrics, stop=stop,
                         beat=heartbeat.beat)
     socket_path = control_socket_path(config, runtime)
     access = AccessSensor(Sensor().snapshot, Kdamond(claim_dir=runtime.path))   # tier rules' DAMON

@@ -104,3 +104,23 @@ def test_goal_met_only_with_the_end_state() -> None:
     assert goal_met("<= 1.00", 1.2, end_state=True) is False
     assert goal_met("<= 1.00", None, end_state=True) is False
     assert goal_met("-", 0.5, end_state=True) is None
+
+
+def test_the_unscaled_bound_gets_its_own_row_beside_numad() -> None:
+    import guest_numad
+
+    def case(cpu: float, placed: int) -> dict:
+        settled = {str(p): {"node": 0, "seconds": 10.0 if p < placed else None} for p in range(4)}
+        return {"all_settled_seconds": 10.0 if placed == 4 else None, "first_log": 1.0, "exited_at": None,
+                "pages_migrated": 1000, "cpu_seconds": cpu, "cpu_second_half": cpu / 2,
+                "undid_placement": False, "settled": settled}
+
+    raw = {"count": 4, "window": 300, "idle": 1000,
+           "busy": {"numad": case(20.0, 4), "numad-py": case(18.0, 4), guest_numad.RAW_BOUND: case(50.0, 3)},
+           "idle_case": {"numad": case(9.0, 0), "numad-py": case(8.0, 0)}}
+    rows = {r["id"]: r for r in guest_numad.table_rows(raw)}
+    assert rows["n3"]["ratio"] == pytest.approx(0.9)
+    assert rows["n3r"]["ratio"] == pytest.approx(2.5)
+    assert "placed 3/4" in rows["n3r"]["figure"]
+    del raw["busy"][guest_numad.RAW_BOUND]
+    assert "n3r" not in {r["id"] for r in guest_numad.table_rows(raw)}

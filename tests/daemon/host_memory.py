@@ -11,7 +11,8 @@ import threading
 
 from numad_py import procfs
 from numad_py.act.executor import Executor
-from numad_py.act.pacing import Pacer, StallBound
+from numad_py.act.pacing import Pacer
+from numad_py.stall import StallPolicy
 from numad_py.decide.actions import Action
 from numad_py.topology import read_topology
 
@@ -32,5 +33,5 @@ class Buffer:
 
 
 def executor(budget: float, *, beat=None, max_stall: float = 0.02) -> Executor:
-    return Executor(topology=read_topology, pacer=Pacer(budget, beat=beat), stall=StallBound(max_stall),
+    return Executor(topology=read_topology, pacer=Pacer(budget, beat=beat), stall=StallPolicy(max_stall),
                     stop=threading.Event(), beat=beat)

@@ -7,7 +7,8 @@ import threading
 import time
 
 from host_memory import MiB, Buffer, executor
-from numad_py.act.pacing import Pacer, StallBound
+from numad_py.act.pacing import Pacer
+from numad_py.stall import StallPolicy
 from numad_py.act.turns import REQUEST, SCHEDULE, Turns, holder_of
 
 
@@ -148,7 +149,7 @@ def test_reconfigure_keeps_the_balance_instead_of_refilling():
     pacer.set_rate(20 * MiB)                         # a reload with a bigger budget
     assert pacer._bucket.tokens <= 0                 # no refilled burst
     assert pacer._bucket.reserve(MiB, now[0]) > 0    # the next chunk still waits
-    stall = StallBound(0.02)
+    stall = StallPolicy(0.02)
     stall.set_max_stall(0.05)
     assert stall.max_stall == 0.05
 

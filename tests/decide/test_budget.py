@@ -126,3 +126,72 @@ def test_decide_budget_reexports_the_one_stall_rule():
     from numad_py.decide import budget
 
     assert budget.next_batch_pages is stall.next_batch_pages
+
+
+# --- the fixed cost of a call, which no batch size removes -------------------------
+
+def test_call_cost_fits_the_fixed_part():
+    from numad_py.stall import CallCost
+
+    cost = CallCost()
+    assert cost.fixed() == 0.0                       # nothing seen yet
+    for pages in (64, 128, 256, 512):
+        cost.add(pages, 0.020 + pages * 100e-6)      # 20 ms per call + 100 µs per page
+    assert cost.fixed() == pytest.approx(0.020)
+    assert cost.page_seconds(128, 0.020 + 128 * 100e-6) == pytest.approx(128 * 100e-6)
+
+
+def test_call_cost_is_never_more_than_the_quickest_call_nor_negative():
+    from numad_py.stall import CallCost
+
+    flat = CallCost()
+    for pages, seconds in ((64, 0.05), (512, 0.04), (128, 0.06)):   # time does not grow with pages
+        flat.add(pages, seconds)
+    assert flat.fixed() == 0.04
+    steep = CallCost()
+    for pages in (100, 200, 400):
+        steep.add(pages, pages * 1e-4 - 0.005)       # a negative intercept
+    assert steep.fixed() == 0.0
+    same = CallCost()
+    same.add(64, 0.03)
+    same.add(64, 0.01)
+    assert same.fixed() == 0.0                       # one size only: nothing to fit
+
+
+def test_call_cost_forgets_old_calls():
+    from numad_py.stall import FIT_CALLS, CallCost
+
+    cost = CallCost()
+    for pages in (64, 128) * FIT_CALLS:
+        cost.add(pages, 0.5 + pages * 1e-4)          # a busy spell
+    for pages in (64, 128) * FIT_CALLS:
+        cost.add(pages, pages * 1e-4)                # the machine calmed down
+    assert cost.fixed() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_stall_policy_does_not_shrink_for_a_cost_it_cannot_remove():
+    """Calls costing 30 ms + 100 µs per page, bound 20 ms: the old rule shrank to the
+    64-page floor; the fitted rule settles where the pages take at most the bound."""
+    from numad_py.stall import StallPolicy
+
+    policy = StallPolicy(0.02)
+    pages = policy.batch
+    for _ in range(40):
+        pages = policy.next_batch(pages, 0.030 + pages * 100e-6)
+    assert pages * 100e-6 <= 0.02
+    assert pages * 100e-6 > 0.02 * 0.4
+    plain = MIN_BATCH_PAGES
+    for _ in range(40):
+        plain = next_batch_pages(plain, 0.030 + plain * 100e-6, max_stall=0.02)
+    assert plain == MIN_BATCH_PAGES
+
+
+@given(st.lists(st.tuples(st.integers(1, 65536), st.floats(0, 10, allow_nan=False)), min_size=0, max_size=40))
+def test_call_cost_fixed_part_is_bounded(calls):
+    from numad_py.stall import CallCost
+
+    cost = CallCost()
+    for pages, seconds in calls:
+        cost.add(pages, seconds)
+    recent = calls[-16:]
+    assert 0.0 <= cost.fixed() <= (min(s for _, s in recent) if recent else 0.0)

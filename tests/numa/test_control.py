@@ -20,7 +20,8 @@ import pytest
 from conftest import numa_maps_of
 from numad_py import numa
 from numad_py.act.executor import Executor
-from numad_py.act.pacing import Pacer, StallBound
+from numad_py.act.pacing import Pacer
+from numad_py.stall import StallPolicy
 from numad_py.client import Client
 from numad_py.control.server import ControlServer
 from numad_py.topology import read_topology
@@ -48,7 +49,7 @@ def control(caplog):
     def start(*, mode: str = "0600", rate: float = 0, batch: int | None = None):
         d = tempfile.mkdtemp(prefix="ctl", dir="/tmp")
         os.chmod(d, 0o755)
-        stall = FixedBatch(batch) if batch else StallBound(0.02)
+        stall = FixedBatch(batch) if batch else StallPolicy(0.02)
         ex = Executor(topology=read_topology, pacer=Pacer(rate), stall=stall, stop=threading.Event())
         srv = ControlServer(f"{d}/control.sock", executor=ex, mode=mode, progress_interval=0.0,
                             status=lambda: {"pid": os.getpid()}).start()

@@ -179,7 +179,8 @@ def test_socket_migrate_with_weighted_policy_places_page_by_page(workload, tmp_p
     import threading
 
     from numad_py.act.executor import Executor
-    from numad_py.act.pacing import Pacer, StallBound
+    from numad_py.act.pacing import Pacer
+    from numad_py.stall import StallPolicy
     from numad_py.client import Client
     from numad_py.control.server import ControlServer
     from numad_py.numa import query_pages
@@ -188,7 +189,7 @@ def test_socket_migrate_with_weighted_policy_places_page_by_page(workload, tmp_p
     child = workload("--mib", "32", "--policy", "preferred", "--node", "0", "--seed", "1320")
     start, end = child.region()
     before = child.checksum()
-    ex = Executor(topology=read_topology, pacer=Pacer(0), stall=StallBound(0.02), stop=threading.Event())
+    ex = Executor(topology=read_topology, pacer=Pacer(0), stall=StallPolicy(0.02), stop=threading.Event())
     srv = ControlServer(str(tmp_path / "control.sock"), executor=ex, mode="0600", progress_interval=0.0,
                         status=lambda: {}).start()
     try:
