@@ -44,7 +44,8 @@ class DaemonSettings(_Model):
     )
     max_stall: Duration = Field(
         DEFAULT_MAX_STALL,
-        description="Longest one migration syscall may stall a process; batch sizes adapt to stay under it.",
+        description="Longest the pages of one migration syscall may take; batch sizes adapt to stay under it. "
+        "The call's fixed cost, which no batch size shortens, is fitted on the last calls and not counted.",
     )
     cooldown: Duration = Field(
         60.0,

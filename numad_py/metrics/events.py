@@ -94,8 +94,8 @@ class Metrics:
             ["reason"], buckets=MIGRATION_BUCKETS, registry=r)
         self.stall = Histogram(
             "numad_migration_stall_seconds",
-            "Longest single move_pages/migrate_pages call per migration chunk: how long the target "
-            "process's memory map was held.",
+            "Longest single move_pages/migrate_pages call per migration chunk, its fixed cost "
+            "(which max_stall does not count) included.",
             buckets=STALL_BUCKETS, registry=r)
         self.scans = Counter("numad_scans", "Scans (sense, decide, act ticks) completed.", registry=r)
         self.scan_duration = Histogram(
