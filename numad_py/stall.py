@@ -55,13 +55,14 @@ def next_batch_pages(
 class CallCost:
     """A move_pages call's time as ``fixed + per_page * pages``, fitted on the last calls.
 
-    Why the fixed part is not charged to the bound: before it touches a page,
-    every call drains each CPU's page lists and waits for an RCU grace period
-    on every CPU (``lru_cache_disable``); the target runs meanwhile, and no
-    batch size makes that part shorter.  Beside four CPU-busy writers in the
-    2-node guest it was ~20 ms of CPU per call: a controller that charged it
-    shrank to 64-page calls and paid it 621 times for 160 MiB (17.7 s of CPU
-    where one call took 5.6 s).
+    Why the fixed part is not charged to the bound: every call pays a part no
+    batch size shortens (the syscall, the pid and mm lookups, and the kernel
+    draining every CPU's page lists before it isolates a page,
+    ``lru_cache_disable``), and the target runs meanwhile.  Beside four
+    CPU-busy writers in the 2-node 6.1 guest that part was ~20 ms of CPU per
+    call: charging it, the controller shrank towards 64-page calls and made
+    621 of them for 160 MiB (17.7 s of CPU, where one call took 5.6 s).  With
+    the fit: 523 and 544 calls, 13.9 and 13.1 s (one run each way).
     """
 
     def __init__(self, window: int = FIT_CALLS):
@@ -104,13 +105,12 @@ class StallPolicy:
     fitted and left out (:class:`CallCost`).
     """
 
-    def __init__(self, max_stall: float = DEFAULT_MAX_STALL, *, ceiling: int = MAX_BATCH_PAGES,
-                 first: int = FIRST_BATCH):
+    def __init__(self, max_stall: float = DEFAULT_MAX_STALL, *, ceiling: int = MAX_BATCH_PAGES):
         if ceiling < 1:
             raise ValueError(f"a batch needs at least one page, got {ceiling}")
         self.set_max_stall(max_stall)
         self.ceiling = ceiling
-        self.batch = min(first, ceiling)
+        self.batch = min(FIRST_BATCH, ceiling)
         self.cost = CallCost()
 
     def set_max_stall(self, max_stall: float) -> None:

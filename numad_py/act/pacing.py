@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..decide.budget import TokenBucket
+
 # A long budget wait is cut into slices, each followed by a heartbeat: a
 # daemon waiting for its budget is working as configured, not hung.
 WAIT_SLICE = 1.0
