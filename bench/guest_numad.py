@@ -6,7 +6,8 @@ One daemon at a time, each on fresh copies of the same workloads:
   (half their pages on the wrong node whichever node is picked), CPU-busy, plus one process an
   admin placed with `numactl --cpunodebind=1 --membind=1`.  numad runs as `numad -i 5 -p PID..`,
   numad-py with one rule `nodes = "auto"`, `auto = true`, `scan_interval = "5s"` matching the
-  workloads' comm.  Sampled every 0.5 s: each workload's pages per node (/proc/PID/numa_maps),
+  workloads' comm, and `max_stall` = 20 ms × the VM's memcpy slowdown; `numad-py-20ms` runs
+  the busy case again at the unscaled 20 ms.  Sampled every 0.5 s: each workload's pages per node (/proc/PID/numa_maps),
   the daemon's utime+stime; around the run: /proc/vmstat pgmigrate_success.
 * idle: IDLE idle processes (bench/c/spawn_idle.c); the daemon's CPU seconds over the window.
 
