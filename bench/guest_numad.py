@@ -347,6 +347,10 @@ def _raw_bound_row(raw: dict, n: int, w: float) -> dict:
             "numad": round(a, 2), "numad_py": round(c, 2), "ratio": ratio(c, a), "goal": "-"}
 
 
+def _ms_per_page(r: dict) -> float | None:
+    return round(r["cpu_seconds"] * 1e3 / r["pages_migrated"], 3) if r["pages_migrated"] else None
+
+
 def table_rows(raw: dict) -> list[dict]:
     b, i = raw["busy"], raw["idle_case"]
     n, w = raw["count"], raw["window"]
@@ -371,6 +375,8 @@ def table_rows(raw: dict) -> list[dict]:
              "<= 1.00"),
         pair("n3", f"busy: daemon CPU s over {w:.0f} s", lambda r: round(r["cpu_seconds"], 2), b, "<= 1.00"),
         pair("n3b", "busy: daemon CPU s, second half of the window", lambda r: round(r["cpu_second_half"], 2), b),
+        # The daemons may not do the same work in the window (numad may place fewer): per page moved.
+        pair("n3p", "busy: daemon CPU ms per page migrated", _ms_per_page, b),
         *([_raw_bound_row(raw, n, w)] if RAW_BOUND in b else []),
         pair("n4", "busy: undid the numactl-placed process (node or CPUs)", lambda r: r["undid_placement"], b, "no"),
         pair("n5", f"idle, {raw['idle']} idle processes: daemon CPU s over {w:.0f} s",

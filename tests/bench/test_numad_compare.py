@@ -122,5 +122,8 @@ def test_the_unscaled_bound_gets_its_own_row_beside_numad() -> None:
     assert rows["n3"]["ratio"] == pytest.approx(0.9)
     assert rows["n3r"]["ratio"] == pytest.approx(2.5)
     assert "placed 3/4" in rows["n3r"]["figure"]
+    assert (rows["n3p"]["numad"], rows["n3p"]["numad_py"]) == (20.0, 18.0)   # ms per page: 1,000 pages each
+    raw["busy"]["numad"]["pages_migrated"] = 0
+    assert next(r for r in guest_numad.table_rows(raw) if r["id"] == "n3p")["numad"] is None
     del raw["busy"][guest_numad.RAW_BOUND]
     assert "n3r" not in {r["id"] for r in guest_numad.table_rows(raw)}
