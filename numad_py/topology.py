@@ -188,18 +188,27 @@ def _read_access(node_dir: Path) -> NodeAccess | None:
     )
 
 
-def _read_node(path: Path, node_id: int) -> Node:
-    meminfo = {}
+def _read_meminfo(path: Path) -> tuple[int, int]:
+    """(MemTotal, MemFree) in bytes from a node's ``meminfo``; they are its first two lines."""
+    found = {}
     for line in (path / "meminfo").read_text().splitlines():
         m = _MEMINFO_LINE.match(line)
-        if m:
-            meminfo[m.group(1)] = int(m.group(2)) * 1024
-    return Node(
-        id=node_id,
-        cpus=parse_cpulist((path / "cpulist").read_text()),
-        mem_total=meminfo.get("MemTotal", 0),
-        mem_free=meminfo.get("MemFree", 0),
-    )
+        if m and m.group(1) in ("MemTotal", "MemFree"):
+            found[m.group(1)] = int(m.group(2)) * 1024
+            if len(found) == 2:
+                break
+    return found.get("MemTotal", 0), found.get("MemFree", 0)
+
+
+def read_node_memory(node_id: int, sys_root: str | Path = "/sys") -> tuple[int, int]:
+    """(MemTotal, MemFree) of one node, in bytes: what changes between two scans."""
+    return _read_meminfo(Path(sys_root) / NODE_DIR / f"node{node_id}")
+
+
+def _read_node(path: Path, node_id: int) -> Node:
+    mem_total, mem_free = _read_meminfo(path)
+    return Node(id=node_id, cpus=parse_cpulist((path / "cpulist").read_text()),
+                mem_total=mem_total, mem_free=mem_free)
 
 
 def online_nodes(sys_root: str | Path = "/sys") -> frozenset[int]:

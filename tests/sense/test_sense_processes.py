@@ -233,3 +233,39 @@ def test_a_comm_is_not_ruled_out_while_a_rule_without_comm_remains(machine):
     config = rules({"comm": "postgres"}, {"user": "root"})
     assert [p.pid for p in s.snapshot(config).processes] == [52]
     assert [p.pid for p in s.snapshot(config).processes] == [52]
+
+
+def test_free_memory_is_read_every_scan_the_rest_of_the_topology_on_change_or_after_a_while(machine):
+    now = [1000.0]
+    s = sensor(machine, clock=lambda: now[0])
+    config = rules({"comm": "postgres"})
+    node1 = machine.sys / "devices/system/node/node1"
+    assert s.snapshot(config).nodes[1].cpus == {2, 3}
+    (node1 / "cpulist").write_text("2\n")                       # a CPU went offline
+    (node1 / "meminfo").write_text("Node 1 MemTotal:       8388608 kB\nNode 1 MemFree:        1024 kB\n")
+    now[0] += processes.TOPOLOGY_REFRESH - 1
+    snap = s.snapshot(config)
+    assert snap.nodes[1].mem_free == 1024 * 1024                 # free memory: this scan
+    assert snap.nodes[1].cpus == {2, 3}                          # CPUs: not yet
+    now[0] += 1
+    assert s.snapshot(config).nodes[1].cpus == {2}               # after TOPOLOGY_REFRESH
+    (node1 / "cpulist").write_text("2-3\n")
+    now[0] -= 3600                                               # a clock stepping back refreshes too
+    assert s.snapshot(config).nodes[1].cpus == {2, 3}
+
+
+def test_a_node_coming_online_is_seen_at_the_next_scan(tmp_path):
+    machine = FakeMachine(tmp_path, nodes={0: "0-1"})
+    s = sensor(machine)
+    config = rules({"comm": "postgres"})
+    assert [n.id for n in s.snapshot(config).nodes] == [0]
+    base = machine.sys / "devices/system/node"
+    (base / "node1").mkdir()
+    (base / "node1" / "cpulist").write_text("\n")                 # memory only
+    (base / "node1" / "meminfo").write_text("Node 1 MemTotal:       8388608 kB\nNode 1 MemFree:        4096 kB\n")
+    (base / "node0" / "distance").write_text("10 20\n")
+    (base / "node1" / "distance").write_text("20 10\n")
+    (base / "online").write_text("0-1\n")
+    snap = s.snapshot(config)
+    assert [n.id for n in snap.nodes] == [0, 1] and not snap.nodes[1].has_cpu
+    assert snap.distances[(0, 1)] == 20
