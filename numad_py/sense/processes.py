@@ -144,7 +144,7 @@ class Sensor:
         # true of the process: the scan skips them without building anything.
         self._comms_config: Config | None = None
         self._ruled_out_comms: set[bytes] = set()
-        # The topology but free memory, with the online list and time it was read at.
+        # The topology except free memory, with the online list and the time it was read at.
         self._topology: tuple[str, float, tuple[NodeInfo, ...], dict[tuple[int, int], int]] | None = None
 
     def snapshot(self, config: Config) -> Snapshot:
