@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from numad_py import numa  # noqa: E402
+from numad_py.stall import DEFAULT_MAX_STALL as DEFAULT_STALL  # noqa: E402
 from numad_py.stall import StallPolicy  # noqa: E402
 from numad_py.config import load_config  # noqa: E402
 from numad_py.sense.processes import Sensor  # noqa: E402
@@ -43,7 +44,6 @@ from spread import spread, verdict  # noqa: E402
 PAGE = numa.PAGE_SIZE
 PY = sys.executable
 NUMAD = str(Path(PY).parent / "numad-py")
-DEFAULT_STALL = 0.020  # the daemon's default max_stall (etc/numad-py/numad-py.toml)
 ALL = ("migrate", "batch", "stall", "whole", "numastat", "fork", "scan", "placement", "numad")
 
 BIN: Path

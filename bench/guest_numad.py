@@ -31,6 +31,7 @@ from pathlib import Path
 
 from numad_py import procfs
 from numad_py.errors import NumaError
+from numad_py.stall import DEFAULT_MAX_STALL as DEFAULT_STALL
 
 from numad_compare import all_settled, cpu_ticks, node_pages, ratio, settle_time, share, vmstat_value
 
@@ -41,7 +42,6 @@ PLACED_NODE, PLACED_CPUS_NODE = 1, 1
 GUEST_TMP = Path("/tmp/numad-bench-side")
 KHUGEPAGED_SLEEP = Path("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs")
 TICK = 100.0  # USER_HZ on Linux
-DEFAULT_STALL = 0.020  # the daemon's default max_stall (etc/numad-py/numad-py.toml)
 # numad-py at its default bound beside the one scaled to the VM: both run the busy case.
 RAW_BOUND = "numad-py-20ms"
 

@@ -173,8 +173,9 @@ class Sensor:
                          tier=topo.tier_of(n.id))
                 for n in topo.nodes
             )
-            self._topology = (online, now, nodes, dict(topo.distances))
-            return nodes, dict(topo.distances)
+            distances = dict(topo.distances)
+            self._topology = (online, now, nodes, distances)
+            return nodes, dict(distances)
         _online, _read_at, nodes, distances = cached
         fresh = []
         for n in nodes:
