@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
 
 import pytest
 
 from numad_py.metrics import DEFAULT_LISTEN, DEFAULT_PORT, Metrics, parse_listen, start_http_server
+from numad_py.metrics.http import STOP_WAIT
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -115,3 +117,36 @@ def test_port_in_use_is_an_oserror():
         port = s.getsockname()[1]
         with pytest.raises(OSError):
             start_http_server(f"127.0.0.1:{port}", Metrics(sys_root=None))
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "0.0.0.0:0"])
+def test_close_wakes_the_idle_serve_loop(listen):
+    """The serve loop sleeps until a scrape (IDLE_POLL is a minute): close() must wake it,
+    on a wildcard address too, and leave nothing listening."""
+    server = start_http_server(listen, Metrics(sys_root=None))
+    assert "numad_build_info" in _scrape(f"http://127.0.0.1:{server.port}/metrics")[1]
+    t0 = time.monotonic()
+    server.close()
+    assert time.monotonic() - t0 < STOP_WAIT
+    assert not server._thread.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+def _switches(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
+def test_an_idle_endpoint_does_not_wake():
+    """Between scrapes the serving thread sleeps: prometheus_client's default loop woke
+    twice a second (each wake is a voluntary context switch of that thread)."""
+    server = start_http_server("127.0.0.1:0", Metrics(sys_root=None))
+    try:
+        tid = server._thread.native_id
+        time.sleep(0.2)
+        before = _switches(tid)
+        time.sleep(1.5)
+        assert _switches(tid) == before
+    finally:
+        server.close()
