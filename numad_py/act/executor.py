@@ -216,4 +216,6 @@ class Executor:
                 format_nodes(action.from_nodes) or "-", format_nodes(action.target_nodes),
                 outcome.status, moved, outcome.seconds * 1000,
                 f" ({outcome.message})" if outcome.message else "")
+        if action.reason:   # with -v: why the planner asked for this move
+            log.debug("%s pid=%d why: %s", outcome.kind, action.pid, action.reason)
 
