@@ -134,7 +134,7 @@ class Daemon:
         conf = t / "numad-py.toml"
         conf.write_text(
             f'[daemon]\nscan_interval = "5s"\nmax_stall = "{self.max_stall * 1e3:.0f}ms"\nstate_dir = "{t}/state"\nruntime_dir = "{t}/run"\n'
-            f'[metrics]\nlisten = ""\n[control]\nsocket = "{t}/run/control.sock"\n'
+            f'[metrics]\nlisten = "127.0.0.1:0"\n[control]\nsocket = "{t}/run/control.sock"\n'
             f'[[rule]]\nname = "bench-auto"\nmatch.comm = "{COMM}"\nnodes = "auto"\nauto = true\n')
         self.logf = open(t / "numad-py.log", "w")
         self.proc = subprocess.Popen([NUMAD_PY, "run", "--config", str(conf)], stdout=self.logf,

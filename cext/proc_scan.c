@@ -76,6 +76,27 @@ static int compare_comm(const void *key, const void *member)
     return strcmp((const char *)key, *(const char *const *)member);
 }
 
+/* True when PID's comm file (in ROOT_FD) names a comm in SKIP.  The comm file
+ * escapes a newline or backslash in the name (stat does not): a comm holding
+ * a backslash is not looked up here, its stat line decides. */
+static int comm_is_skipped(int root_fd, const char *pid, const char *const *skip, int nskip)
+{
+    char path[32];
+    char comm[COMM_MAX + 1];
+    snprintf(path, sizeof path, "%s/comm", pid);
+    int fd = openat(root_fd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t got = read(fd, comm, sizeof comm - 1);
+    close(fd);
+    if (got <= 0 || comm[got - 1] != '\n')
+        return 0;  /* unreadable, or longer than a record holds */
+    comm[got - 1] = '\0';
+    if (memchr(comm, '\\', (size_t)got - 1))
+        return 0;
+    return bsearch(comm, skip, (size_t)nskip, sizeof *skip, compare_comm) != NULL;
+}
+
 int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more,
                   const char *const *skip, int nskip)
 {
@@ -95,6 +116,8 @@ int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more
             *more = 1;
             break;
         }
+        if (nskip > 0 && comm_is_skipped(root_fd, entry->d_name, skip, nskip))
+            continue;
         snprintf(path, sizeof path, "%s/stat", entry->d_name);
         int fd = openat(root_fd, path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -105,8 +128,9 @@ int nd_scan_procs(const char *root, struct nd_proc_stat *out, int cap, int *more
             continue;
         line[got] = '\0';
         unsigned long flags = 0;
-        if (parse_stat_line(line, &out[n], &flags) != 0 || (flags & PF_KTHREAD))
+        if (parse_stat_line(line, &out[n], &flags) != 0)
             continue;
+        out[n].kernel_thread = (flags & PF_KTHREAD) != 0;
         if (nskip > 0 && bsearch(out[n].comm, skip, (size_t)nskip, sizeof *skip, compare_comm))
             continue;
         n++;

@@ -29,8 +29,8 @@ class StatLine(NamedTuple):
 
 class StatScanner:
     """Reads every stat line under ``root``; kernel threads, vanished and unreadable
-    entries are left out.  The record buffer is kept and grows with the number of
-    processes."""
+    entries are left out (the kernel threads' comms are kept in ``kernel_comms``).
+    The record buffer is kept and grows with the number of processes."""
 
     def __init__(self, root: str = "/proc"):
         self._root = os.fsencode(root)
@@ -40,6 +40,9 @@ class StatScanner:
         self._skip_source: frozenset[bytes] = frozenset()
         self._skip_strings: list = []
         self._skip = ffi.NULL
+        # The last scan's kernel threads not skipped: a caller that rules their comms out
+        # can skip them next time (the C pass then reads only their comm file).
+        self.kernel_comms: set[bytes] = set()
 
     def scan(self, skip_comms: Collection[bytes] = frozenset()) -> list[StatLine]:
         """The stat lines, except those whose raw comm is in ``skip_comms``: the C pass
@@ -55,9 +58,11 @@ class StatScanner:
             self._capacity *= 4
             self._records = ffi.new("struct nd_proc_stat[]", self._capacity)
         string = ffi.string
+        records = self._records[0:count]
+        self.kernel_comms = {string(record.comm) for record in records if record.kernel_thread}
         return [StatLine(record.pid, string(record.comm).decode(errors="replace"), record.threads,
                          record.starttime, record.rss_pages)
-                for record in self._records[0:count]]
+                for record in records if not record.kernel_thread]
 
     def _skip_array(self, skip_comms: Collection[bytes]):
         """``skip_comms`` as a sorted C array, rebuilt only when it changed."""

@@ -186,13 +186,18 @@ class Sensor:
     def _candidates(self, config: Config, boot_time: float) -> Iterator[ProcessInfo]:
         # The hot loop of every scan.  The stat lines come from one C pass;
         # a comm that rules out every rule is remembered per config, so on
-        # later scans such a process costs one set lookup.
+        # later scans such a process costs one read of its comm file, in C.
         if self._stat_scanner is None:
             self._stat_scanner = StatScanner(str(self.proc_root))
         if config is not self._comms_config or len(self._ruled_out_comms) > MAX_RULED_OUT_COMMS:
             self._comms_config, self._ruled_out_comms = config, set()
         root = str(self.proc_root)
-        for stat in self._stat_scanner.scan(skip_comms=self._ruled_out_comms):
+        stats = self._stat_scanner.scan(skip_comms=self._ruled_out_comms)
+        for raw in self._stat_scanner.kernel_comms:    # never candidates; ruled out, they cost less
+            comm = raw.decode(errors="replace")
+            if rejected_by_comm(comm, config.rules, config.daemon):
+                self._ruled_out_comms.add(comm.encode())
+        for stat in stats:
             if rejected_by_comm(stat.comm, config.rules, config.daemon):
                 self._ruled_out_comms.add(stat.comm.encode())
                 continue

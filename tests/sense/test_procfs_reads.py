@@ -104,6 +104,42 @@ def test_stat_scanner_grows_past_its_first_buffer_and_skips_named_comms(tmp_path
     assert len(scanner.scan()) == 1500          # the skip list is rebuilt when it changes
 
 
+def test_stat_scanner_skips_by_the_comm_file_before_reading_stat(tmp_path: Path):
+    """With a skip list, a process whose comm file names a skipped comm is left out
+    without its stat being read (here its stat names another comm); a comm file that
+    is missing, escaped (a backslash) or too long leaves the decision to stat."""
+    entries = {
+        20: ("skipme\n", "other"),         # comm file decides: skipped
+        21: (None, "skipme"),               # no comm file: stat decides, skipped
+        # the comm file doubles a backslash: read as is, it would name the skipped comm with two
+        # backslashes, not the real one with one (not skipped); stat decides
+        22: ("back\\\\slash\n", "back\\slash"),
+        23: ("x" * 70 + "\n", "kept"),      # too long for a record: stat decides
+        24: ("kept\n", "kept"),
+    }
+    for pid, (comm_file, comm) in entries.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(_stat(pid, comm) + "\n")
+        if comm_file is not None:
+            (tmp_path / str(pid) / "comm").write_text(comm_file)
+    scanner = procscan.StatScanner(str(tmp_path))
+    got = {line.pid: line.comm for line in scanner.scan(skip_comms={b"skipme", b"back\\\\slash"})}
+    assert got == {22: "back\\slash", 23: "kept", 24: "kept"}
+    assert {line.pid for line in scanner.scan()} == {20, 21, 22, 23, 24}    # no skip list: stat only
+
+
+def test_stat_scanner_keeps_kernel_thread_comms_apart(tmp_path: Path):
+    for pid, comm, flags in ((30, "kworker/0:1", 0x00208040), (31, "ksoftirqd/0", 0x04208040), (32, "app", 0x400100)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(_stat(pid, comm, flags=flags) + "\n")
+        (tmp_path / str(pid) / "comm").write_text(comm + "\n")
+    scanner = procscan.StatScanner(str(tmp_path))
+    assert [line.pid for line in scanner.scan()] == [32]
+    assert scanner.kernel_comms == {b"kworker/0:1", b"ksoftirqd/0"}
+    assert [line.pid for line in scanner.scan(skip_comms={b"kworker/0:1"})] == [32]
+    assert scanner.kernel_comms == {b"ksoftirqd/0"}
+
+
 def test_stat_scanner_on_the_real_proc_agrees_with_parse_stat():
     mine = [line for line in procscan.StatScanner().scan() if line.pid == os.getpid()]
     stat = procfs.parse_stat(procfs.read_text(os.getpid(), "stat"))
