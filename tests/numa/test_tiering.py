@@ -161,9 +161,18 @@ class Scenario:
         self.hot = 0
 
     def record(self) -> None:
+        """Append the majority node of each 1 MiB.  A page in the middle of a migration is
+        reported as not present (a negative status): a MiB whose sampled pages all are says
+        nothing about where it is, and keeps its last known node (counting it as a node of its
+        own made one move look like two)."""
         found = nodes_of(self.w.pid, self.w.start, self.w.size, step=16)
         per = MiB // PAGE // 16
-        self.history.append([max(set(c), key=c.count) for c in (found[i:i + per] for i in range(0, len(found), per))])
+        last = self.history[-1] if self.history else None
+        row = []
+        for k, i in enumerate(range(0, len(found), per)):
+            present = [n for n in found[i:i + per] if n >= 0]
+            row.append(max(set(present), key=present.count) if present else (last[k] if last else -1))
+        self.history.append(row)
 
     def placed(self):
         slices = self.w.slices()
@@ -182,9 +191,11 @@ def test_cold_goes_slow_and_hot_stays_fast(tiered_setup, tmp_path):
     Scenario(tiered_setup, tmp_path).settle()
 
 
-@pytest.mark.xfail(strict=False, reason="not met reliably (issue 14): the switch is followed in every run (new hot "
-                   "slice 100 % fast in 9-33 s), but the at-most-two-moves bound held in 2 of 5 runs on 2026-11-30 "
-                   "(2 MiB at the hot slice's edge moved 3-4 times in the others)")
+@pytest.mark.xfail(strict=False, reason="not met reliably (issue 14): no 1 MiB moved more than twice in any run "
+                   "since the sampling stopped counting pages caught mid-migration as moves (9 runs, 2026-12-01), "
+                   "but in 1 of those 9 the switch did not settle within SETTLE (others: 8-68 s): the 2 MiB at an "
+                   "end of the new hot slice waits until DAMON's regions with accesses cover it whole at 4 "
+                   "measurements in a row, and a cold region holding a sliver of the hot slice can keep it uncovered")
 def test_a_switch_is_followed_without_ping_pong(tiered_setup, tmp_path):
     sc = Scenario(tiered_setup, tmp_path)
     sc.settle()
@@ -196,6 +207,7 @@ def test_a_switch_is_followed_without_ping_pong(tiered_setup, tmp_path):
         sc.record()
         time.sleep(0.5)
     moves = [sum(1 for a, b in zip(col, col[1:]) if a != b) for col in zip(*sc.history)]
+    print("moves per MiB:", moves)
     print(f"most moves of any 1 MiB: {max(moves)} over {len(sc.history)} samples, "
           f"{time.monotonic() - t_switch:.0f}s after the switch")
     assert max(moves) <= 2, f"a range moved {max(moves)} times (ping-pong): {moves}"
