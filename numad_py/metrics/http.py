@@ -30,10 +30,39 @@ IDLE_POLL = 60.0
 STOP_WAIT = 5.0     # seconds close() waits for the serve loop (then the thread is left: a daemon thread)
 # Where close() connects to wake a server bound to a wildcard address.
 _LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+# A thread per scrape, at most this many at once: the unit's TasksMax (64) is shared with
+# the daemon's own threads, which a flood of connections must not starve.  A connection
+# past the limit is closed at once; Prometheus retries at its next scrape.
+MAX_SCRAPES = 8
+SCRAPE_TIMEOUT = 10.0   # seconds a connection may take to send its request: a slow one frees its slot
 
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True    # a scrape in progress does not hold the daemon's exit
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPES)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()     # no thread started: nobody else gives the slot back
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away: not worth a traceback on stderr (journald)."""
+        log.debug("metrics: the connection from %s failed", client_address, exc_info=True)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):
@@ -41,6 +70,8 @@ class _Server6(_Server):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = SCRAPE_TIMEOUT
+
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: Prometheus scrapes every few seconds."""
 

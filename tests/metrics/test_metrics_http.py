@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.request
 
 import pytest
 
 from numad_py.metrics import DEFAULT_LISTEN, DEFAULT_PORT, Metrics, parse_listen, start_http_server
-from numad_py.metrics.http import STOP_WAIT
+from numad_py.metrics import http
+from numad_py.metrics.http import MAX_SCRAPES, STOP_WAIT
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -150,3 +152,47 @@ def test_an_idle_endpoint_does_not_wake():
         assert _switches(tid) == before
     finally:
         server.close()
+
+
+def test_idle_connections_past_the_limit_are_closed_and_scrapes_go_on():
+    """A thread per connection, at most MAX_SCRAPES: more idle connections than that are
+    closed at once instead of each holding a thread (the unit's TasksMax is 64), and once
+    the idle ones time out or close, scrapes are served again."""
+    server = start_http_server("127.0.0.1:0", Metrics(sys_root=None))
+    held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(MAX_SCRAPES)]
+    try:
+        time.sleep(0.5)     # the serve loop has accepted them all, each in its thread
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        extra.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert extra.recv(100) == b""          # closed without an answer
+        extra.close()
+        serving = [t for t in threading.enumerate() if "process_request_thread" in t.name]
+        assert len(serving) == MAX_SCRAPES
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert "numad_build_info" in _scrape(server.url)[1]
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    server.close()
+
+
+def test_a_client_that_sends_nothing_times_out_quietly(monkeypatch, capfd):
+    """A silent client frees its slot after the handler's timeout, with a debug line, not
+    socketserver's traceback on stderr (the daemon's stderr is the journal)."""
+    monkeypatch.setattr(http._QuietHandler, "timeout", 0.2)
+    server = start_http_server("127.0.0.1:0", Metrics(sys_root=None))
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        assert silent.recv(100) == b""      # the server gave up on it
+        silent.close()
+        assert "numad_build_info" in _scrape(server.url)[1]
+    finally:
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err
