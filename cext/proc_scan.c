@@ -76,9 +76,9 @@ static int compare_comm(const void *key, const void *member)
     return strcmp((const char *)key, *(const char *const *)member);
 }
 
-/* True when PID's comm file (in ROOT_FD) names a comm in SKIP.  The comm file
- * escapes a newline or backslash in the name (stat does not): a comm holding
- * a backslash is not looked up here, its stat line decides. */
+/* True when PID's comm file (in ROOT_FD) names a comm in SKIP.  The file holds
+ * the same bytes as stat's comm field (both unescaped, proc_task_name) and a
+ * newline; a missing or over-long one leaves the decision to the stat line. */
 static int comm_is_skipped(int root_fd, const char *pid, const char *const *skip, int nskip)
 {
     char path[32];
@@ -92,8 +92,6 @@ static int comm_is_skipped(int root_fd, const char *pid, const char *const *skip
     if (got <= 0 || comm[got - 1] != '\n')
         return 0;  /* unreadable, or longer than a record holds */
     comm[got - 1] = '\0';
-    if (memchr(comm, '\\', (size_t)got - 1))
-        return 0;
     return bsearch(comm, skip, (size_t)nskip, sizeof *skip, compare_comm) != NULL;
 }
 

@@ -107,13 +107,10 @@ def test_stat_scanner_grows_past_its_first_buffer_and_skips_named_comms(tmp_path
 def test_stat_scanner_skips_by_the_comm_file_before_reading_stat(tmp_path: Path):
     """With a skip list, a process whose comm file names a skipped comm is left out
     without its stat being read (here its stat names another comm); a comm file that
-    is missing, escaped (a backslash) or too long leaves the decision to stat."""
+    is missing or too long leaves the decision to stat."""
     entries = {
         20: ("skipme\n", "other"),         # comm file decides: skipped
         21: (None, "skipme"),               # no comm file: stat decides, skipped
-        # the comm file doubles a backslash: read as is, it would name the skipped comm with two
-        # backslashes, not the real one with one (not skipped); stat decides
-        22: ("back\\\\slash\n", "back\\slash"),
         23: ("x" * 70 + "\n", "kept"),      # too long for a record: stat decides
         24: ("kept\n", "kept"),
     }
@@ -123,9 +120,26 @@ def test_stat_scanner_skips_by_the_comm_file_before_reading_stat(tmp_path: Path)
         if comm_file is not None:
             (tmp_path / str(pid) / "comm").write_text(comm_file)
     scanner = procscan.StatScanner(str(tmp_path))
-    got = {line.pid: line.comm for line in scanner.scan(skip_comms={b"skipme", b"back\\\\slash"})}
-    assert got == {22: "back\\slash", 23: "kept", 24: "kept"}
-    assert {line.pid for line in scanner.scan()} == {20, 21, 22, 23, 24}    # no skip list: stat only
+    got = {line.pid: line.comm for line in scanner.scan(skip_comms={b"skipme"})}
+    assert got == {23: "kept", 24: "kept"}
+    assert {line.pid for line in scanner.scan()} == {20, 21, 23, 24}    # no skip list: stat only
+
+
+def test_the_real_comm_file_and_stat_agree_on_an_odd_comm():
+    """The comm-first skip compares the comm file's bytes with stat's: a comm holding a
+    backslash, a newline, spaces and parentheses is skipped, and seen without a skip list."""
+    odd = b"a\\b (c)\nd"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import ctypes, sys, time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode('latin-1'), 0, 0, 0); "
+        "print(flush=True); time.sleep(60)"), odd.decode("latin-1")], stdout=subprocess.PIPE)
+    try:
+        child.stdout.readline()
+        scanner = procscan.StatScanner()
+        assert [line.comm for line in scanner.scan() if line.pid == child.pid] == [odd.decode()]
+        assert not any(line.pid == child.pid for line in scanner.scan(skip_comms={odd}))
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_stat_scanner_keeps_kernel_thread_comms_apart(tmp_path: Path):
