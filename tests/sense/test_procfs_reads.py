@@ -126,14 +126,17 @@ def test_stat_scanner_skips_by_the_comm_file_before_reading_stat(tmp_path: Path)
 
 
 def test_the_real_comm_file_and_stat_agree_on_an_odd_comm():
-    """The comm-first skip compares the comm file's bytes with stat's: a comm holding a
-    backslash, a newline, spaces and parentheses is skipped, and seen without a skip list."""
+    """The comm-first skip takes the comm file's bytes for stat's comm: on this kernel the two
+    agree for a comm holding a backslash, a newline, spaces and parentheses (neither escapes),
+    and the scanner reads it back and skips it."""
     odd = b"a\\b (c)\nd"
     child = subprocess.Popen([sys.executable, "-c", (
         "import ctypes, sys, time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode('latin-1'), 0, 0, 0); "
         "print(flush=True); time.sleep(60)"), odd.decode("latin-1")], stdout=subprocess.PIPE)
     try:
         child.stdout.readline()
+        with open(f"/proc/{child.pid}/comm", "rb") as f:
+            assert f.read() == odd + b"\n"
         scanner = procscan.StatScanner()
         assert [line.comm for line in scanner.scan() if line.pid == child.pid] == [odd.decode()]
         assert not any(line.pid == child.pid for line in scanner.scan(skip_comms={odd}))
