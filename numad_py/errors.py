@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # collections.abc imports collections: a light command's start-up pays it
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class NumaError(Exception):

@@ -6,7 +6,10 @@ passes in, so this module is usable from the decision core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False  # collections.abc imports collections: a light command's start-up pays it
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 # Node sets that mean the same on every machine, resolved at each tick (decide/nodesets.py).
 NODE_SETS = ("cpu", "memory-only", "fast-tier", "slow-tier")

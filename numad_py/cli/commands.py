@@ -7,10 +7,13 @@ and exit code 2, a failure of the action itself with exit code 1.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from ..units import format_size
 from ..nodes import NodeListError, format_nodes, parse_nodes
+
+TYPE_CHECKING = False  # collections.abc imports collections: a light command's start-up pays it
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # status: no daemon runs (systemctl status's code)

@@ -8,27 +8,28 @@ Building the parser imports neither the control client nor pydantic
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from collections.abc import Callable
 
 from ..defaults import CONFIG_PATH as DEFAULT_CONFIG
 from ..defaults import CONTROL_SOCKET as DEFAULT_SOCKET
 from ..errors import InvalidArgument, InvalidNode, NumaError, PermissionDenied, ProcessGone
 from .commands import (EXIT_FAILED, EXIT_USAGE, UsageError, cmd_advise, cmd_check_config, cmd_drain,
                        cmd_migrate, cmd_plan, cmd_run, cmd_shim_path, cmd_show, cmd_status, cmd_topology)
-from .light_argparse import ArgumentParser
+from .argv import ArgumentParser, ArgumentTypeError
+
+TYPE_CHECKING = False  # collections.abc imports collections: a light command's start-up pays it
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _count(text: str) -> int:
-    """argparse type for node numbers and batch sizes: ASCII digits only (int() takes "１２")."""
+    """The ``type`` for node numbers and batch sizes: ASCII digits only (int() takes "１２")."""
     if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        raise ArgumentTypeError(f"{text!r} is not a whole number")
     return int(text)
 
 
-def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+def add_via_daemon_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--via-daemon", action="store_true",
                         help="ask the running daemon (its socket) instead of migrating from this "
                              "process; the way an unprivileged user moves its own processes")
@@ -38,7 +39,7 @@ def add_via_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
+def add_drain_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--node", type=_count, required=True, metavar="N", help="the node to empty")
     parser.add_argument("--to", metavar="NODES", default=None,
                         help="target nodes (default: every other memory node, nearest first)")
@@ -49,12 +50,12 @@ def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result object")
 
 
-def _topology_args(p: argparse.ArgumentParser) -> None:
+def _topology_args(p: ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_topology)
 
 
-def _show_args(p: argparse.ArgumentParser) -> None:
+def _show_args(p: ArgumentParser) -> None:
     p.add_argument("pid")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--range", metavar="START-END", help="hex address range, as in /proc/PID/maps")
@@ -63,7 +64,7 @@ def _show_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_show)
 
 
-def _migrate_args(p: argparse.ArgumentParser) -> None:
+def _migrate_args(p: ArgumentParser) -> None:
     p.add_argument("pid")
     p.add_argument("--to", metavar="NODES", help="target nodes, e.g. 1 or 0-1")
     p.add_argument("--policy", metavar="TEXT", help="instead of --to, an interleave policy: page i to its "
@@ -78,20 +79,21 @@ def _migrate_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_migrate)
 
 
-def _drain_args(p: argparse.ArgumentParser) -> None:
+def _drain_args(p: ArgumentParser) -> None:
     add_drain_arguments(p)
     p.set_defaults(func=cmd_drain)
 
 
-def _deferred(module: str, adder: str) -> Callable[[argparse.ArgumentParser], None]:
+def _deferred(module: str, adder: str) -> Callable[[ArgumentParser], None]:
     """``module.adder`` (which also sets the command's ``func``), imported only when its
     command is the one being parsed."""
-    def add_arguments(p: argparse.ArgumentParser) -> None:
+    def add_arguments(p: ArgumentParser) -> None:
+        import importlib      # here: its import of warnings is start-up the light commands skip
         getattr(importlib.import_module(module, __package__), adder)(p)
     return add_arguments
 
 
-def _advise_args(p: argparse.ArgumentParser) -> None:
+def _advise_args(p: ArgumentParser) -> None:
     p.add_argument("--cpus", required=True, metavar="N")
     p.add_argument("--memory", metavar="SIZE", help='e.g. 512MiB, 2GiB, or bytes')
     p.add_argument("--json", action="store_true", help="the node set with the reasons")
@@ -100,11 +102,11 @@ def _advise_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_advise)
 
 
-def _shim_path_args(p: argparse.ArgumentParser) -> None:
+def _shim_path_args(p: ArgumentParser) -> None:
     p.set_defaults(func=cmd_shim_path)
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def _run_args(p: ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")
     p.add_argument("--once", action="store_true", help="one scan, then exit")
     p.add_argument("--dry-run", action="store_true", help="log what would be done, change nothing")
@@ -114,19 +116,19 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_run)
 
 
-def _check_config_args(p: argparse.ArgumentParser) -> None:
+def _check_config_args(p: ArgumentParser) -> None:
     p.add_argument("config_path", nargs="?", default=None, metavar="PATH")
     p.add_argument("--config", default=None, metavar="PATH")
     p.set_defaults(func=cmd_check_config)
 
 
-def _plan_args(p: argparse.ArgumentParser) -> None:
+def _plan_args(p: ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
 
-def _status_args(p: argparse.ArgumentParser) -> None:
+def _status_args(p: ArgumentParser) -> None:
     p.add_argument("--runtime-dir", default=None, metavar="DIR")
     p.add_argument("--socket", default=None, metavar="PATH")
     p.add_argument("--config", default=None, metavar="PATH")
@@ -135,7 +137,7 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 
 
 # name, the line in `numad-py --help`, and what adds the command's arguments.
-COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+COMMANDS: tuple[tuple[str, str, Callable[[ArgumentParser], None]], ...] = (
     ("topology", "nodes, CPUs, memory, distances", _topology_args),
     ("show", "resident bytes per node of a process", _show_args),
     ("migrate", "move a process's pages to nodes, now, from this process", _migrate_args),
@@ -160,11 +162,11 @@ def command_named(argv: list[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> ArgumentParser:
     """The ``numad-py`` parser.  With ``only``, every command is listed (for
     ``--help`` and for the "invalid choice" error) but only that one gets its
-    arguments: a light command need not pay for building every other one
-    (4.1 against 1.8-2.6 ms of a ~30 ms start-up, measured on the host)."""
+    arguments: a light command need not pay for building every other one (nor
+    import the modules of ``exec``, ``weights`` and ``shim``)."""
     parser = ArgumentParser(prog="numad-py", description="NUMA placement daemon and tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text, add_arguments in COMMANDS:
@@ -177,7 +179,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(only=command_named(argv))
+    # No command named (``numad-py --help``): the list of commands, none of their arguments.
+    parser = build_parser(only=command_named(argv) or "")
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -23,12 +23,12 @@ policy alone).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 
 from ..nodes import NodeListError, format_nodes, parse_nodes
+from .argv import REMAINDER, ArgumentParser, Namespace
 
 # The parser is built for every command: the vocabulary (and typing) load when exec runs.
 TYPE_CHECKING = False  # mypy reads this name as true
@@ -45,7 +45,7 @@ class ExecUsage(Exception):
     """Bad exec input: one line, exit code 2."""
 
 
-def add_exec_arguments(p: argparse.ArgumentParser) -> None:
+def add_exec_arguments(p: ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--node", metavar="N", help="the program and its children on node N (policy --mode)")
     g.add_argument("--spread", metavar="NODES", help="children round-robin over NODES")
@@ -66,11 +66,11 @@ def add_exec_arguments(p: argparse.ArgumentParser) -> None:
                    help="policy for --node/--spread/--least-loaded: preferred (default), bind, interleave, "
                         "preferred-many, weighted-interleave")
     p.add_argument("--table", metavar="PATH", help="node table the daemon publishes (for --least-loaded)")
-    p.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.add_argument("command_argv", nargs=REMAINDER, metavar="-- CMD ARGS")
     p.set_defaults(func=cmd_exec)
 
 
-def policy_from_args(args: argparse.Namespace) -> PolicySpec | None:
+def policy_from_args(args: Namespace) -> PolicySpec | None:
     """The policy options as one spec; None for --spread/--least-loaded. Raises ExecUsage."""
     from ..policyspec import PolicySpecError, make_policy, parse_policy, parse_weights
     home = _number(args.home_node, "--home-node") if args.home_node is not None else None
@@ -114,7 +114,7 @@ def _nodes(text: str) -> frozenset[int]:
         raise ExecUsage(f"bad node list: {exc}") from None
 
 
-def cmd_exec(args: argparse.Namespace) -> int:
+def cmd_exec(args: Namespace) -> int:
     command = args.command_argv[1:] if args.command_argv[:1] == ["--"] else args.command_argv
     if not command:
         print(f"{PROG}: no command given (usage: numad-py exec --bind 0-1 -- CMD ARGS...)", file=sys.stderr)
@@ -158,7 +158,7 @@ def _check_nodes(nodes: frozenset[int], *, cpus: bool) -> None:
             raise ExecUsage(f"--cpus: node {format_nodes(cpuless)} has no CPUs (memory-only)")
 
 
-def _shim_env(strategy: str, nodes: frozenset[int], args: argparse.Namespace) -> dict[str, str]:
+def _shim_env(strategy: str, nodes: frozenset[int], args: Namespace) -> dict[str, str]:
     """--spread / --least-loaded: the shim places the children with ``--mode`` (+ --balancing)."""
     from ..numa.policy import unsupported_reason
     from ..policyspec import PolicySpecError, make_policy
@@ -179,7 +179,7 @@ def _shim_env(strategy: str, nodes: frozenset[int], args: argparse.Namespace) ->
         raise ExecUsage(str(exc)) from None
 
 
-def _apply(spec: PolicySpec, args: argparse.Namespace) -> dict[str, str]:
+def _apply(spec: PolicySpec, args: Namespace) -> dict[str, str]:
     """Set ``spec`` on this process (it survives exec); the environment for the program."""
     from ..errors import NumaError
     from ..numa.policy import apply_policy, unsupported_reason
@@ -227,7 +227,7 @@ def exec_main(argv: Sequence[str], *, node: int | None = None, spread: frozenset
               **policy: str | bool | None) -> int:
     """Programmatic entry (tests, scripts): ``exec_main(["prog"], node=1)``, ``exec_main(["prog"],
     weighted_interleave="0:3,1:1")``; policy keywords are the option names with underscores."""
-    args = argparse.Namespace(
+    args = Namespace(
         node=None if node is None else str(node), spread=None if spread is None else format_nodes(spread),
         least_loaded=None if least_loaded is None else format_nodes(least_loaded), cpus=cpus, mode=mode,
         table=table_path, stats=stats_path, command_argv=list(argv), home_node=None, balancing=False,

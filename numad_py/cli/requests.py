@@ -17,7 +17,6 @@ line summary (or the result object with ``--json``).  Ctrl-C sends
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -164,6 +163,7 @@ def migrate_via_daemon(args) -> int:
 
 def _print_result(args, result: dict, summary) -> None:
     """The result object with --json, else its one-line summary."""
+    import json
     print(json.dumps(result, indent=2, sort_keys=True) if getattr(args, "json", False) else summary(result))
 
 

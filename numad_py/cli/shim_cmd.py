@@ -7,11 +7,12 @@ the file unchanged).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from .argv import ArgumentParser, Namespace
 
-def add_shim_arguments(p: argparse.ArgumentParser) -> None:
+
+def add_shim_arguments(p: ArgumentParser) -> None:
     sub = p.add_subparsers(dest="shim_command", required=True, metavar="ACTION")
     for name, help_text in (
             ("install-system", "add the shim to /etc/ld.so.preload: every new dynamically linked process "
@@ -26,7 +27,7 @@ def add_shim_arguments(p: argparse.ArgumentParser) -> None:
         q.set_defaults(func=cmd_shim)
 
 
-def cmd_shim(args: argparse.Namespace) -> int:
+def cmd_shim(args: Namespace) -> int:
     from ..shim.locate import ShimError
     from ..shim.system import install_system, uninstall_system
 

@@ -7,17 +7,18 @@ weighted-interleave policy, set by any program, uses it.  Setting needs root.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from .argv import ArgumentParser, Namespace
 
-def add_weights_arguments(p: argparse.ArgumentParser) -> None:
+
+def add_weights_arguments(p: ArgumentParser) -> None:
     p.add_argument("--set", metavar="NODE:W,...", help="set these nodes' weights (1-255), e.g. 0:3,1:1; root only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_weights)
 
 
-def cmd_weights(args: argparse.Namespace) -> int:
+def cmd_weights(args: Namespace) -> int:
     from ..errors import NumaError
     from ..numa.weights import read_weights, write_weights
     from ..policyspec import PolicySpecError, parse_weights

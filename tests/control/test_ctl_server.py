@@ -19,6 +19,7 @@ from ctlkit import (ALICE, ROOT, MiB, FakeExecutor, FakeHost, as_peer, ask, audi
                     make_server, read_messages, req, sockdir)
 from numad_py.cli import entry as cli
 from numad_py.cli import requests as cli_requests
+from numad_py.cli.argv import ArgumentParser
 from numad_py.client import BadRequest, Client, DaemonUnavailable, Forbidden, Gone, NotFound
 from numad_py.control import protocol as P
 from numad_py.control import transport as transport_mod
@@ -457,11 +458,11 @@ def test_cli_migrate_via_daemon_and_drain(make_server, capsys):
 
 
 def test_cli_parsers_accept_the_documented_options():
-    p = argparse.ArgumentParser()
+    p = ArgumentParser()
     cli.add_drain_arguments(p)
     a = p.parse_args(["--node", "2", "--to", "0-1", "--json"])
     assert (a.node, a.to, a.json, a.all) == (2, "0-1", True, False)
-    m = argparse.ArgumentParser()
+    m = ArgumentParser()
     cli.add_via_daemon_arguments(m)
     a = m.parse_args(["--via-daemon", "--socket", "/x"])
     assert a.via_daemon and a.socket == "/x"
