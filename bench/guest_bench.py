@@ -365,9 +365,9 @@ def bench_whole() -> None:
         # and the interpreter importing what `migrate` needs without the control client.
         for key, argv in (("numad_noop", [NUMAD, "migrate", str(pid), "--to", str(where), "--json"]),
                           ("python_startup", [PY, "-c", "pass"]),
-                          ("python_import_migrate_only", [PY, "-c", "import argparse, json, numad_py.errors, "
+                          ("python_import_migrate_only", [PY, "-c", "import json, numad_py.errors, "
                                                           "numad_py.units, numad_py.nodes, numad_py.numa, "
-                                                          "numad_py.sense.maps"]),
+                                                          "numad_py.selectors, numad_py.sense.maps"]),
                           ("python_import_cli", [PY, "-c", "import numad_py.cli as c; c.build_parser()"
                                                  " if hasattr(c, 'build_parser') else None"])):
             t0 = time.perf_counter()

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import errno
 import os
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import lru_cache
-from collections.abc import Iterator
 
 from .errors import CAPABILITY_FOR, NumaError, PermissionDenied, ProcessGone
 from .nodes import NodeListError, parse_cpulist
-from .selectors import Mapping, parse_maps
+
+# No contextlib, functools, dataclasses or selectors at import: `numad-py show` reads
+# numa_maps through here, and each costs milliseconds of its start-up (issue 17).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .selectors import Mapping
 
 PROC = "/proc"
 PF_KTHREAD = 0x00200000  # task flag of kernel threads: no user memory, never candidates
@@ -32,18 +33,27 @@ _GONE = (errno.ENOENT, errno.ESRCH)
 _DENIED = (errno.EACCES, errno.EPERM)
 
 
-@contextmanager
-def mapped(pid: int, what: str) -> Iterator[None]:
-    """Turn an OSError reading ``/proc/PID/what`` into the exception it means."""
-    try:
-        yield
-    except OSError as exc:
+class mapped:
+    """``with mapped(pid, what):`` turns an OSError reading ``/proc/PID/what`` into the
+    exception it means."""
+
+    def __init__(self, pid: int, what: str) -> None:
+        self.pid, self.what = pid, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, OSError):
+            raise self.meaning(exc) from None
+
+    def meaning(self, exc: OSError) -> NumaError:
         if exc.errno in _GONE:
-            raise ProcessGone(f"process {pid} is gone", errno=errno.ESRCH) from None
+            return ProcessGone(f"process {self.pid} is gone", errno=errno.ESRCH)
         if exc.errno in _DENIED:
-            raise PermissionDenied(f"reading /proc/{pid}/{what}",
-                                   capability=CAPABILITY_FOR["read_maps"], errno=exc.errno) from None
-        raise NumaError(f"reading /proc/{pid}/{what}: {exc.strerror}", errno=exc.errno) from None
+            return PermissionDenied(f"reading /proc/{self.pid}/{self.what}",
+                                    capability=CAPABILITY_FOR["read_maps"], errno=exc.errno)
+        return NumaError(f"reading /proc/{self.pid}/{self.what}: {exc.strerror}", errno=exc.errno)
 
 
 def read_bytes(pid: int | str, name: str, *, root: str = PROC, limit: int | None = None) -> bytes:
@@ -132,10 +142,16 @@ def parse_boot_time(proc_stat: str) -> float:
     raise NumaError("no btime line in /proc/stat")
 
 
-@lru_cache(maxsize=4)
+_BOOT_TIMES: dict[str, float] = {}    # per root: it never changes while the machine runs
+
+
 def boot_time(root: str = PROC) -> float:
-    with open(f"{root}/stat") as f:
-        return parse_boot_time(f.read())
+    if root not in _BOOT_TIMES:
+        if len(_BOOT_TIMES) >= 4:       # tests pass fake roots; the daemon has one
+            _BOOT_TIMES.clear()
+        with open(f"{root}/stat") as f:
+            _BOOT_TIMES[root] = parse_boot_time(f.read())
+    return _BOOT_TIMES[root]
 
 
 def start_time_from_ticks(ticks: int, *, root: str = PROC) -> float:
@@ -148,54 +164,6 @@ def start_time(pid: int, *, root: str = PROC) -> float:
     if stat["state"] in ("Z", "X"):  # a zombie's memory is gone: nothing to act on
         raise ProcessGone(f"process {pid} is gone (zombie)", errno=errno.ESRCH)
     return start_time_from_ticks(int(stat["starttime"]), root=root)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """One consistent view of a process: who it is and who it runs as.
-
-    Read as stat, status, stat: if the start time changed in between, the pid
-    was reused and the view is refused (ProcessGone), so an authorization check
-    never joins one process's identity with another's owner.
-    """
-
-    pid: int
-    start_time: float
-    comm: str
-    uids: tuple[int, int, int]      # real, effective, saved
-    dumpable: bool                  # False after a setuid exec (non-dumpable)
-
-    @property
-    def real_and_effective(self) -> tuple[int, int]:
-        return self.uids[0], self.uids[1]
-
-
-def credentials(pid: int, *, root: str = PROC) -> Credentials:
-    before = parse_stat(read_text(pid, "stat", root=root, limit=4096))
-    if before["state"] in ("Z", "X"):
-        raise ProcessGone(f"process {pid} is gone (zombie)", errno=errno.ESRCH)
-    status = read_text(pid, "status", root=root)
-    after = parse_stat(read_text(pid, "stat", root=root, limit=4096))
-    if after["starttime"] != before["starttime"]:
-        raise ProcessGone(f"process {pid} was replaced while being read", errno=errno.ESRCH)
-    uid_line = parse_status_field(status, "Uid")
-    if uid_line is None:
-        raise NumaError(f"/proc/{pid}/status has no Uid line")
-    real, effective, saved = (int(u) for u in uid_line.split()[:3])
-    return Credentials(
-        pid=pid,
-        start_time=start_time_from_ticks(int(after["starttime"]), root=root),
-        comm=str(after["comm"]),
-        uids=(real, effective, saved),
-        dumpable=_dumpable(pid, effective, root),
-    )
-
-
-def _dumpable(pid: int, effective_uid: int, root: str) -> bool:
-    """/proc/PID is owned by the effective uid, or by root once the process is
-    non-dumpable (a setuid exec; proc(5)): that owner is the flag."""
-    with mapped(pid, ""):
-        return os.stat(f"{root}/{pid}").st_uid == effective_uid
 
 
 # --- system-wide files and address spaces (added for sense/ and numa) ----------
@@ -211,6 +179,7 @@ def read_system(name: str, *, root: str = PROC) -> str:
 
 def maps(pid: int, *, root: str = PROC) -> list[Mapping]:
     """The mappings of /proc/PID/maps (ptrace read access needed)."""
+    from .selectors import parse_maps
     return parse_maps(read_text(pid, "maps", root=root))
 
 

@@ -1,7 +1,7 @@
 """The address and mapping selector grammar, PURE (no OS module, nothing read).
 
-What config rules, socket requests and the CLI write to name a process
-(:func:`parse_pid`) and its memory:
+What config rules, socket requests and the CLI write to name a process's
+memory (a pid is :func:`numad_py.units.parse_pid`):
 
 * an address range ``START-END`` in hex (``0x`` optional), END exclusive, as
   /proc/PID/maps writes it;
@@ -66,18 +66,6 @@ def parse_maps(text: str) -> list[Mapping]:
         path = fields[5].strip() if len(fields) > 5 else ""
         mappings.append(Mapping(int(lo, 16), int(hi, 16), fields[1], path))
     return mappings
-
-
-MAX_PID = 4194304  # PID_MAX_LIMIT on 64-bit kernels
-
-
-def parse_pid(text: str) -> int:
-    """A process id as a user writes it: ASCII digits, 1 to PID_MAX_LIMIT."""
-    spec = text.strip(" \t\n") if isinstance(text, str) else ""   # not str.strip(): it eats "\x1f" too
-    if not (spec.isascii() and spec.isdigit()) or len(spec) > 7 or not 0 < int(spec) <= MAX_PID:
-        shown = repr(spec) if len(spec) <= 20 else repr(spec[:20]) + "..."
-        raise InvalidArgument(f"bad pid {shown}: expected a process id like 1234")
-    return int(spec)
 
 
 # --- address ranges ------------------------------------------------------------

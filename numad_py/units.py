@@ -1,4 +1,4 @@
-"""Durations ("500ms", "10s", "5m", "1h") and sizes ("64KiB", "512MiB", plain int = bytes).
+"""Durations ("500ms", "10s", "5m", "1h"), sizes ("64KiB", "512MiB", plain int = bytes) and pids.
 
 Plain functions raising ``ValueError`` with a message fit to show a user;
 the pydantic models turn those into field errors.  Digits are ASCII only
@@ -10,6 +10,8 @@ holds); the models set tighter bounds per field.
 from __future__ import annotations
 
 import math
+
+from .errors import InvalidArgument
 
 # Patterns, compiled (and cached) by re on first use: re costs the CLI's light paths ~4 ms of
 # start-up, and they format sizes but never parse them.
@@ -62,6 +64,18 @@ def _bounded_size(nbytes: int, written: object) -> int:
     if nbytes > MAX_SIZE:
         raise ValueError(f"size {_short(written)} is too large (at most 8EiB)")
     return nbytes
+
+
+MAX_PID = 4194304  # PID_MAX_LIMIT on 64-bit kernels
+
+
+def parse_pid(text: str) -> int:
+    """A process id as a user writes it: ASCII digits, 1 to PID_MAX_LIMIT."""
+    spec = text.strip(" \t\n") if isinstance(text, str) else ""   # not str.strip(): it eats "\x1f" too
+    if not (spec.isascii() and spec.isdigit()) or len(spec) > 7 or not 0 < int(spec) <= MAX_PID:
+        shown = repr(spec) if len(spec) <= 20 else repr(spec[:20]) + "..."
+        raise InvalidArgument(f"bad pid {shown}: expected a process id like 1234")
+    return int(spec)
 
 
 def format_size(nbytes: int) -> str:

@@ -33,7 +33,7 @@ def _emit(args, data, text: Callable[[], str]) -> None:
 
 def _pid(text: str) -> int:
     """A pid that names a live process right now (it may still exit later)."""
-    from ..selectors import parse_pid   # ASCII digits only: int() also takes "１２" and "²"
+    from ..units import parse_pid   # ASCII digits only: int() also takes "１２" and "²"
     pid = parse_pid(text)
     if not os.path.exists(f"/proc/{pid}"):
         raise UsageError(f"no process with pid {pid}")
@@ -112,12 +112,13 @@ def cmd_topology(args) -> int:
 # --- show ------------------------------------------------------------------
 
 def cmd_show(args) -> int:
-    from ..sense.maps import parse_range, process_residency, read_maps, read_numa_maps
+    from ..sense.maps import process_residency, read_maps, read_numa_maps
 
     _non_empty("--range", args.range)
     pid = _pid(args.pid)
     if args.range is not None:   # "" is a bad range, not "everything"
         from ..numa import range_residency   # the cffi binding: only for a range
+        from ..selectors import parse_range
         start, end = parse_range(args.range)
         res = range_residency(pid, start, end)
         data = {"pid": pid, "range": args.range, "nodes": res["nodes"], "other": res["other"]}
@@ -169,7 +170,8 @@ def _spread_policy(text: str):
 def cmd_migrate(args) -> int:
     from ..numa import migrate_ranges
     from ..numa.place import place_ranges
-    from ..sense.maps import parse_range, read_maps, select_mappings
+    from ..selectors import parse_range, select_mappings
+    from ..sense.maps import read_maps
 
     _non_empty("--range", args.range)
     _non_empty("--mapping", args.mapping)

@@ -24,7 +24,8 @@ from .. import procfs
 from ..decide.actions import Action
 from ..errors import InvalidNode, NumaError
 from ..nodes import format_nodes
-from ..sense.maps import parse_maps, parse_numa_maps
+from ..selectors import parse_maps
+from ..sense.maps import parse_numa_maps
 from ..topology import Topology
 
 log = logging.getLogger("numad_py.control")

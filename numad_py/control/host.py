@@ -13,8 +13,10 @@ from collections.abc import Callable
 from .. import procfs
 from ..errors import InvalidArgument
 from ..nodes import parse_nodes
-from ..sense.maps import parse_maps, parse_numa_maps, parse_range, select_mappings
+from ..selectors import parse_maps, parse_range, select_mappings
+from ..sense.maps import parse_numa_maps
 from ..topology import Topology
+from .credentials import Credentials, credentials
 
 QUERY_CHUNK_PAGES = 1 << 16          # pages per move_pages query between cancellation checks
 MAX_QUERY_PAGES = 1 << 24            # mapped pages one query may look at (64 GiB of 4 KiB pages)
@@ -46,9 +48,9 @@ class KernelHost:
         from ..sense.node_load import node_snapshot
         return node_snapshot()
 
-    def credentials(self, pid: int) -> procfs.Credentials:
+    def credentials(self, pid: int) -> Credentials:
         """Identity and owner in one snapshot (ProcessGone if the pid changed hands)."""
-        return procfs.credentials(pid)
+        return credentials(pid)
 
     def target_nodes(self, spec: str) -> frozenset[int]:
         from ..numa import check_nodes

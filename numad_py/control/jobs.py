@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import procfs
 from ..errors import NumaError, ProcessGone
 from . import protocol as P
 from .auth import Peer
+from .credentials import Credentials
 from .connection import Connection
 
 
@@ -107,7 +107,7 @@ def progress_sender(job: Job, interval: float, enabled: bool) -> Callable[[int, 
     return progress
 
 
-def credential_change(before: procfs.Credentials, now: procfs.Credentials, *,
+def credential_change(before: Credentials, now: Credentials, *,
                       admin: bool) -> tuple[str, str] | None:
     """(code, why) when ``now`` is not the process ``before`` authorized, else None."""
     if abs(now.start_time - before.start_time) > 0.005:
@@ -123,7 +123,7 @@ def credential_change(before: procfs.Credentials, now: procfs.Credentials, *,
     return None
 
 
-def guarded(job: Job, before: procfs.Credentials, read: Callable[[int], procfs.Credentials],
+def guarded(job: Job, before: Credentials, read: Callable[[int], Credentials],
             *, admin: bool) -> Callable[[], bool]:
     """The executor's per-chunk ``cancelled()``: a cancel, or the target no longer the same."""
 

@@ -43,7 +43,7 @@ from .wire import (  # noqa: F401  (re-exported: the protocol's one namespace)
 )
 from ..nodes import MAX_NODE, NodeListError, format_nodes, parse_nodes
 from ..policyspec import parse_policy
-from ..sense.maps import is_range, parse_range
+from ..selectors import is_range, parse_range
 
 # --- request models ----------------------------------------------------------
 

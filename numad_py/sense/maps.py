@@ -2,33 +2,35 @@
 
 Parsing is separate from reading so the parsers are tested on literal text;
 every read goes through :mod:`numad_py.procfs` (one exception map).  The
-selector grammar lives in :mod:`numad_py.selectors`; its names are
-re-exported here only for the modules that still import them from sense
-(``parse_range``, ``is_range``, ``select_mappings``, ``selected_mappings``,
-``split_selectors``, ``Mapping``, ``parse_maps``).
+selector grammar is :mod:`numad_py.selectors`.
+
+Neither ``re`` nor the selectors (``dataclasses``) load with this module:
+``numad-py show`` reads numa_maps through it, and they would be most of its
+start-up (issue 17).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 from .. import procfs
-from ..procfs import parse_smaps_huge  # noqa: F401  (re-export)
-from ..selectors import (  # noqa: F401  (re-exports, see the docstring)
-    Mapping,
-    is_range,
-    parse_maps,
-    parse_range,
-    ranges_of,
-    select_mappings,
-    selected_mappings,
-    split_selectors,
-)
 
-_NODE_COUNT = re.compile(r"\bN([0-9]+)=([0-9]+)")
-_PAGESIZE = re.compile(r"\bkernelpagesize_kB=([0-9]+)")
-_HEX_ADDRESS = re.compile(r"[0-9a-fA-F]+")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..selectors import Mapping
+
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and not text.strip(_HEX_DIGITS)
+
+
+def _field(token: str, key: str) -> int | None:
+    """The number in ``key=NUMBER`` (ASCII digits), else None."""
+    if token.startswith(key) and token[len(key):].isascii() and token[len(key):].isdigit():
+        return int(token[len(key):])
+    return None
 
 
 def parse_numa_maps(text: str) -> list[tuple[int, dict[int, int]]]:
@@ -36,13 +38,16 @@ def parse_numa_maps(text: str) -> list[tuple[int, dict[int, int]]]:
     out = []
     for line in text.splitlines():
         addr, _, rest = line.partition(" ")
-        if not _HEX_ADDRESS.fullmatch(addr):
+        if not _is_hex(addr):
             continue
-        size_kb = _PAGESIZE.search(rest)
-        page = int(size_kb.group(1)) * 1024 if size_kb else 4096
+        tokens = rest.split()
+        size_kb = next((n for n in (_field(t, "kernelpagesize_kB=") for t in tokens) if n is not None), None)
+        page = size_kb * 1024 if size_kb is not None else 4096
         per_node: dict[int, int] = {}
-        for node, pages in _NODE_COUNT.findall(rest):
-            per_node[int(node)] = per_node.get(int(node), 0) + int(pages) * page
+        for token in tokens:                      # N<node>=<pages>
+            node, equals, pages = token[1:].partition("=")
+            if token.startswith("N") and equals and _field(node, "") is not None and _field(pages, "") is not None:
+                per_node[int(node)] = per_node.get(int(node), 0) + int(pages) * page
         out.append((int(addr, 16), per_node))
     return out
 
@@ -53,7 +58,7 @@ def parse_task_policy(text: str) -> str:
     counts: dict[str, int] = {}
     for line in text.splitlines():
         addr, _, rest = line.partition(" ")
-        if _HEX_ADDRESS.fullmatch(addr):
+        if _is_hex(addr):
             policy = rest.split(" ", 1)[0]
             counts[policy] = counts.get(policy, 0) + 1
     return max(counts, key=lambda p: (counts[p], p)) if counts else "default"
@@ -92,6 +97,7 @@ def mappings_residency(numa_maps: list[tuple[int, dict[int, int]]], starts: set[
 
 def resolve_memory(pid: int, memory: str | Iterable[str] | None, proc_root: str = procfs.PROC) -> list[tuple[int, int]]:
     """Address ranges of ``pid`` named by a rule's ``memory`` ("all" or selectors)."""
+    from ..selectors import ranges_of, split_selectors
     explicit, named = split_selectors(memory)
     maps = read_maps(pid, proc_root) if named else []
     return ranges_of(maps, memory)

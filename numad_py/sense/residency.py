@@ -12,13 +12,8 @@ mappings and a range may cover part of one.
 
 from __future__ import annotations
 
-from .maps import (
-    mappings_residency,
-    read_maps,
-    read_numa_maps,
-    selected_mappings,
-    split_selectors,
-)
+from ..selectors import selected_mappings, split_selectors
+from .maps import mappings_residency, read_maps, read_numa_maps
 
 
 def memory_residency(pid: int, memory, proc_root: str = "/proc") -> dict[int, int]:

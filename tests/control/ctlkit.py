@@ -2,7 +2,7 @@
 
 The fakes stand in for pure logic only (no kernel): the executor is chunked
 with progress and cancel like the real one; the host answers credentials
-as one snapshot like ``procfs.credentials``.
+as one snapshot like ``control.credentials.credentials``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from numad_py import procfs
 from numad_py.act.executor import Outcome
 from numad_py.control import protocol as P
 from numad_py.control import transport as transport_mod
 from numad_py.control.auth import Peer
+from numad_py.control.credentials import Credentials
 from numad_py.control.server import ControlServer
 from numad_py.decide.snapshot import NodeInfo, Snapshot
 from numad_py.errors import InvalidNode, ProcessGone
@@ -87,7 +87,7 @@ class FakeHost:
         if pid not in self.owners:
             raise ProcessGone(f"process {pid} is gone")
         uids = self.owners[pid]
-        return procfs.Credentials(pid=pid, start_time=self.start_times.get(pid, 1.0), comm=f"proc{pid}",
+        return Credentials(pid=pid, start_time=self.start_times.get(pid, 1.0), comm=f"proc{pid}",
                                   uids=tuple(uids) if len(uids) == 3 else (*uids, uids[1]),
                                   dumpable=pid not in self.undumpable)
 

@@ -19,11 +19,10 @@ from numad_py.selectors import (
     check_selector,
     is_range,
     parse_maps,
-    parse_pid,
     parse_range,
     select_mappings,
 )
-from numad_py.units import MAX_DURATION, MAX_SIZE, parse_duration, parse_size
+from numad_py.units import MAX_DURATION, MAX_SIZE, parse_duration, parse_pid, parse_size
 
 # Unicode digits int() accepts; every parser must refuse them.
 FOREIGN_DIGITS = ["²", "１２", "١٢", "۱", "߁", "१२", "𝟙", "¹", "₂", "٣-٤"]

@@ -9,12 +9,12 @@ from numad_py.selectors import (
     Mapping,
     check_selector,
     parse_maps,
-    parse_pid,
     parse_range,
     ranges_of,
     select_mappings,
     split_selectors,
 )
+from numad_py.units import parse_pid
 
 MAPS_TEXT = """\
 55d0c000-55d0e000 r--p 00000000 08:01 131 /usr/bin/cat
