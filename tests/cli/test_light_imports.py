@@ -63,7 +63,8 @@ STDLIB_HEAVY = ("argparse", "re", "enum", "json", "collections", "typing", "data
     (["--help"], (*STDLIB_HEAVY, "ipaddress", "numad_py.procfs", "numad_py._numa", "numad_py.cli.exec_cmd")),
     (["status", *NO_DAEMON], (*STDLIB_HEAVY, "numad_py.client", "socket", "numad_py.procfs",
                               "numad_py.daemon.runtime")),
-    (["show", str(os.getpid())], ("numad_py._numa", "numad_py.numa", "numad_py.client", "shutil", "json")),
+    (["show", str(os.getpid())], (*STDLIB_HEAVY, "numad_py._numa", "numad_py.numa", "numad_py.client",
+                                  "numad_py.selectors")),
 ], ids=lambda a: a[0] if isinstance(a, list) else "")
 def test_light_path_skips_what_it_does_not_use(argv, unwanted):
     proc = subprocess.run([sys.executable, "-c", PATH_PROBE.format(unwanted=unwanted), *argv],
