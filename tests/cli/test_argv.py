@@ -55,6 +55,9 @@ CASES = [
     ["plan", "--json"], ["status"], ["status", "--socket", "/s", "--runtime-dir", "/r", "--json"],
     ["status", "--bogus"], ["frob"], [], ["--help"], ["show", "--help"], ["exec", "-h"],
     ["shim", "install-system", "-h"], ["status", "--json", "--", "x"],
+    ["show", "12", "--range", "1-2", "--range", "3-4"], ["show", "12", "--json", "--json"],
+    ["migrate", "12", "--to", "0", "--to", "1"], ["status", "--socket"], ["show", "--", "12"],
+    ["exec", "--node", "1", "--", "--", "x"], ["drain", "--node=1", "--to=0"],
 ]
 
 
