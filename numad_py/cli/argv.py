@@ -2,8 +2,8 @@
 
 argparse brings ``re``, ``gettext`` and ``enum`` with it: importing it and parsing
 nothing costs 16 ms of CPU on the host, more than the interpreter's 14 ms start-up
-(this module: 3 ms, the numad_py package included), before any command runs, and
-libvirt (``numad -w``) and scripts pay it at every call (issue 17).  This
+(this module: 3 ms, the numad_py package included), before any command runs; a
+script that calls numad-py in a loop pays it at every call (issue 17).  This
 parser takes the same calls (``add_argument``, ``add_mutually_exclusive_group``,
 ``add_subparsers``/``add_parser``, ``set_defaults``, ``parse_args``), so the
 commands' argument functions work with either, and keeps argparse's contract:
