@@ -36,6 +36,11 @@ log = logging.getLogger("numad_py.sense")
 SAMPLES_PER_REGION = 16
 IDLE_CHUNK = 2 << 20     # granularity of the sensor's own "last seen accessed" memory
 MAX_STREAK = EDGE_STREAK  # hot measurements in a row are counted up to the most tiering asks for
+# What a chunk may lack of accessed coverage and still count as covered whole.  At the end of
+# a hot run a cold DAMON region held a few pages of the run (4-36 KiB in the tiered guest) for
+# up to 48 measurements in a row, holding the end chunk's promotion for over 90 s; the cold
+# chunk next to the run lacked 388 KiB or more whenever a hot region strayed into it.
+SLIVER = IDLE_CHUNK // 16
 
 
 class AccessSensor:
@@ -140,18 +145,13 @@ class Seen:
 
     def note(self, regions: list[RawRegion], now: float) -> None:
         """Remember ``now`` for every chunk a region with any access touches; count the streak
-        only for chunks regions with accesses cover whole.  A hot region's edge inside a chunk
-        makes the chunk not idle, but not hot: promoting it moved the cold 2 MiB next to a
-        hot range back and forth (4 moves in 25 s in the tiered guest).  A chunk covered whole
-        whose neighbour is not is at the edge of the hot run: noted apart (``edge``), since
-        DAMON's region boundaries wander by a few MiB there."""
-        covered: dict[int, int] = {}
-        for r in regions:
-            if r.nr_accesses > 0:
-                for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
-                    lo, hi = max(r.start, chunk * IDLE_CHUNK), min(r.end, (chunk + 1) * IDLE_CHUNK)
-                    covered[chunk] = covered.get(chunk, 0) + hi - lo
-        whole = {chunk for chunk, nbytes in covered.items() if nbytes >= IDLE_CHUNK}
+        only for chunks regions with accesses cover whole, but for a ``SLIVER``.  A hot region's
+        edge inside a chunk makes the chunk not idle, but not hot: promoting it moved the cold
+        2 MiB next to a hot range back and forth (4 moves in 25 s in the tiered guest).  A chunk
+        covered whole whose neighbour is not is at the edge of the hot run: noted apart
+        (``edge``), since DAMON's region boundaries wander by a few MiB there."""
+        covered = accessed_bytes(regions)
+        whole = {chunk for chunk, nbytes in covered.items() if nbytes >= IDLE_CHUNK - SLIVER}
         streak: dict[int, int] = {}
         for chunk in whole:
             before = self.streak.get(chunk, 0) if self.last.get(chunk) == self._previous else 0
@@ -182,6 +182,17 @@ class Seen:
             pieces.append((RawRegion(lo, hi, region.nr_accesses, region.age), *key))
             lo = hi
         return pieces
+
+
+def accessed_bytes(regions: list[RawRegion]) -> dict[int, int]:
+    """Per ``IDLE_CHUNK``, the bytes of it that regions with any access cover."""
+    covered: dict[int, int] = {}
+    for r in regions:
+        if r.nr_accesses > 0:
+            for chunk in range(r.start // IDLE_CHUNK, (r.end - 1) // IDLE_CHUNK + 1):
+                lo, hi = max(r.start, chunk * IDLE_CHUNK), min(r.end, (chunk + 1) * IDLE_CHUNK)
+                covered[chunk] = covered.get(chunk, 0) + hi - lo
+    return covered
 
 
 def clip(regions: list[RawRegion], ranges: list[tuple[int, int]]) -> list[RawRegion]:

@@ -191,11 +191,6 @@ def test_cold_goes_slow_and_hot_stays_fast(tiered_setup, tmp_path):
     Scenario(tiered_setup, tmp_path).settle()
 
 
-@pytest.mark.xfail(strict=False, reason="not met reliably (issue 14): since the sampling stopped counting pages caught "
-                   "mid-migration as moves, no 1 MiB moved more than twice in the 8 of 9 runs that settled "
-                   "(2026-12-01), but the ninth did not settle within SETTLE (others: 8-68 s): the 2 MiB at an "
-                   "end of the new hot slice waits until DAMON's regions with accesses cover it whole at 4 "
-                   "measurements in a row, and a cold region holding a sliver of the hot slice can keep it uncovered")
 def test_a_switch_is_followed_without_ping_pong(tiered_setup, tmp_path):
     sc = Scenario(tiered_setup, tmp_path)
     sc.settle()

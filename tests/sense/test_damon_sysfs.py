@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from numad_py.sense.access import Seen, clip, estimate_nodes, sample_pages
+from numad_py.config.tier import Tier
+from numad_py.decide.snapshot import ProcessAccess, RegionAccess
+from numad_py.decide.tiering import classify, merge
+from numad_py.sense.access import IDLE_CHUNK, SLIVER, Seen, clip, estimate_nodes, sample_pages
 from numad_py.sense.damon import (
     CLAIM_FILE,
     NEEDS_DAMON,
@@ -160,3 +163,62 @@ def test_the_chunks_at_a_hot_runs_ends_are_marked_edge_and_counted_up_to_four():
     pieces = seen.split(RawRegion(78 * MiB, 98 * MiB, 9, 0), since=0.0)
     assert [(r.start // MiB, r.end // MiB, streak, edge) for r, _, streak, edge in pieces] == \
         [(78, 80, 0, False), (80, 82, 4, True), (82, 94, 4, False), (94, 96, 4, True), (96, 98, 0, False)]
+
+
+# The end of a hot run at 80-96 MiB as the tiered guest measured it after a switch: a cold
+# DAMON region kept the run's last 24 KiB for 9 measurements in a row (issue 14).
+HOT_END = 96 * MiB
+SHORT_BY = 24 << 10
+ON_SLOW = Tier(fast="0-1", slow="2", cold_after="3s", hot_min="5%")
+
+
+def run_ending_at(end: int) -> list[RawRegion]:
+    """A hot run from 80 MiB to ``end``, a cold region after it."""
+    return [RawRegion(80 * MiB, 90 * MiB, 17, 0), RawRegion(90 * MiB, end, 15, 0),
+            RawRegion(end, 104 * MiB, 0, 20)]
+
+
+def promoted(seen: Seen, regions: list[RawRegion]) -> list[tuple[int, int]]:
+    """The MiB ranges of 92-100 MiB the planner promotes from the sensor's pieces of
+    ``regions``, all of them on the slow node."""
+    pieces = [piece for r in clip(regions, [(92 * MiB, 100 * MiB)]) for piece in seen.split(r, since=0.0)]
+    access = ProcessAccess(tuple(RegionAccess(r.start, r.end, r.nr_accesses, r.age, {2: r.end - r.start},
+                                              idle_seconds=0.0, hot_streak=streak, hot_edge=edge)
+                                 for r, _, streak, edge in pieces), sample_us=5000, aggr_us=100_000)
+    return [(group[0].region.start // MiB, -(-group[-1].region.end // MiB))
+            for group in merge(classify(access, ON_SLOW, frozenset({2}))) if group[0].tier == "fast"]
+
+
+def test_an_end_chunk_a_cold_region_holds_a_sliver_of_is_promoted():
+    seen = Seen()
+    regions = run_ending_at(HOT_END - SHORT_BY)
+    for now in range(1, 9):
+        seen.note(regions, now=float(now))
+        assert promoted(seen, regions) == ([(92, 96)] if now >= 4 else [(92, 94)] if now >= 2 else [])
+
+
+def test_an_end_chunk_with_a_sliver_uncovered_in_alternate_measurements_is_promoted():
+    seen = Seen()
+    for now in range(1, 5):
+        regions = run_ending_at(HOT_END - SHORT_BY if now % 2 else HOT_END)
+        seen.note(regions, now=float(now))
+    assert promoted(seen, regions) == [(92, 96)]
+
+
+def test_the_cold_chunk_next_to_a_hot_run_is_never_promoted_however_the_boundary_strays():
+    """The boundary strays into the cold 96-98 MiB (by up to 1.6 MiB seen in the guest; here
+    by up to all of it but a sliver and a page): that chunk's streak never starts."""
+    strays = [4 << 10, SHORT_BY, 600 << 10, 1290 << 10, 2 * MiB - SLIVER - (4 << 10)]
+    seen = Seen()
+    for now in range(1, 4 * len(strays) + 1):
+        regions = run_ending_at(HOT_END + strays[now % len(strays)])
+        seen.note(regions, now=float(now))
+        assert seen.streak.get(96 * MiB // IDLE_CHUNK, 0) == 0
+        assert all(end <= 96 for _start, end in promoted(seen, regions))
+
+
+def test_a_chunk_short_of_more_than_a_sliver_is_not_covered_whole():
+    seen = Seen()
+    for now in range(1, 9):
+        seen.note(run_ending_at(HOT_END - SLIVER - (4 << 10)), now=float(now))
+    assert seen.streak.get(94 * MiB // IDLE_CHUNK, 0) == 0 and 92 * MiB // IDLE_CHUNK in seen.edge
