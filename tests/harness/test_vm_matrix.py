@@ -120,14 +120,15 @@ def test_a_kernel_that_did_not_boot_fails(tmp_path, capsys):
 
 
 def test_a_kernel_crash_at_boot_is_found_in_the_console(tmp_path):
+    import guest_runner
     console = tmp_path / "console.log"
     console.write_text("[    3.17] sched_clock: Marking stable\n"
                        "[    3.18] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
                        "[    3.18] Kernel panic - not syncing: Fatal exception in interrupt\n")
-    assert run.boot_panic(console) == "Oops: int3: 0000 [#1] PREEMPT SMP NOPTI"
+    assert guest_runner.boot_panic(console) == "Oops: int3: 0000 [#1] PREEMPT SMP NOPTI"
     console.write_text("[    3.17] Run /init as init process\n")
-    assert run.boot_panic(console) is None
-    assert run.boot_panic(tmp_path / "missing.log") is None
+    assert guest_runner.boot_panic(console) is None
+    assert guest_runner.boot_panic(tmp_path / "missing.log") is None
 
 
 
@@ -144,11 +145,38 @@ def test_a_guest_that_crashed_while_booting_boots_once_more(tmp_path, capsys):
     timed_out, _s = guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
     assert not timed_out and out.read_text() == "ran\n" and count.read_text().count("x") == 2
     assert "Oops: int3" in (tmp_path / "console.boot1.log").read_text()
-    assert "crashed while booting (Oops: int3: 0000 [#1]); booting it once more" in capsys.readouterr().out
+    assert "died while booting (Oops: int3: 0000 [#1]); booting it once more" in capsys.readouterr().out
     # A guest that ran boots once.
     out.unlink()
     guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
     assert count.read_text().count("x") == 3
+
+def test_a_guest_that_ended_silently_while_booting_boots_once_more(tmp_path, capsys):
+    """A fake vng whose first boot stops mid-console, with no panic, and runs nothing (seen on 6.1)."""
+    import guest_runner
+    count, out = tmp_path / "boots", tmp_path / "guest.log"
+    fake = tmp_path / "fake-vng"
+    fake.write_text(f"#!/bin/sh\necho x >> {count}\n"
+                    f"if [ $(wc -l < {count}) -eq 1 ]; then echo '[ 2.7] pci 0000:00:09.0: BAR 1'; exit 0; fi\n"
+                    f"echo ran > {out}\n")
+    fake.chmod(0o755)
+    console = tmp_path / "console.log"
+    timed_out, _s = guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
+    assert not timed_out and out.read_text() == "ran\n" and count.read_text().count("x") == 2
+    assert "died while booting (no panic; last console line: [ 2.7] pci 0000:00:09.0: BAR 1)" in \
+        capsys.readouterr().out
+
+
+def test_a_guest_that_never_boots_is_tried_twice_then_reported(tmp_path):
+    import guest_runner
+    count = tmp_path / "boots"
+    fake = tmp_path / "fake-vng"
+    fake.write_text(f"#!/bin/sh\necho x >> {count}\necho '[ 2.7] pci 0000:00:09.0'\n")
+    fake.chmod(0o755)
+    out = tmp_path / "guest.log"
+    guest_runner.run_guest([str(fake)], tmp_path / "console.log", [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
+    assert count.read_text().count("x") == 1 + guest_runner.BOOT_RETRIES and not out.exists()
+
 
 # --- a checkout under a 0700 directory -----------------------------------------------
 

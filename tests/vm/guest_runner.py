@@ -39,25 +39,27 @@ class Tail:
         return self.pos > 0
 
 
-BOOT_RETRIES = 1         # a guest whose kernel crashed before it ran anything boots once more
+BOOT_RETRIES = 1         # a guest that died while booting, before it ran anything, boots once more
 
 
 def run_guest(cmd: list[str], console: Path, tails: list[Tail], timeout: float, cwd: Path) -> tuple[bool, float]:
     """Run ``cmd`` with its output in ``console``; returns (timed out, seconds).
 
     TCG now and then crashes a booting kernel (seen on 6.12: "Oops: int3" in
-    sched_clock_cpu while the kernel patches its code, before any test or
-    benchmark ran).  Such a guest, which wrote nothing to its tails, boots
-    once more; the crashed console is kept as ``console.bootN.log``."""
+    sched_clock_cpu while the kernel patches its code), or the guest ends
+    silently while booting (seen on 6.1, 2026-12-01: the console stopped in PCI
+    enumeration 2.7 s into the boot, no panic, vng gone 16 s after its start),
+    before any test or benchmark ran.  Such a guest, which wrote nothing to
+    its tails, boots once more; its console is kept as ``console.bootN.log``."""
     t0 = time.monotonic()
     timed_out = False
     for attempt in range(1 + BOOT_RETRIES):
         timed_out = _run_once(cmd, console, tails, timeout - (time.monotonic() - t0), cwd)
-        crash = None if timed_out or any(t.seen for t in tails if t.path != console) else boot_panic(console)
+        crash = None if timed_out or any(t.seen for t in tails if t.path != console) else boot_failure(console)
         if crash is None or attempt == BOOT_RETRIES:
             break
         prefix = tails[0].prefix if tails else ""
-        print(f"{prefix}the guest kernel crashed while booting ({crash}); booting it once more", flush=True)
+        print(f"{prefix}the guest died while booting ({crash}); booting it once more", flush=True)
         console.rename(console.with_name(f"{console.stem}.boot{attempt + 1}{console.suffix}"))
     return timed_out, time.monotonic() - t0
 
@@ -78,6 +80,12 @@ def _run_once(cmd: list[str], console: Path, tails: list[Tail], timeout: float, 
     for tail in tails:
         tail.poll(final=True)
     return timed_out
+
+
+def boot_failure(console: Path) -> str:
+    """Why a guest that ran nothing ended: its kernel's Oops/panic line, else its last console line."""
+    last = [line for line in last_lines(console, 5) if line.strip()]
+    return boot_panic(console) or "no panic; last console line: " + (last[-1].strip() if last else "(empty)")
 
 
 def boot_panic(console: Path) -> str | None:

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guest_runner import Tail, boot_panic, last_lines, run_guest
+from guest_runner import Tail, boot_failure, last_lines, run_guest
 from topologies import DEFAULT_MATRIX, KERNELS, TOPOLOGIES, vng_args
 
 HERE = Path(__file__).resolve().parent
@@ -48,7 +48,6 @@ OUT = HERE / "out" if not any(c.isspace() for c in str(HERE)) else Path(f"/var/t
 # never a failure.  Must match tests/numa/conftest.py.
 ELSEWHERE_SKIP_PREFIXES = ("needs VM topology", "needs VM kernel")
 # Directories vng 1.42 already overlays in the guest (writable there, host untouched).
-BOOT_RETRIES = 1         # a guest whose kernel crashed before any test ran boots once more
 VNG_OVERLAYS = ("/etc", "/lib", "/home", "/opt", "/srv", "/usr", "/var", "/tmp")
 
 
@@ -219,7 +218,7 @@ def run_one(kernel: str, topology: str, env: dict, python: Path, rundir: Path, p
     tail = Tail(rwdir / f"{stem}.log", prefix)
     tails = [tail, Tail(console, f"[{kernel}/{topology} console] ")] if verbose else [tail]
     timed_out, outcome.seconds = run_guest(cmd, console, tails, timeout, REPO)
-    outcome.problems_retried = [boot_panic(c) or c.name for c in sorted(rwdir.glob("console.boot*.log"))]
+    outcome.problems_retried = [boot_failure(c) for c in sorted(rwdir.glob("console.boot*.log"))]
 
     if timed_out:
         outcome.problems.append(f"timed out after {timeout:.0f}s")
@@ -332,7 +331,7 @@ def report(outcomes: list[Outcome], strict: bool, filtered: bool, seconds: float
             for s in o.skipped_other:
                 print(f"     skipped: {s}", flush=True)
         for crash in o.problems_retried:
-            print(f"   {o.name}: booted again after a kernel crash at boot: {crash}", flush=True)
+            print(f"   {o.name}: booted again after the guest died at boot: {crash}", flush=True)
         for problem in o.problems:
             print(f"   FAIL {o.name}: {problem}", flush=True)
         for failure in o.failures:
