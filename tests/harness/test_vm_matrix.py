@@ -132,37 +132,40 @@ def test_a_kernel_crash_at_boot_is_found_in_the_console(tmp_path):
 
 
 
-def test_a_guest_that_crashed_while_booting_boots_once_more(tmp_path, capsys):
-    """A fake vng: the first boot prints a kernel Oops and runs nothing, the second runs."""
-    import guest_runner
+def fake_vng(tmp_path, first_boot: str) -> tuple:
+    """A fake vng whose first boot prints ``first_boot`` (a console line) and runs nothing, and
+    whose later boots run the guest (write its log); also the file counting the boots."""
     count, out = tmp_path / "boots", tmp_path / "guest.log"
     fake = tmp_path / "fake-vng"
     fake.write_text(f"#!/bin/sh\necho x >> {count}\n"
-                    f"if [ $(wc -l < {count}) -eq 1 ]; then echo '[ 3.1] Oops: int3: 0000 [#1]'; exit 1; fi\n"
+                    f"if [ $(wc -l < {count}) -eq 1 ]; then echo '{first_boot}'; exit 1; fi\n"
                     f"echo ran > {out}\n")
     fake.chmod(0o755)
-    console = tmp_path / "console.log"
-    timed_out, _s = guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
-    assert not timed_out and out.read_text() == "ran\n" and count.read_text().count("x") == 2
+    return fake, count, out
+
+
+def boot(fake, out, tmp_path) -> bool:
+    import guest_runner
+    timed_out, _s = guest_runner.run_guest([str(fake)], tmp_path / "console.log",
+                                           [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
+    return timed_out
+
+
+def test_a_guest_that_crashed_while_booting_boots_once_more(tmp_path, capsys):
+    fake, count, out = fake_vng(tmp_path, "[ 3.1] Oops: int3: 0000 [#1]")
+    assert not boot(fake, out, tmp_path) and out.read_text() == "ran\n" and count.read_text().count("x") == 2
     assert "Oops: int3" in (tmp_path / "console.boot1.log").read_text()
     assert "died while booting (Oops: int3: 0000 [#1]); booting it once more" in capsys.readouterr().out
     # A guest that ran boots once.
     out.unlink()
-    guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
+    boot(fake, out, tmp_path)
     assert count.read_text().count("x") == 3
 
+
 def test_a_guest_that_ended_silently_while_booting_boots_once_more(tmp_path, capsys):
-    """A fake vng whose first boot stops mid-console, with no panic, and runs nothing (seen on 6.1)."""
-    import guest_runner
-    count, out = tmp_path / "boots", tmp_path / "guest.log"
-    fake = tmp_path / "fake-vng"
-    fake.write_text(f"#!/bin/sh\necho x >> {count}\n"
-                    f"if [ $(wc -l < {count}) -eq 1 ]; then echo '[ 2.7] pci 0000:00:09.0: BAR 1'; exit 0; fi\n"
-                    f"echo ran > {out}\n")
-    fake.chmod(0o755)
-    console = tmp_path / "console.log"
-    timed_out, _s = guest_runner.run_guest([str(fake)], console, [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
-    assert not timed_out and out.read_text() == "ran\n" and count.read_text().count("x") == 2
+    """The console stops mid-boot with no panic and nothing ran (seen on 6.1)."""
+    fake, count, out = fake_vng(tmp_path, "[ 2.7] pci 0000:00:09.0: BAR 1")
+    assert not boot(fake, out, tmp_path) and out.read_text() == "ran\n" and count.read_text().count("x") == 2
     assert "died while booting (no panic; last console line: [ 2.7] pci 0000:00:09.0: BAR 1)" in \
         capsys.readouterr().out
 
@@ -174,7 +177,7 @@ def test_a_guest_that_never_boots_is_tried_twice_then_reported(tmp_path):
     fake.write_text(f"#!/bin/sh\necho x >> {count}\necho '[ 2.7] pci 0000:00:09.0'\n")
     fake.chmod(0o755)
     out = tmp_path / "guest.log"
-    guest_runner.run_guest([str(fake)], tmp_path / "console.log", [guest_runner.Tail(out, "[g] ")], 30, tmp_path)
+    boot(fake, out, tmp_path)
     assert count.read_text().count("x") == 1 + guest_runner.BOOT_RETRIES and not out.exists()
 
 
