@@ -13,8 +13,8 @@ import math
 
 from .errors import InvalidArgument
 
-# Patterns, compiled (and cached) by re on first use: re costs the CLI's light paths ~4 ms of
-# start-up, and they format sizes but never parse them.
+# Patterns, compiled (and cached) by re on first use: importing re costs half an interpreter
+# start-up (measured on the host), and the CLI's light paths format sizes but never parse them.
 _DURATION = r"\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*(ms|s|m|h)\s*"
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_DURATION = 365 * 86400.0

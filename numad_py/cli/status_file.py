@@ -32,7 +32,7 @@ def read_status(runtime_dir: str | None = None) -> dict[str, Any]:
         try:
             with open(path) as f:
                 text = f.read()
-            import json      # only for a file found: json (re, enum) costs `status` ~5 ms of start-up
+            import json      # only for a file found: json (re, enum) costs more than half a start-up
             data = json.loads(text)
         except FileNotFoundError:
             continue
