@@ -6,11 +6,17 @@
  * almost none of them is named by a rule.  For those the constructor must
  * not read and parse the rules text: the daemon publishes the placing lines
  * precompiled into fixed fields, and this file decides from them with one
- * open + read + close of the gate (into a stack buffer: cheaper than mmap +
- * munmap and a page fault, measured ~3x) and one stat of the rules file
- * (which proves the gate describes the rules file now at the path).
- * Nothing is allocated; fnmatch(3) runs in the C locale of a constructor
- * and allocates nothing.
+ * open + read + close of the gate and one stat of the rules file (which
+ * proves the gate describes the rules file now at the path).
+ *
+ * What an unmatched process pays here is mostly page faults, not the
+ * syscalls: the gate is read in small chunks into a stack buffer that stays
+ * within the stack ld.so has already touched (a 16 KiB buffer took 3 stack
+ * faults per exec), and the exe buffer is static, touched only for an exe
+ * glob.  A plain name is compared with strcmp and the uid is asked for
+ * only when a line names a user: what is not called is not resolved or
+ * faulted in either.  Nothing is allocated; fnmatch(3) runs in the C locale
+ * of a constructor and allocates nothing.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,9 +30,6 @@
 #include "numad_shim.h"
 #include "shim_int.h"
 
-#define GATE_MAX_BYTES (sizeof(struct numad_gate_header) + \
-                        NUMAD_RULES_MAX_RULES * sizeof(struct numad_gate_entry))
-
 /* A rule line's match, as rules.c glob_match: "" matches anything. */
 static int field_matches(const char *glob, size_t size, const char *subject)
 {
@@ -34,72 +37,113 @@ static int field_matches(const char *glob, size_t size, const char *subject)
         return 1;                              /* unterminated: cannot tell, let the text decide */
     if (!*glob)
         return 1;
-    return subject && fnmatch(glob, subject, 0) == 0;
+    if (!subject)
+        return 0;
+    if (!strpbrk(glob, "*?[\\"))               /* a plain name, as most comms are: fnmatch would */
+        return strcmp(glob, subject) == 0;      /* say the same, at the cost of its first call */
+    return fnmatch(glob, subject, 0) == 0;
 }
 
-static int gate_matches(const struct numad_gate_header *h, const struct numad_gate_entry *ent)
+/* Constructor only (one thread, once): a static buffer, so that an exe
+ * glob costs the stack nothing. */
+static char exe_buf[4096];
+
+struct subject {
+    char comm[17];
+    long uid;                                  /* -1 until a line names a user */
+    int exe_state;                             /* 0 unread, 1 read, -1 unreadable */
+};
+
+static int entry_matches(struct subject *who, const struct numad_gate_entry *e)
 {
-    char comm[17] = {0};
-    if (prctl(PR_GET_NAME, comm, 0, 0, 0) != 0)
-        return 1;
-    long uid = (long)getuid();
-    char exe[4096];
-    int exe_state = 0;                         /* 0 unread, 1 read, -1 unreadable */
-    for (uint32_t i = 0; i < h->nr_entries; i++) {
-        const struct numad_gate_entry *e = &ent[i];
-        if (e->uid >= 0 && e->uid != uid)
-            continue;
-        if (!field_matches(e->comm, sizeof(e->comm), comm))
-            continue;
-        if (e->exe[0]) {
-            if (exe_state == 0) {
-                ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-                exe_state = n > 0 ? 1 : -1;
-                exe[n > 0 ? n : 0] = '\0';
-            }
-            if (!field_matches(e->exe, sizeof(e->exe), exe_state > 0 ? exe : NULL))
-                continue;
-        }
-        return 1;
+    if (e->uid >= 0) {
+        if (who->uid < 0)
+            who->uid = (long)getuid();
+        if (e->uid != who->uid)
+            return 0;
     }
-    return 0;
+    if (!field_matches(e->comm, sizeof(e->comm), who->comm))
+        return 0;
+    if (e->exe[0]) {
+        if (who->exe_state == 0) {
+            ssize_t n = readlink("/proc/self/exe", exe_buf, sizeof(exe_buf) - 1);
+            who->exe_state = n > 0 ? 1 : -1;
+            exe_buf[n > 0 ? n : 0] = '\0';
+        }
+        if (!field_matches(e->exe, sizeof(e->exe), who->exe_state > 0 ? exe_buf : NULL))
+            return 0;
+    }
+    return 1;
 }
+
+/* One read(2): a regular file gives all it has up to size, so a short
+ * count means the end of the file. */
+static ssize_t read_once(int fd, void *buf, size_t size)
+{
+    ssize_t n;
+    do
+        n = read(fd, buf, size);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static int header_valid(const struct numad_gate_header *h, const char *rules_path)
+{
+    struct stat rs;
+    return memcmp(h->magic, NUMAD_GATE_MAGIC, 8) == 0 && h->version == NUMAD_GATE_VERSION &&
+           h->header_size == sizeof(*h) && h->entry_size == sizeof(struct numad_gate_entry) &&
+           h->nr_entries <= NUMAD_RULES_MAX_RULES && !(h->flags & NUMAD_GATE_PASS_ALL) &&
+           stat(rules_path, &rs) == 0 && (uint64_t)rs.st_dev == h->rules_dev &&
+           (uint64_t)rs.st_ino == h->rules_ino && (uint64_t)rs.st_size == h->rules_size &&
+           (uint64_t)rs.st_mtim.tv_sec * 1000000000ULL + (uint64_t)rs.st_mtim.tv_nsec ==
+               h->rules_mtime_ns;
+}
+
+#define GATE_CHUNK 4                           /* entries per read: ~1 KiB of stack */
 
 int numad_gate_admits(const char *rules_path)
 {
-    /* the largest valid gate, plus one byte to tell a larger file */
-    union {
-        struct numad_gate_header h;
-        char bytes[GATE_MAX_BYTES + 1];
-    } buf;
-    char path[4096];
+    char path[512];
     size_t len = strlen(rules_path);
     if (len + sizeof(NUMAD_GATE_SUFFIX) > sizeof(path))
-        return 1;
+        return 1;                              /* a path this long: let the text decide */
     memcpy(path, rules_path, len);
     memcpy(path + len, NUMAD_GATE_SUFFIX, sizeof(NUMAD_GATE_SUFFIX));
 
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return 1;
-    ssize_t size;
-    do
-        size = read(fd, buf.bytes, sizeof(buf.bytes));
-    while (size < 0 && errno == EINTR);
-    close(fd);
-    if (size < (ssize_t)sizeof(struct numad_gate_header) || size > (ssize_t)GATE_MAX_BYTES)
-        return 1;                              /* unreadable, short, or not a gate (too large) */
-    const struct numad_gate_header *h = &buf.h;
-    struct stat rs;
+    struct {
+        struct numad_gate_header h;
+        struct numad_gate_entry e[GATE_CHUNK];
+    } buf;
+    const size_t entry = sizeof(buf.e[0]);
     int admits = 1;
-    if (memcmp(h->magic, NUMAD_GATE_MAGIC, 8) == 0 && h->version == NUMAD_GATE_VERSION &&
-        h->header_size == sizeof(*h) && h->entry_size == sizeof(struct numad_gate_entry) &&
-        h->nr_entries <= NUMAD_RULES_MAX_RULES &&
-        sizeof(*h) + (size_t)h->nr_entries * sizeof(struct numad_gate_entry) <= (size_t)size &&
-        !(h->flags & NUMAD_GATE_PASS_ALL) &&
-        stat(rules_path, &rs) == 0 && (uint64_t)rs.st_dev == h->rules_dev &&
-        (uint64_t)rs.st_ino == h->rules_ino && (uint64_t)rs.st_size == h->rules_size &&
-        (uint64_t)rs.st_mtim.tv_sec * 1000000000ULL + (uint64_t)rs.st_mtim.tv_nsec == h->rules_mtime_ns)
-        admits = gate_matches(h, (const void *)(h + 1));
+    ssize_t got = read_once(fd, &buf, sizeof(buf));  /* the header and the first entries */
+    if (got < (ssize_t)sizeof(buf.h) || !header_valid(&buf.h, rules_path))
+        goto out;                              /* unreadable, short, or not this rules file's gate */
+    struct subject who = {.uid = -1};
+    if (prctl(PR_GET_NAME, who.comm, 0, 0, 0) != 0)
+        goto out;
+    uint32_t left = buf.h.nr_entries;
+    size_t have = ((size_t)got - sizeof(buf.h)) / entry;
+    admits = 0;
+    while (left && !admits) {
+        if (!have) {                           /* the next chunk */
+            got = read_once(fd, buf.e, sizeof(buf.e));
+            have = got > 0 ? (size_t)got / entry : 0;
+            if (!have) {
+                admits = 1;                    /* fewer entries than the header says */
+                break;
+            }
+        }
+        size_t n = have < left ? have : left;
+        for (size_t i = 0; i < n && !admits; i++)
+            admits = entry_matches(&who, &buf.e[i]);
+        left -= (uint32_t)n;
+        have = 0;
+    }
+out:
+    close(fd);
     return admits;
 }

@@ -72,6 +72,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +111,6 @@ enum { STATE_DORMANT = 0, STATE_ACTIVE = 1, STATE_BAD_CONFIG = 2 };
 enum { STRAT_FIXED = 1, STRAT_SPREAD, STRAT_LEAST };
 
 /* ---- configuration: written by the constructor only, read-only after ---- */
-static int g_state = STATE_DORMANT;
-static int g_secure;              /* AT_SECURE: the environment is not trusted */
 static int g_strategy;
 static int g_mode = MPOL_PREFERRED_;
 static int g_pin;
@@ -150,7 +149,7 @@ static int g_cur_map = -1;
 static long long g_last_map_try_ns = -1;
 static struct numad_shim_stats *g_stats = &g_hot_static.stats;
 
-/* ---- the real functions, resolved in the constructor ---- */
+/* ---- the real functions (see resolve_signal_safe) ---- */
 typedef pid_t (*fork_fn)(void);
 typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
                         const posix_spawnattr_t *, char *const[], char *const[]);
@@ -159,13 +158,26 @@ typedef FILE *(*popen_fn)(const char *, const char *);
 typedef int (*execv_fn)(const char *, char *const[]);
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 
-static fork_fn real_fork, real__Fork;
+/* What every process's constructor writes or reads, together: each page of
+ * ours a process touches costs it a page fault, and system-wide every
+ * process pays them (spread over the .bss between the large arrays,
+ * these took three).  64 bytes, 64-aligned: one page.  vfork.c's entry
+ * reads .vfork at offset 0. */
+HIDDEN struct start {
+    void *vfork;
+    fork_fn fork, _Fork;
+    execv_fn execv;
+    execve_fn execve;
+    int secure;                   /* AT_SECURE: the environment is not trusted */
+    int state;                    /* STATE_* */
+} g_start __attribute__((aligned(64)));
+_Static_assert(sizeof(struct start) <= 64 && offsetof(struct start, vfork) == 0, "g_start layout");
+
 static spawn_fn real_posix_spawn, real_posix_spawnp;
 static system_fn real_system;
 static popen_fn real_popen;
-static execv_fn real_execv, real_execvp;
-static execve_fn real_execve, real_execvpe;
-HIDDEN void *numad_real_vfork;
+static execv_fn real_execvp;
+static execve_fn real_execvpe;
 
 /* ------------------------------------------------------------------------ */
 /* Raw syscalls: return -errno, never touch errno (safe in a vfork child).   */
@@ -365,7 +377,7 @@ struct placement {
  * fault on our .bss page, more than the syscall. */
 static inline int active_here(void)
 {
-    if (g_state == STATE_DORMANT)
+    if (g_start.state == STATE_DORMANT)
         return 0;
     if (!g_root_mode)
         return 1;
@@ -391,7 +403,7 @@ static int place_begin(struct placement *pl)
         return 0;
     }
     count(NC_CALLS);
-    if (g_state == STATE_BAD_CONFIG) {
+    if (g_start.state == STATE_BAD_CONFIG) {
         fallback(NC_FB_CONFIG);
         return 0;
     }
@@ -476,7 +488,9 @@ static void affinity_end(struct affinity *af)
 
 static void *late(const char *name)
 {
-    /* Only reached if another constructor forks before ours ran. */
+    /* Reached at the first call in a process that does not place (see
+     * resolve_rest), or when another constructor forks before ours ran.
+     * Two threads racing here store the same pointer. */
     return dlsym(RTLD_NEXT, name);
 }
 
@@ -552,20 +566,20 @@ static pid_t do_fork(fork_fn real)
 
 VISIBLE pid_t fork(void)
 {
-    if (!real_fork)
-        real_fork = (fork_fn)late("fork");
-    return do_fork(real_fork);
+    if (!g_start.fork)
+        g_start.fork = (fork_fn)late("fork");
+    return do_fork(g_start.fork);
 }
 
 VISIBLE pid_t _Fork(void)
 {
-    if (!real__Fork)
-        real__Fork = (fork_fn)late("_Fork");
-    if (!real__Fork) {
+    if (!g_start._Fork)
+        g_start._Fork = (fork_fn)late("_Fork");
+    if (!g_start._Fork) {
         errno = ENOSYS;
         return -1;
     }
-    return do_fork(real__Fork);
+    return do_fork(g_start._Fork);
 }
 
 static int do_spawn(spawn_fn real, pid_t *pid, const char *path,
@@ -666,10 +680,10 @@ static void before_exec(char *const envp[])
 
 static int do_execv(const char *path, char *const argv[])
 {
-    if (!real_execv)
-        real_execv = (execv_fn)late("execv");
+    if (!g_start.execv)
+        g_start.execv = (execv_fn)late("execv");
     before_exec(environ);
-    return real_execv(path, argv);
+    return g_start.execv(path, argv);
 }
 
 static int do_execvp(const char *file, char *const argv[])
@@ -682,10 +696,10 @@ static int do_execvp(const char *file, char *const argv[])
 
 static int do_execve(const char *path, char *const argv[], char *const envp[])
 {
-    if (!real_execve)
-        real_execve = (execve_fn)late("execve");
+    if (!g_start.execve)
+        g_start.execve = (execve_fn)late("execve");
     before_exec(envp);
-    return real_execve(path, argv, envp);
+    return g_start.execve(path, argv, envp);
 }
 
 VISIBLE int execv(const char *path, char *const argv[]) { return do_execv(path, argv); }
@@ -758,8 +772,8 @@ static __thread int tls_vfork_errno __attribute__((tls_model("initial-exec")));
  * real vfork unchanged; 1: the entry does the raw vfork syscall itself. */
 HIDDEN int numad_vfork_prepare(void)
 {
-    if (!numad_real_vfork)
-        numad_real_vfork = late("vfork");
+    if (!g_start.vfork)
+        g_start.vfork = late("vfork");
     if (!active_here() || !g_vfork_ok) {
         if (active_here()) {
             count(NC_CALLS);
@@ -767,7 +781,7 @@ HIDDEN int numad_vfork_prepare(void)
         } else {
             count(NC_PASSTHROUGH);
         }
-        return numad_real_vfork ? 0 : 1;
+        return g_start.vfork ? 0 : 1;
     }
     tls_vfork_errno = errno;
     place_begin(&tls_vfork_pl);
@@ -811,9 +825,9 @@ VISIBLE int numad_shim_counters(uint64_t *out, int n)
 /* 0 dormant, 1 active here, 2 bad config, 3 active config but not the root. */
 VISIBLE int numad_shim_state(void)
 {
-    if (g_state == STATE_ACTIVE && !active_here())
+    if (g_start.state == STATE_ACTIVE && !active_here())
         return 3;
-    return g_state;
+    return g_start.state;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -880,7 +894,7 @@ static void add_node(int id, void *ctx)
     if (g_nnodes < MAX_CFG_NODES)
         g_nodes[g_nnodes++] = id;
     else
-        g_state = STATE_BAD_CONFIG;
+        g_start.state = STATE_BAD_CONFIG;
 }
 
 static void add_cpu(int id, void *ctx)
@@ -915,7 +929,7 @@ static void open_stats(const char *path)
 /* Every NUMAD_SHIM_* variable is read through here: none under AT_SECURE. */
 static const char *env(const char *name)
 {
-    if (g_secure)
+    if (g_start.secure)
         return NULL;
     const char *v = getenv(name);
     return (v && *v) ? v : NULL;
@@ -951,7 +965,7 @@ static void apply_config(const char *strategy, const char *mode, const char *nod
     else if (!strcmp(strategy, "least-loaded"))
         g_strategy = STRAT_LEAST;
     else
-        g_state = STATE_BAD_CONFIG;
+        g_start.state = STATE_BAD_CONFIG;
 
     if (!mode || !strcmp(mode, "preferred"))
         g_mode = MPOL_PREFERRED_;
@@ -964,14 +978,14 @@ static void apply_config(const char *strategy, const char *mode, const char *nod
     else if (!strcmp(mode, "weighted-interleave"))
         g_mode = MPOL_WEIGHTED_INTERLEAVE_;    /* weights: the machine's table */
     else
-        g_state = STATE_BAD_CONFIG;
+        g_start.state = STATE_BAD_CONFIG;
     if ((v = env("NUMAD_SHIM_BALANCING")) && strcmp(v, "0") != 0)
         g_mode |= MPOL_F_NUMA_BALANCING_;      /* the kernel refuses it but for bind/preferred-many */
 
     if (!nodes || add_nodes(nodes, sysfs) < 0 || g_nnodes == 0)
-        g_state = STATE_BAD_CONFIG;
+        g_start.state = STATE_BAD_CONFIG;
     if (g_strategy == STRAT_FIXED && g_nnodes != 1)
-        g_state = STATE_BAD_CONFIG;
+        g_start.state = STATE_BAD_CONFIG;
 
     g_pin = pin;
     if ((v = env("NUMAD_SHIM_TABLE")))            /* the environment wins */
@@ -980,7 +994,7 @@ static void apply_config(const char *strategy, const char *mode, const char *nod
         if (strlen(table) < sizeof(g_table_path))
             strcpy(g_table_path, table);
         else
-            g_state = STATE_BAD_CONFIG;
+            g_start.state = STATE_BAD_CONFIG;
     }
     if ((v = env("NUMAD_SHIM_CHILD_BYTES")))
         g_child_bytes = atoll(v);
@@ -992,7 +1006,7 @@ static void apply_config(const char *strategy, const char *mode, const char *nod
         char path[600];
         snprintf(path, sizeof(path), "%s/devices/system/node/node%d/cpulist", sysfs, node);
         if (read_file(path, buf, sizeof(buf)) < 0) {
-            g_state = STATE_BAD_CONFIG;           /* no such node */
+            g_start.state = STATE_BAD_CONFIG;           /* no such node */
             continue;
         }
         if (numad_parse_list(buf, CPUMASK_BITS, add_cpu, g_cpumask[i]) == 0)
@@ -1013,7 +1027,7 @@ static void map_hot(void)
 static void configure_env(const char *strategy)
 {
     const char *v;
-    g_state = STATE_ACTIVE;
+    g_start.state = STATE_ACTIVE;
 
     if (!(v = env("NUMAD_SHIM_ROOT")) || atol(v) == (long)getpid())
         map_hot();
@@ -1070,7 +1084,7 @@ static void configure_rules(void)
     snprintf(g_rule_name, sizeof(g_rule_name), "%s", r.name);
     if (!strcmp(r.action, "none"))
         return;                                /* a rule claims us and spreads nothing */
-    g_state = STATE_ACTIVE;
+    g_start.state = STATE_ACTIVE;
     map_hot();
     count(NC_RULES_MATCHED);
     apply_config(r.action, r.mode, r.nodes, r.pin, table);
@@ -1093,7 +1107,7 @@ static void configure(void)
         configure_rules();                     /* the daemon's policy decides */
     }
 
-    if (g_state == STATE_DORMANT)
+    if (g_start.state == STATE_DORMANT)
         return;                                /* vfork passes through anyway */
 #if defined(__x86_64__)
     /* With a shadow stack our vfork entry (which pops its return address)
@@ -1118,22 +1132,37 @@ VISIBLE int numad_shim_rule(char *name, int size)
     return g_rule;
 }
 
-__attribute__((constructor)) static void numad_shim_init(void)
+/* The real functions.  POSIX lets a signal handler call fork, _Fork and the
+ * execv/execve family, so those are resolved here in every process: a
+ * dlsym from a signal handler could deadlock.  A process that places
+ * children resolves the rest here too, so its fork path never calls dlsym;
+ * any other process (system-wide, nearly all of them) resolves the rest at
+ * their first call (late()): six dlsym calls fewer per exec. */
+static void resolve_signal_safe(void)
 {
-    int saved_errno = errno;
-    g_secure = getauxval(AT_SECURE) != 0;
-    real_fork = (fork_fn)dlsym(RTLD_NEXT, "fork");
-    real__Fork = (fork_fn)dlsym(RTLD_NEXT, "_Fork");
+    g_start.fork = (fork_fn)dlsym(RTLD_NEXT, "fork");
+    g_start._Fork = (fork_fn)dlsym(RTLD_NEXT, "_Fork");
+    g_start.vfork = dlsym(RTLD_NEXT, "vfork");
+    g_start.execv = (execv_fn)dlsym(RTLD_NEXT, "execv");
+    g_start.execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
+}
+
+static void resolve_rest(void)
+{
     real_posix_spawn = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
     real_posix_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
     real_system = (system_fn)dlsym(RTLD_NEXT, "system");
     real_popen = (popen_fn)dlsym(RTLD_NEXT, "popen");
-    numad_real_vfork = dlsym(RTLD_NEXT, "vfork");
-    real_execv = (execv_fn)dlsym(RTLD_NEXT, "execv");
     real_execvp = (execv_fn)dlsym(RTLD_NEXT, "execvp");
-    real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
     real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
-    if (g_secure) {
+}
+
+__attribute__((constructor)) static void numad_shim_init(void)
+{
+    int saved_errno = errno;
+    g_start.secure = getauxval(AT_SECURE) != 0;
+    resolve_signal_safe();
+    if (g_start.secure) {
         /* setuid/setgid/file capabilities: untouched.  Only /etc/ld.so.preload
          * loads us here; nothing is read, the interposers pass through. */
         g_rule = RULE_SECURE;
@@ -1141,5 +1170,7 @@ __attribute__((constructor)) static void numad_shim_init(void)
         return;
     }
     configure();
+    if (g_start.state != STATE_DORMANT)
+        resolve_rest();
     errno = saved_errno;
 }

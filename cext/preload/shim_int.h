@@ -39,8 +39,8 @@ HIDDEN int numad_rules_evaluate(const char *path, struct numad_rule *out, const 
 
 /* The gate next to the rules file at rules_path (numad_shim.h 2b): 0 when it
  * proves no placing line matches this program, 1 when the rules file must
- * be read (a match, or no usable gate).  Allocates nothing but the gate's
- * own mapping, unmapped before it returns; parses nothing. */
+ * be read (a match, or no usable gate).  Allocates nothing, parses nothing;
+ * constructor only (a static buffer). */
 HIDDEN int numad_gate_admits(const char *rules_path);
 
 /* An fd for the shared stats file at path, or -1 when it is not safe to

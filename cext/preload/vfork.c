@@ -69,7 +69,7 @@ __asm__(
     "    xorl %eax, %eax\n"
     "    ret\n"
     "1:\n"
-    "    movq numad_real_vfork(%rip), %rax\n"
+    "    movq g_start(%rip), %rax           /* g_start.vfork */\n"
     "    jmp *%rax\n"
     ".size vfork, .-vfork\n");
 

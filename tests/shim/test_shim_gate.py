@@ -126,6 +126,78 @@ def test_a_glob_too_long_for_the_gate_makes_it_pass_everything(tmp_path, probe):
     assert decided(probe("short"), rules)[1] == 1
 
 
+def test_a_gate_longer_than_one_read(tmp_path, probe):
+    """The constructor reads the gate a few entries at a time (to keep its
+    stack shallow): a match in a later chunk still reads the text, and no
+    match in any chunk still decides without it."""
+    rules = tmp_path / "shim-rules"
+    names = [f"prog{i:02d}" for i in range(10)]
+    assert publish_shim_rules(rules, [*(rule(name=n, match={"comm": n}, spread_children=NODE0) for n in names),
+                                      rule(name="glob", match={"comm": "work.*"}, spread_children=NODE0)]) == 11
+    assert GATE_HEADER.unpack_from(gate_path(rules).read_bytes())[4] == 11
+    assert decided(probe("worker"), rules) == (10, 1)                # the last chunk's last entry, a glob
+    assert decided(probe("prog05"), rules) == (5, 1)                 # a plain name
+    assert decided(probe("prog0"), rules) == (RULE_GATED, 0)         # a plain name is not a prefix
+    assert decided(probe("nobody"), rules) == (RULE_GATED, 0)
+
+
+def test_a_truncated_gate_lets_the_text_decide(tmp_path, probe):
+    """A gate cut short of the entries its header counts proves nothing."""
+    rules = tmp_path / "shim-rules"
+    publish_shim_rules(rules, [rule(name=f"r{i}", match={"comm": f"prog{i}"}, spread_children=NODE0)
+                               for i in range(6)])
+    gate = gate_path(rules)
+    gate.write_bytes(gate.read_bytes()[:GATE_HEADER.size + 5 * GATE_ENTRY.size + 100])
+    assert decided(probe("nobody"), rules) == (-3, 0)                # the text was read: no line
+    assert decided(probe("prog5"), rules) == (5, 1)
+
+
+# Every interposed call, from a process the gate left dormant: the ones the
+# constructor does not resolve there (posix_spawn*, system, popen, execvp*)
+# are looked up at their first call and must behave as without the shim.
+PASS_THROUGH_C = r"""
+#define _GNU_SOURCE
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+extern char **environ;
+static int status_of(pid_t pid) { int st; return waitpid(pid, &st, 0) == pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1; }
+int main(void) {
+    char *argv[] = {"sh", "-c", "exit 7", NULL};
+    pid_t pid;
+    int ok = 0;
+    ok += posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) == 0 && status_of(pid) == 7;
+    ok += posix_spawnp(&pid, "sh", NULL, NULL, argv, environ) == 0 && status_of(pid) == 7;
+    ok += WEXITSTATUS(system("exit 7")) == 7;
+    FILE *f = popen("echo seven", "r");
+    char line[16] = {0};
+    ok += f && fgets(line, sizeof(line), f) && !strcmp(line, "seven\n") && pclose(f) == 0;
+    if (!(pid = fork())) { execvp("sh", argv); _exit(1); }
+    ok += status_of(pid) == 7;
+    if (!(pid = fork())) { execvpe("sh", argv, environ); _exit(1); }
+    ok += status_of(pid) == 7;
+    if (!(pid = vfork())) { execv("/bin/sh", argv); _exit(1); }
+    ok += status_of(pid) == 7;
+    if (!(pid = fork())) { execve("/bin/sh", argv, environ); _exit(1); }
+    ok += status_of(pid) == 7;
+    printf("%d\n", ok);
+    return 0;
+}
+"""
+
+
+def test_a_dormant_process_passes_every_call_through(tmp_path):
+    rules = tmp_path / "shim-rules"
+    publish_shim_rules(rules, [rule(name="other", match={"comm": "someone-else"}, spread_children=NODE0)])
+    exe = build_c(tmp_path, "passthrough", PASS_THROUGH_C)
+    out = subprocess.run([str(exe)], env=clean_env(rules), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "cannot be preloaded" not in out.stderr, out.stderr
+    assert out.stdout.split() == ["8"]
+
+
 def test_gate_layout_matches_the_header():
     text = (Path(__file__).resolve().parents[2] / "cext" / "preload" / "numad_shim.h").read_text()
     assert GATE_HEADER.size == 64 and GATE_ENTRY.size == 256 and GATE_MAX_ENTRIES == RULES_MAX_RULES
