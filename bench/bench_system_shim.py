@@ -8,18 +8,25 @@ exists, whatever it names.  The rules file is published by the daemon's code
 (``publish_shim_rules``, which writes the gate) and names another program, so
 the driver and every /bin/true it execs are unmatched.
 
-Cases, interleaved per repetition (base first on even reps, last on odd):
+Cases, interleaved exec by exec: each repetition is one run of a small C
+driver that, ``--execs`` times, vforks and execs /bin/true once per case
+(the order reversed every other round) and times each fork+exec+wait.  A
+repetition's figure per case is its median exec; interleaving single execs
+keeps the host's load changes out of the ratios far better than timing
+whole runs one after another did (spreads of 0.78-1.36 for the empty
+library, in one run):
   base        no shim
-  empty       an empty shared library preloaded: what ld.so charges for any one more
-              library (the floor for any preloaded shim)
+  empty       an empty shared library, linked as the shim is (two load segments),
+              preloaded: what ld.so charges for any one more library (the floor
+              for any preloaded shim)
   gate        shim preloaded, rules + gate: the constructor reads the gate only
   text        the same without the gate file: the constructor reads the rules text
               (the behaviour before the gate, for comparison)
 
-Reported: the median and the spread (min/median/max) of the paired ratios
-empty/base, gate/base and text/base.  Goal (issue 17): gate/base <= 1.02.
+Reported: the median and the spread (min/median/max) of the per-repetition
+ratios empty/base, gate/base and text/base.  Goal (issue 17): gate/base <= 1.02.
 
-  python bench/bench_system_shim.py [--execs 300] [--reps 11] [--json out.json]
+  python bench/bench_system_shim.py [--execs 1000] [--reps 11] [--json out.json]
 """
 
 from __future__ import annotations
@@ -37,8 +44,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_fork import build_driver
-
 from numad_py.shim import publish_shim_rules, shim_path
 from numad_py.shim.gate import gate_path
 
@@ -51,17 +56,76 @@ def rules_for_another_program(directory: Path) -> Path:
     return rules
 
 
+# argv: ROUNDS CASE...; a CASE is "-" (the driver's own environment) or
+# NAME=VALUE pairs separated by newlines, added to it.  Prints one median
+# (seconds per fork+exec+wait) per case, in argument order.
+DRIVER_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+extern char **environ;
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+static char **case_env(char *spec) {
+    size_t n = 0, extra = 1;
+    while (environ[n]) n++;
+    for (char *c = spec; *c; c++) extra += *c == '\n';
+    char **env = calloc(n + extra + 1, sizeof(char *));
+    memcpy(env, environ, n * sizeof(char *));
+    if (strcmp(spec, "-"))
+        for (char *tok = strtok(spec, "\n"); tok; tok = strtok(NULL, "\n")) env[n++] = tok;
+    return env;
+}
+int main(int argc, char **argv) {
+    int rounds = atoi(argv[1]), cases = argc - 2;
+    char **envs[16];
+    if (cases < 1 || cases > 16 || rounds < 1) { fputs("usage: driver ROUNDS CASE...\n", stderr); return 2; }
+    for (int c = 0; c < cases; c++) envs[c] = case_env(argv[2 + c]);
+    double *t = malloc(sizeof(double) * rounds * cases);
+    char *child[] = {"/bin/true", NULL};
+    for (int r = -20; r < rounds; r++)          /* 20 rounds to warm up, not timed */
+        for (int k = 0; k < cases; k++) {
+            int c = (r & 1) ? cases - 1 - k : k;
+            double t0 = now();
+            pid_t p = vfork();
+            if (p == 0) { execve(child[0], child, envs[c]); _exit(127); }
+            int st;
+            if (p < 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st)) { fputs("exec failed\n", stderr); return 1; }
+            if (r >= 0) t[c * rounds + r] = now() - t0;
+        }
+    for (int c = 0; c < cases; c++) {
+        qsort(t + c * rounds, rounds, sizeof(double), cmp);
+        printf("%.9f\n", t[c * rounds + rounds / 2]);
+    }
+    return 0;
+}
+"""
+
+
+def build_driver(directory: Path) -> Path:
+    src, exe = directory / "exec_driver.c", directory / "exec_driver"
+    src.write_text(DRIVER_C)
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
 def build_empty_library(directory: Path) -> Path:
     src, lib = directory / "empty.c", directory / "libempty.so"
     src.write_text("int numad_bench_empty;\n")
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-Wl,-z,noseparate-code", "-o", str(lib), str(src)],
+                   check=True)   # setup.py SHIM_CFLAGS: the same layout as the shim
     return lib
 
 
-def run_once(driver: Path, n: int, env: dict) -> float:
-    out = subprocess.run([str(driver), "exec", str(n), "/bin/true"], env=env, capture_output=True,
-                         text=True, check=True)
-    return float(out.stdout.strip())
+def run_block(driver: Path, rounds: int, cases: dict[str, dict[str, str]], env: dict) -> dict[str, float]:
+    """One repetition: every case's median exec, the cases interleaved exec by exec."""
+    specs = ["\n".join(f"{k}={v}" for k, v in extra.items()) or "-" for extra in cases.values()]
+    out = subprocess.run([str(driver), str(rounds), *specs], env=env, capture_output=True, text=True, check=True)
+    return dict(zip(cases, map(float, out.stdout.split())))
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -71,7 +135,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--execs", type=int, default=300, help="fork+exec+wait per run")
+    ap.add_argument("--execs", type=int, default=1000, help="rounds per repetition (one exec per case each)")
     ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--json", type=Path, help="write the result here")
     args = ap.parse_args()
@@ -87,15 +151,14 @@ def main() -> int:
         gated_rules = rules_for_another_program(with_gate)
         text_rules = rules_for_another_program(without_gate)
         gate_path(text_rules).unlink()
-        envs = {"base": base,
-                "empty": {**base, "LD_PRELOAD": str(build_empty_library(tmpdir))},
-                "gate": {**base, "LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(gated_rules)},
-                "text": {**base, "LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(text_rules)}}
-        samples: dict[str, list[float]] = {k: [] for k in envs}
-        for rep in range(args.reps):
-            order = list(envs) if rep % 2 == 0 else list(reversed(envs))
-            for label in order:
-                samples[label].append(run_once(driver, args.execs, envs[label]))
+        cases = {"base": {},
+                 "empty": {"LD_PRELOAD": str(build_empty_library(tmpdir))},
+                 "gate": {"LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(gated_rules)},
+                 "text": {"LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(text_rules)}}
+        samples: dict[str, list[float]] = {k: [] for k in cases}
+        for _ in range(args.reps):
+            for label, seconds in run_block(driver, args.execs, cases, base).items():
+                samples[label].append(seconds)
 
     paired = {k: [s / b for s, b in zip(samples[k], samples["base"])] for k in ("empty", "gate", "text")}
     result = {
