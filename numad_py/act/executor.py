@@ -166,7 +166,7 @@ class Executor:
 
         # Interleave policies (action.weights) place each page on its own node; else any target will do.
         place = partial(place_ranges, weights=dict(action.weights)) if getattr(action, "weights", ()) else \
-            partial(migrate_ranges, nodes=action.target_nodes)
+            partial(migrate_ranges, nodes=action.target_nodes, count_huge_pages=True)   # once per action
         result = place(
             action.pid, ranges, move_all=action.move_all,
             batch_pages=within_budget(self._stall.batch), next_batch=next_batch, before_chunk=before_chunk,

@@ -197,7 +197,8 @@ def cmd_migrate(args) -> int:
     if spec is not None:
         result = place_ranges(pid, ranges, spec.weight_map(), move_all=args.all, batch_pages=args.batch)
     else:
-        result = migrate_ranges(pid, ranges, target, move_all=args.all, batch_pages=args.batch)
+        result = migrate_ranges(pid, ranges, target, move_all=args.all, batch_pages=args.batch,
+                                count_huge_pages=True)
     data = result.to_dict()
 
     def text() -> str:

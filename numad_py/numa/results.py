@@ -26,7 +26,7 @@ class MigrationResult:
     longest_call_seconds: float = 0.0
     calls: int = 0
     page_size: int = PAGE_SIZE
-    huge_pages: int = 0           # transparent huge pages now in the range (2 MiB each)
+    huge_pages: int = 0           # transparent huge pages now in the range (2 MiB each), if asked for
     cancelled: bool = False
     # Pages looked up before their move; the rest sat in mappings numa_maps showed
     # with no page on a target, where "already there" is zero without a lookup.

@@ -174,7 +174,8 @@ def test_thp_migration_result_counts_huge_pages(workload, thp_enabled):
     start, end = child.region()
     huge = smaps_field(child.pid, start, "AnonHugePages") // HUGE
     assert huge >= 4
-    result = numa.migrate_range(child.pid, start, end, {1})
+    assert numa.migrate_range(child.pid, start, end, {0}).huge_pages == 0     # not counted unless asked
+    result = numa.migrate_range(child.pid, start, end, {1}, count_huge_pages=True)
     assert result.huge_pages == huge
 
 

@@ -93,7 +93,8 @@ def test_thp_without_a_query_counts_every_page_and_keeps_them_huge(workload, thp
     pages = (end - start) // PAGE
     huge = smaps_field(child.pid, start, "AnonHugePages") // HUGE
 
-    result = numa.migrate_range(child.pid, start, end, {1}, batch_pages=100, max_stall=None)
+    result = numa.migrate_range(child.pid, start, end, {1}, batch_pages=100, max_stall=None,
+                                count_huge_pages=True)
 
     assert (result.moved, result.already, result.failed_total) == (pages, 0, 0), result.to_dict()
     assert result.pages_queried == 0
