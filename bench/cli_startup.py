@@ -1,10 +1,13 @@
 """CLI start-up on the host: `numad-py status`, `show`, `--help` wall time / `python -c pass`.
 
-    python bench/cli_startup.py [--reps 30] [--json OUT]
+    python bench/cli_startup.py [--reps 11] [--rounds 15] [--json OUT]
 
 Each round runs the bare interpreter and every command once, in an order
-that alternates forwards and backwards (A B C D, D C B A, ...); each
-command's ratio is paired with the interpreter run of the same round.  The
+that alternates forwards and backwards (A B C D, D C B A, ...).  A
+repetition is ``--rounds`` rounds; its figure per command is the median
+start-up, and each command's ratio is paired with the interpreter's median
+of the same repetition.  (Pairing single rounds, the spread's far end was
+one start that the shared host delayed: 2.0-2.1 with medians of 1.3.)  The
 interpreter is the one numad-py runs under (its script's ``#!`` line), with
 the same site setup, so the ratio is what numad-py adds to starting Python.
 Issue 17's goal: <= 2 for status, show and --help.  The child's CPU time
@@ -61,7 +64,11 @@ def run_once(argv: list[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def measure(reps: int, script: Path | None = None) -> dict:
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def measure(reps: int, script: Path | None = None, rounds: int = 15) -> dict:
     script = script or numad_script()
     # Byte-code as `pip install .` leaves it (this environment may set PYTHONDONTWRITEBYTECODE,
     # and then every start would compile the sources again).
@@ -73,14 +80,24 @@ def measure(reps: int, script: Path | None = None) -> dict:
         names = list(cmds)
         for name in names:             # warm the page cache and the .pyc files
             run_once(cmds[name])
-        seconds: dict[str, list[float]] = {n: [] for n in names}
+        seconds: dict[str, list[float]] = {n: [] for n in names}      # every start
         cpu: dict[str, list[float]] = {n: [] for n in names}
+        rep_seconds: dict[str, list[float]] = {n: [] for n in names}  # one median per repetition
+        rep_cpu: dict[str, list[float]] = {n: [] for n in names}
         load_before = os.getloadavg()
-        for rep in range(reps):
-            for name in names if rep % 2 == 0 else names[::-1]:
-                w, c = run_once(cmds[name])
-                seconds[name].append(w)
-                cpu[name].append(c)
+        for _rep in range(reps):
+            block_wall: dict[str, list[float]] = {n: [] for n in names}
+            block_cpu: dict[str, list[float]] = {n: [] for n in names}
+            for rnd in range(rounds):
+                for name in names if rnd % 2 == 0 else names[::-1]:
+                    w, c = run_once(cmds[name])
+                    block_wall[name].append(w)
+                    block_cpu[name].append(c)
+            for name in names:
+                seconds[name] += block_wall[name]
+                cpu[name] += block_cpu[name]
+                rep_seconds[name].append(median(block_wall[name]))
+                rep_cpu[name].append(median(block_cpu[name]))
     finally:
         idle.kill()
         idle.wait()
@@ -89,12 +106,13 @@ def measure(reps: int, script: Path | None = None) -> dict:
         base = samples["python -c pass"]
         return {n: [a / b for a, b in zip(samples[n], base)] for n in names[1:]}
 
-    ratios, cpu_ratios = paired(seconds), paired(cpu)
-    out = {"argv": cmds, "seconds": seconds, "cpu_seconds": cpu, "ratios": ratios, "cpu_ratios": cpu_ratios,
+    ratios, cpu_ratios = paired(rep_seconds), paired(rep_cpu)
+    out = {"argv": cmds, "rounds_per_rep": rounds, "seconds": seconds, "cpu_seconds": cpu,
+           "rep_median_seconds": rep_seconds, "ratios": ratios, "cpu_ratios": cpu_ratios,
            "spread": {n: spread(r) for n, r in ratios.items()},
            "cpu_spread": {n: spread(r) for n, r in cpu_ratios.items()},
-           "median_ms": {n: 1e3 * sorted(v)[len(v) // 2] for n, v in seconds.items()},
-           "cpu_median_ms": {n: 1e3 * sorted(v)[len(v) // 2] for n, v in cpu.items()},
+           "median_ms": {n: 1e3 * median(v) for n, v in seconds.items()},
+           "cpu_median_ms": {n: 1e3 * median(v) for n, v in cpu.items()},
            "loadavg": [load_before, os.getloadavg()]}
     out["rows"] = rows(out)
     return out
@@ -119,10 +137,11 @@ def rows(res: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=11, help="repetitions (one paired ratio each)")
+    ap.add_argument("--rounds", type=int, default=15, help="rounds per repetition")
     ap.add_argument("--json", type=Path, help="write the raw samples and rows here")
     args = ap.parse_args(argv)
-    res = measure(args.reps)
+    res = measure(args.reps, rounds=args.rounds)
     for r in res["rows"]:
         s = r["spread"]
         print(f"{r['id']:<3} {r['figure']:<62} {r['value']:>6}  [{s['min']:.2f}-{s['max']:.2f}]  "

@@ -194,7 +194,7 @@ def run_host_benches(wanted: list[str], reps: int | None) -> dict:
     out: dict = {"rows": [], "raw": {"seconds": {}}}
     import cli_startup  # bench/ is on sys.path
     import control_load
-    measures = {"cli": lambda: cli_startup.measure(reps or 30),
+    measures = {"cli": lambda: cli_startup.measure(reps or 11),
                 "control": lambda: control_load.measure(reps or 3),
                 "sysshim": lambda: system_shim_bench(reps)}
     for name in (n for n in HOST_BENCHES if n in wanted):
