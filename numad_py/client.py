@@ -261,7 +261,8 @@ def move_buffer_local(buf, node: int, *, bind: bool = False, progress: Progress 
         res = numa.range_residency(os.getpid(), start, end)
         return {"method": "mbind", "start": f"{start:x}", "end": f"{end:x}", "node": node,
                 "nodes": res["nodes"], "other": res["other"]}
-    result = numa.migrate_range(os.getpid(), start, end, [node], progress=progress)
+    # counts huge pages as the daemon's answer does, so both paths report the same fields
+    result = numa.migrate_range(os.getpid(), start, end, [node], progress=progress, count_huge_pages=True)
     return dict(result.to_dict(), method="move_pages", start=f"{start:x}", end=f"{end:x}")
 
 
