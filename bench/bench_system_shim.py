@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from numad_py.shim import publish_shim_rules, shim_path
+from spread import spread, verdict
 from numad_py.shim.gate import gate_path
 
 
@@ -128,11 +129,6 @@ def run_block(driver: Path, rounds: int, cases: dict[str, dict[str, str]], env: 
     return dict(zip(cases, map(float, out.stdout.split())))
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": round(min(values), 4), "median": round(statistics.median(values), 4),
-            "max": round(max(values), 4)}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--execs", type=int, default=1000, help="rounds per repetition (one exec per case each)")
@@ -172,7 +168,7 @@ def main() -> int:
         "machine": platform.machine(), "kernel": platform.release(),
     }
     g, t, e = result["exec_unmatched_ratio"], result["exec_unmatched_text_ratio"], result["exec_empty_library_ratio"]
-    met = g["median"] <= 1.02 and g["max"] <= 1.02
+    met = verdict("<= 1.02", g) == "yes"
     print(f"exec /bin/true unmatched, shim via LD_PRELOAD: gate/base median {g['median']:.3f} "
           f"(min {g['min']:.3f}, max {g['max']:.3f}; goal <= 1.02: {'met' if met else 'not met'}); "
           f"rules text without a gate: median {t['median']:.3f} (min {t['min']:.3f}, max {t['max']:.3f}); "

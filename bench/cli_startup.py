@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -64,10 +65,6 @@ def run_once(argv: list[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
-
-
 def measure(reps: int, script: Path | None = None, rounds: int = 15) -> dict:
     script = script or numad_script()
     # Byte-code as `pip install .` leaves it (this environment may set PYTHONDONTWRITEBYTECODE,
@@ -96,8 +93,8 @@ def measure(reps: int, script: Path | None = None, rounds: int = 15) -> dict:
             for name in names:
                 seconds[name] += block_wall[name]
                 cpu[name] += block_cpu[name]
-                rep_seconds[name].append(median(block_wall[name]))
-                rep_cpu[name].append(median(block_cpu[name]))
+                rep_seconds[name].append(statistics.median(block_wall[name]))
+                rep_cpu[name].append(statistics.median(block_cpu[name]))
     finally:
         idle.kill()
         idle.wait()
@@ -111,8 +108,8 @@ def measure(reps: int, script: Path | None = None, rounds: int = 15) -> dict:
            "rep_median_seconds": rep_seconds, "ratios": ratios, "cpu_ratios": cpu_ratios,
            "spread": {n: spread(r) for n, r in ratios.items()},
            "cpu_spread": {n: spread(r) for n, r in cpu_ratios.items()},
-           "median_ms": {n: 1e3 * median(v) for n, v in seconds.items()},
-           "cpu_median_ms": {n: 1e3 * median(v) for n, v in cpu.items()},
+           "median_ms": {n: 1e3 * statistics.median(v) for n, v in seconds.items()},
+           "cpu_median_ms": {n: 1e3 * statistics.median(v) for n, v in cpu.items()},
            "loadavg": [load_before, os.getloadavg()]}
     out["rows"] = rows(out)
     return out
