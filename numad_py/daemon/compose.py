@@ -65,7 +65,7 @@ def build_daemon(config_path: str, *, dry_run: bool = False, environ: Mapping[st
     stop = threading.Event()
     notifier = Notifier(environ)
     heartbeat = Heartbeat(notifier)
-    cell: list[Daemon] = []                 # the collector reads the daemon built below
+    cell: list[Daemon] = []                 # the collector and the sensor read the daemon built below
     metrics = None
     if config.metrics.listen:
         from ..metrics import Metrics       # prometheus_client is only needed with an endpoint
@@ -75,7 +75,9 @@ def build_daemon(config_path: str, *, dry_run: bool = False, environ: Mapping[st
                         stall=StallPolicy(d.max_stall), dry_run=dry_run, metrics=metrics, stop=stop,
                         beat=heartbeat.beat)
     socket_path = control_socket_path(config, runtime)
-    access = AccessSensor(Sensor().snapshot, Kdamond(claim_dir=runtime.path))   # tier rules' DAMON
+    # The sensor reuses residency reads of processes the daemon's history says are not due.
+    sensor = Sensor(history=lambda: cell[0].state.history if cell else None)
+    access = AccessSensor(sensor.snapshot, Kdamond(claim_dir=runtime.path))   # tier rules' DAMON
     daemon = Daemon(
         config=config, config_path=config_path,
         load_config=lambda: load_config_safely(Path(config_path)),

@@ -7,7 +7,10 @@ set lookup on later scans; ``status`` (uid), ``cgroup``, ``exe``
 and ``cmdline`` are read lazily, only when a rule's criteria get that far
 for that process.  Residency (of the memory the matching rule moves),
 affinity and cpuset mems are read for candidates (processes some rule
-matches) only, and only candidates are in the snapshot.  A process that
+matches) only, and only candidates are in the snapshot.  Given the daemon's
+history, the residency of a process no rule acts on this tick (not due, not a
+tier rule's) is reused from an earlier scan while it stands
+(:class:`~numad_py.sense.residency.ResidencyCache`).  A process that
 vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
 Every other /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
@@ -30,7 +33,10 @@ from collections.abc import Callable, Iterator
 
 from .. import procfs
 from ..config.models import Config
+from ..config.models import Rule
+from ..decide.history import History
 from ..decide.match import first_rule, rejected_by_comm
+from ..decide.planner import is_due
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
 from ..nodes import parse_cpulist
@@ -39,7 +45,7 @@ from ..procscan import StatLine, StatScanner
 from ..topology import NODE_DIR, read_node_memory, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
 from .maps import read_task_policy
-from .residency import memory_residency
+from .residency import ResidencyCache, memory_residency, page_migrations
 
 
 # CPUs, distances, memory tiers and HMAT figures change only on hotplug: re-read
@@ -131,12 +137,17 @@ class Sensor:
         sys_root: str | Path = "/sys",
         cgroup_root: str | Path = CGROUP_ROOT,
         clock: Callable[[], float] = time.time,
+        history: Callable[[], History | None] | None = None,
     ):
+        """``history``: the daemon's, read at each scan; with it, residency reads of processes
+        that are not due are reused (a one-off snapshot passes none and reads everything)."""
         self.proc_root = Path(proc_root)
         self.sys_root = Path(sys_root)
         self.cgroup_root = Path(cgroup_root)
         self.clock = clock
         self._page_size = os.sysconf("SC_PAGE_SIZE")
+        self._history = history
+        self._residency = ResidencyCache()
         self._users: dict[int, str | None] = {}
         self._last_cpu_times: dict[int, tuple[int, int]] = {}
         self._stat_scanner: StatScanner | None = None   # made at the first scan
@@ -148,13 +159,16 @@ class Sensor:
         self._topology: tuple[str, float, tuple[NodeInfo, ...], dict[tuple[int, int], int]] | None = None
 
     def snapshot(self, config: Config) -> Snapshot:
+        now = self.clock()
         nodes, distances = self._nodes()
         proc_stat = procfs.read_system("stat", root=str(self.proc_root))
+        history = self._history() if self._history is not None else None
+        self._residency.begin(self._page_migrations() if history is not None else None)
         return Snapshot(
-            time=self.clock(),
+            time=now,
             nodes=nodes,
             distances=distances,
-            processes=tuple(self._candidates(config, procfs.parse_boot_time(proc_stat))),
+            processes=tuple(self._candidates(config, procfs.parse_boot_time(proc_stat), now, history)),
             numa_balancing=self._numa_balancing(),
             cpu_load=self._cpu_load(proc_stat, nodes),
         )
@@ -183,7 +197,14 @@ class Sensor:
             fresh.append(replace(n, mem_total=total, mem_free=free))
         return tuple(fresh), dict(distances)
 
-    def _candidates(self, config: Config, boot_time: float) -> Iterator[ProcessInfo]:
+    def _page_migrations(self) -> int | None:
+        try:
+            return page_migrations(procfs.read_system("vmstat", root=str(self.proc_root)))
+        except NumaError:
+            return None
+
+    def _candidates(self, config: Config, boot_time: float, now: float,
+                    history: History | None) -> Iterator[ProcessInfo]:
         # The hot loop of every scan.  The stat lines come from one C pass;
         # a comm that rules out every rule is remembered per config, so on
         # later scans such a process costs one read of its comm file, in C.
@@ -205,23 +226,29 @@ class Sensor:
                                 page_size=self._page_size, user_of=self._user_name)
             try:
                 rule = first_rule(config.rules, proc)   # the global filters passed above
-                info = None if rule is None else self._describe(proc, rule.memory,
-                                                                 policy=rule.spread_children is not None)
+                # The planner asks is_due with the same history, cooldown and time: a process
+                # it acts on this tick always gets a fresh read.
+                reuse = (history is not None and rule is not None and rule.tier is None
+                         and not is_due(rule, history.get((proc.pid, proc.start_time)), now,
+                                        config.daemon.cooldown))
+                info = None if rule is None else self._describe(proc, rule, now=now, reuse=reuse)
             except _Gone:
                 continue
             if info is not None:
                 yield info
 
-    def _describe(self, proc: _LazyProcess, memory: str | list[str], *, policy: bool = False) -> ProcessInfo:
-        task_policy = None
-        try:
-            residency: dict[int, int] | None = memory_residency(proc.pid, memory, str(self.proc_root))
-            if policy:  # only rules that spread children need it: tells the shim's children apart
-                task_policy = read_task_policy(proc.pid, str(self.proc_root))
-        except ProcessGone:
-            raise _Gone from None
-        except PermissionDenied:
-            residency = None
+    def _describe(self, proc: _LazyProcess, rule: Rule, *, now: float, reuse: bool) -> ProcessInfo:
+        identity = (proc.pid, proc.start_time)
+        policy = rule.spread_children is not None
+        key = (repr(rule.memory), policy)
+        earlier = self._residency.get(identity, key, proc.rss, now) if reuse else None
+        if earlier is not None:
+            residency: dict[int, int] | None = earlier.residency
+            task_policy = earlier.task_policy
+        else:
+            residency, task_policy = self._read_residency(proc.pid, rule.memory, policy=policy)
+            if residency is not None:
+                self._residency.put(identity, key, proc.rss, now, residency, task_policy)
         cgroup = proc.cgroup
         return ProcessInfo(
             pid=proc.pid,
@@ -239,6 +266,18 @@ class Sensor:
             mems_allowed=mems_allowed(cgroup, self.cgroup_root),
             task_policy=task_policy,
         )
+
+    def _read_residency(self, pid: int, memory: str | list[str], *,
+                        policy: bool) -> tuple[dict[int, int] | None, str | None]:
+        try:
+            residency = memory_residency(pid, memory, str(self.proc_root))
+            # only rules that spread children need it: tells the shim's children apart
+            task_policy = read_task_policy(pid, str(self.proc_root)) if policy else None
+        except ProcessGone:
+            raise _Gone from None
+        except PermissionDenied:
+            return None, None
+        return residency, task_policy
 
     def _user_name(self, uid: int) -> str | None:
         if uid not in self._users:

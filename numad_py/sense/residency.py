@@ -5,12 +5,15 @@ what the rule would move: a rule that moves ``[heap]`` must not see the
 process's libraries left on another node as "drifted", or ``every`` would
 plan the same migration on each pass.
 
-Named mappings come from numa_maps (cheap: one read); explicit address
+Named mappings come from numa_maps (one read, in which the kernel walks
+the process's page tables); explicit address
 ranges need a ``move_pages`` query, because numa_maps only sums whole
 mappings and a range may cover part of one.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..selectors import selected_mappings, split_selectors
 from .maps import mappings_residency, read_maps, read_numa_maps
@@ -30,3 +33,68 @@ def memory_residency(pid: int, memory, proc_root: str = "/proc") -> dict[int, in
             for node, nbytes in range_residency(pid, start, end)["nodes"].items():
                 total[node] = total.get(node, 0) + nbytes
     return total
+
+
+# A residency read (numa_maps walks the process's page tables: 10-20 ms per 320 MiB process in
+# the TCG guest, every tick) is reused for a process no rule acts on this tick, for this long at
+# most.  In the numad side-by-side those reads were most of numad-py's CPU after its placements.
+REUSE_FOR = 60.0
+# ... and only while its RSS stays within 1/RSS_SLACK of what it was at the read.
+RSS_SLACK = 64
+
+
+@dataclass(frozen=True)
+class _Read:
+    key: object                    # what was read: the rule's memory selection, task policy or not
+    rss: int
+    migrations: int                # the machine's pgmigrate_success at the read
+    at: float
+    residency: dict[int, int]
+    task_policy: str | None
+
+
+class ResidencyCache:
+    """Residency reads the sensor may reuse, one per candidate, dropped when the process is
+    not a candidate in a scan.
+
+    A read stands while no page anywhere was migrated since (``pgmigrate_success`` in
+    /proc/vmstat: the daemon's own moves, ``numad-py migrate``, migratepages, NUMA
+    balancing and compaction all count there), the RSS is about the same and it is younger
+    than REUSE_FOR.  What is left unseen is a process freeing memory on one node and
+    allocating as much on another, for at most REUSE_FOR; the caller asks for reuse only
+    for processes no rule acts on this tick, so nothing is ever moved on a reused read.
+    """
+
+    def __init__(self, reuse_for: float = REUSE_FOR):
+        self.reuse_for = reuse_for
+        self._reads: dict[tuple[int, float], _Read] = {}
+        self._kept: dict[tuple[int, float], _Read] = {}
+        self._migrations: int | None = None
+
+    def begin(self, migrations: int | None) -> None:
+        """A scan starts; ``migrations``: pgmigrate_success now (None: unknown, nothing is reused)."""
+        self._reads, self._kept = self._kept, {}
+        self._migrations = migrations
+
+    def get(self, identity: tuple[int, float], key: object, rss: int, now: float) -> _Read | None:
+        read = self._reads.get(identity)
+        if (read is None or self._migrations is None or read.migrations != self._migrations
+                or read.key != key or abs(rss - read.rss) * RSS_SLACK > read.rss
+                or not 0 <= now - read.at < self.reuse_for):
+            return None
+        self._kept[identity] = read
+        return read
+
+    def put(self, identity: tuple[int, float], key: object, rss: int, now: float,
+            residency: dict[int, int], task_policy: str | None) -> None:
+        if self._migrations is not None:
+            self._kept[identity] = _Read(key, rss, self._migrations, now, residency, task_policy)
+
+
+def page_migrations(vmstat: str) -> int | None:
+    """``pgmigrate_success`` of /proc/vmstat text (None when the kernel does not count it)."""
+    for line in vmstat.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "pgmigrate_success":
+            return int(value) if value.strip().isdigit() else None
+    return None

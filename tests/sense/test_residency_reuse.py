@@ -1,0 +1,137 @@
+"""The sensor reuses residency reads of processes no rule acts on this tick, while they stand."""
+
+from __future__ import annotations
+
+import pytest
+
+from numad_py.config import Config, Match, Rule
+from numad_py.decide.history import ProcessHistory
+from numad_py.sense.processes import Sensor
+from numad_py.sense.residency import REUSE_FOR, page_migrations
+
+from fake_tree import BTIME, PAGE, TICKS, FakeMachine
+
+ON_NODE_0 = "7f0000000000 default anon=4 dirty=4 N0=4 kernelpagesize_kB=4\n"
+ON_NODE_1 = "7f0000000000 default anon=4 dirty=4 N1=4 kernelpagesize_kB=4\n"
+IDENTITY = (10, 500 / TICKS + BTIME)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def config(**rule) -> Config:
+    rule.setdefault("nodes", "0")
+    return Config.model_validate({"rules": [Rule(name="db", match=Match(comm="db"), **rule)]})
+
+
+def handled(**fields) -> dict:
+    return {IDENTITY: ProcessHistory(first_seen=0.0, last_action=1.0, handled_once=True, **fields)}
+
+
+@pytest.fixture
+def machine(tmp_path) -> FakeMachine:
+    m = FakeMachine(tmp_path)
+    m.add_process(10, "db", numa_maps=ON_NODE_0, rss_pages=1000)
+    set_migrations(m, 7)
+    return m
+
+
+def set_migrations(machine: FakeMachine, count: int) -> None:
+    (machine.proc / "vmstat").write_text(f"nr_free_pages 1\npgmigrate_success {count}\npgmigrate_fail 3\n")
+
+
+def move_to_node_1(machine: FakeMachine) -> None:
+    (machine.proc / "10" / "numa_maps").write_text(ON_NODE_1)
+
+
+class Scans:
+    """A sensor with a history the test sets, as the daemon's is."""
+
+    def __init__(self, machine: FakeMachine, history: dict | None):
+        self.history = history
+        self.clock = Clock()
+        self.sensor = Sensor(proc_root=machine.proc, sys_root=machine.sys, cgroup_root=machine.cgroup,
+                             clock=self.clock, history=lambda: self.history)
+
+    def residency(self, cfg: Config) -> dict[int, int] | None:
+        (proc,) = self.sensor.snapshot(cfg).processes
+        return dict(proc.residency) if proc.residency is not None else None
+
+
+def test_a_process_that_is_not_due_keeps_its_last_read(machine):
+    scans = Scans(machine, handled())
+    assert scans.residency(config()) == {0: 4 * PAGE}
+    move_to_node_1(machine)      # pages change node without a migration: freed and allocated again
+    scans.clock.now += REUSE_FOR - 1
+    assert scans.residency(config()) == {0: 4 * PAGE}
+    scans.clock.now += 1         # ... but never for longer than REUSE_FOR
+    assert scans.residency(config()) == {1: 4 * PAGE}
+
+
+def test_any_page_migration_on_the_machine_makes_the_next_scan_read_again(machine):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    move_to_node_1(machine)
+    set_migrations(machine, 8)
+    assert scans.residency(config()) == {1: 4 * PAGE}
+
+
+@pytest.mark.parametrize("rss_pages, reread", [(1015, False), (985, False), (1016, True), (984, True)])
+def test_a_changed_rss_makes_the_scan_read_again(machine, rss_pages, reread):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    move_to_node_1(machine)
+    stat = machine.proc / "10" / "stat"
+    stat.write_text(stat.read_text().replace(" 1000000 1000 ", f" 1000000 {rss_pages} "))
+    assert scans.residency(config()) == ({1: 4 * PAGE} if reread else {0: 4 * PAGE})
+
+
+@pytest.mark.parametrize("history, rule", [
+    ({}, {}),                                                   # first sight of a `once` rule
+    (handled(), {"every": "30s"}),                              # `every` is due again
+    ({IDENTITY: ProcessHistory(first_seen=0.0, last_action=1.0)}, {}),   # a failed `once`: retry
+    (None, {}),                                                 # no history: a one-off snapshot
+    (handled(), {"nodes": "auto", "tier": {"fast": "0", "slow": "1"}}),  # tier rules keep their own pace
+], ids=["first-sight", "every", "retry", "no-history", "tier"])
+def test_a_process_a_rule_acts_on_is_read_every_scan(machine, history, rule):
+    scans = Scans(machine, history)
+    scans.residency(config(**rule))
+    move_to_node_1(machine)
+    scans.clock.now += 31
+    assert scans.residency(config(**rule)) == {1: 4 * PAGE}
+
+
+def test_a_rule_with_another_memory_selection_is_read_again(machine):
+    (machine.proc / "10" / "maps").write_text("7f0000000000-7f0000004000 rw-p 00000000 00:00 0  [heap]\n")
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    move_to_node_1(machine)
+    assert scans.residency(config(memory=["[heap]"])) == {1: 4 * PAGE}
+
+
+def test_without_vmstat_nothing_is_reused(machine):
+    (machine.proc / "vmstat").unlink()
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    move_to_node_1(machine)
+    assert scans.residency(config()) == {1: 4 * PAGE}
+
+
+def test_a_process_that_left_the_candidates_is_forgotten(machine):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    other = Config.model_validate({"rules": [Rule(name="x", match=Match(comm="other"), nodes="0")]})
+    assert scans.sensor.snapshot(other).processes == ()
+    move_to_node_1(machine)
+    assert scans.residency(config()) == {1: 4 * PAGE}
+
+
+def test_page_migrations_parses_vmstat():
+    assert page_migrations("pgmigrate_fail 2\npgmigrate_success 12345\n") == 12345
+    assert page_migrations("nr_free_pages 1\n") is None
+    assert page_migrations("pgmigrate_success x\n") is None
