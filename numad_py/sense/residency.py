@@ -35,9 +35,10 @@ def memory_residency(pid: int, memory, proc_root: str = "/proc") -> dict[int, in
     return total
 
 
-# A residency read (numa_maps walks the process's page tables: 10-20 ms per 320 MiB process in
-# the TCG guest, every tick) is reused for a process no rule acts on this tick, for this long at
-# most.  In the numad side-by-side those reads were most of numad-py's CPU after its placements.
+# A residency read is reused for a process no rule acts on this tick, for this long at most.
+# numa_maps walks the process's page tables: in the 2-node TCG guest a read of a CPU-busy
+# 320 MiB process took 21-30 ms of CPU (median), and a snapshot with four such candidates
+# 247-260 ms, against 95-102 ms reusing the reads (numad side-by-side's busy case).
 REUSE_FOR = 60.0
 # ... and only while its RSS stays within 1/RSS_SLACK of what it was at the read.
 RSS_SLACK = 64
@@ -57,12 +58,12 @@ class ResidencyCache:
     """Residency reads the sensor may reuse, one per candidate, dropped when the process is
     not a candidate in a scan.
 
-    A read stands while no page anywhere was migrated since (``pgmigrate_success`` in
-    /proc/vmstat: the daemon's own moves, ``numad-py migrate``, migratepages, NUMA
-    balancing and compaction all count there), the RSS is about the same and it is younger
-    than REUSE_FOR.  What is left unseen is a process freeing memory on one node and
-    allocating as much on another, for at most REUSE_FOR; the caller asks for reuse only
-    for processes no rule acts on this tick, so nothing is ever moved on a reused read.
+    A read stands while no page anywhere was migrated since (:func:`page_migrations`: the
+    daemon's own moves, ``numad-py migrate``, migratepages, numad, compaction), the RSS is
+    about the same and it is younger than REUSE_FOR.  What is left unseen, for at most
+    REUSE_FOR: NUMA balancing's moves, and a process freeing memory on one node and
+    allocating as much on another.  The caller asks for reuse only for processes no rule
+    acts on this tick, so nothing is ever moved on a reused read.
     """
 
     def __init__(self, reuse_for: float = REUSE_FOR):
@@ -92,9 +93,15 @@ class ResidencyCache:
 
 
 def page_migrations(vmstat: str) -> int | None:
-    """``pgmigrate_success`` of /proc/vmstat text (None when the kernel does not count it)."""
+    """Pages migrated on the machine other than by NUMA balancing, from /proc/vmstat text:
+    ``pgmigrate_success`` (every migration) less ``numa_pages_migrated`` (NUMA balancing's
+    own, which runs all the time on a busy machine with balancing on).  None when the kernel
+    does not count migrations."""
+    counts = {}
     for line in vmstat.splitlines():
         name, _, value = line.partition(" ")
-        if name == "pgmigrate_success":
-            return int(value) if value.strip().isdigit() else None
-    return None
+        if name in ("pgmigrate_success", "numa_pages_migrated") and value.strip().isdigit():
+            counts[name] = int(value)
+    if "pgmigrate_success" not in counts:
+        return None
+    return counts["pgmigrate_success"] - counts.get("numa_pages_migrated", 0)

@@ -131,7 +131,15 @@ def test_a_process_that_left_the_candidates_is_forgotten(machine):
     assert scans.residency(config()) == {1: 4 * PAGE}
 
 
+def test_numa_balancing_moves_alone_do_not_make_the_scan_read_again(machine):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    (machine.proc / "vmstat").write_text("numa_pages_migrated 100\npgmigrate_success 107\n")
+    assert scans.residency(config()) == {0: 4 * PAGE}
+
+
 def test_page_migrations_parses_vmstat():
     assert page_migrations("pgmigrate_fail 2\npgmigrate_success 12345\n") == 12345
+    assert page_migrations("numa_pages_migrated 45\npgmigrate_success 12345\n") == 12300
     assert page_migrations("nr_free_pages 1\n") is None
     assert page_migrations("pgmigrate_success x\n") is None
