@@ -33,7 +33,7 @@ from numad_py import procfs
 from numad_py.errors import NumaError
 from numad_py.stall import DEFAULT_MAX_STALL as DEFAULT_STALL
 
-from numad_compare import all_settled, cpu_ticks, node_pages, ratio, settle_time, share, vmstat_value
+from numad_compare import all_settled, cpu_after_placement, cpu_ticks, node_pages, ratio, settle_time, share, vmstat_value
 
 NUMAD = "/usr/bin/numad"
 NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
@@ -347,6 +347,12 @@ def _raw_bound_row(raw: dict, n: int, w: float) -> dict:
             "numad": round(a, 2), "numad_py": round(c, 2), "ratio": ratio(c, a), "goal": "-"}
 
 
+def _placement_cpu(r: dict, part: int) -> float | None:
+    """CPU s until the last workload settled (part 0), CPU s per minute after it (part 1)."""
+    split = cpu_after_placement(r.get("cpu_series", ()), r["all_settled_seconds"], r.get("startup_cpu") or 0.0)
+    return None if split is None else round(split[part], 2)
+
+
 def _ms_per_page(r: dict) -> float | None:
     return round(r["cpu_seconds"] * 1e3 / r["pages_migrated"], 3) if r["pages_migrated"] else None
 
@@ -375,6 +381,9 @@ def table_rows(raw: dict) -> list[dict]:
              "<= 1.00"),
         pair("n3", f"busy: daemon CPU s over {w:.0f} s", lambda r: round(r["cpu_seconds"], 2), b, "<= 1.00"),
         pair("n3b", "busy: daemon CPU s, second half of the window", lambda r: round(r["cpu_second_half"], 2), b),
+        # The end state's cost apart from what each daemon does once there (never: not reached).
+        pair("n3e", f"busy: daemon CPU s until all {n} workloads were placed", lambda r: _placement_cpu(r, 0), b),
+        pair("n3s", "busy: daemon CPU s per minute after that", lambda r: _placement_cpu(r, 1), b),
         # The daemons may not do the same work in the window (numad may place fewer): per page moved.
         pair("n3p", "busy: daemon CPU ms per page migrated", _ms_per_page, b),
         *([_raw_bound_row(raw, n, w)] if RAW_BOUND in b else []),

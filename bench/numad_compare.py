@@ -79,6 +79,20 @@ def all_settled(times: Sequence[float | None]) -> float | None:
     return max(t for t in times if t is not None)
 
 
+def cpu_after_placement(series: Sequence[tuple[float, float]], settled: float | None,
+                        start_cpu: float) -> tuple[float, float] | None:
+    """(CPU seconds until the last workload settled, CPU seconds per minute after it) from a
+    daemon's cumulative (t, cpu) samples; None when a workload never settled or no sample came
+    after it.  ``start_cpu`` is what the daemon had used when the window began."""
+    if settled is None:
+        return None
+    at = next(((t, c) for t, c in series if t >= settled), None)
+    if at is None or not series or series[-1][0] <= at[0]:
+        return None
+    t_end, c_end = series[-1]
+    return at[1] - start_cpu, (c_end - at[1]) * 60 / (t_end - at[0])
+
+
 def ratio(numad_py: float | None, numad: float | None) -> float | None:
     """numad-py / numad; None when either is missing or numad's is zero."""
     if numad_py is None or numad is None or numad == 0:

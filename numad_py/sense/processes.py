@@ -32,8 +32,7 @@ from pathlib import Path
 from collections.abc import Callable, Iterator
 
 from .. import procfs
-from ..config.models import Config
-from ..config.models import Rule
+from ..config.models import Config, Rule
 from ..decide.history import History
 from ..decide.match import first_rule, rejected_by_comm
 from ..decide.planner import is_due

@@ -38,7 +38,7 @@ def memory_residency(pid: int, memory, proc_root: str = "/proc") -> dict[int, in
 # A residency read is reused for a process no rule acts on this tick, for this long at most.
 # numa_maps walks the process's page tables: in the 2-node TCG guest a read of a CPU-busy
 # 320 MiB process took 21-30 ms of CPU (median), and a snapshot with four such candidates
-# 247-260 ms, against 95-102 ms reusing the reads (numad side-by-side's busy case).
+# 247-260 ms, against 95-102 ms reusing the reads (the numad side-by-side's busy workload).
 REUSE_FOR = 60.0
 # ... and only while its RSS stays within 1/RSS_SLACK of what it was at the read.
 RSS_SLACK = 64
@@ -48,7 +48,7 @@ RSS_SLACK = 64
 class _Read:
     key: object                    # what was read: the rule's memory selection, task policy or not
     rss: int
-    migrations: int                # the machine's pgmigrate_success at the read
+    migrations: int                # page_migrations() at the read
     at: float
     residency: dict[int, int]
     task_policy: str | None
@@ -73,7 +73,7 @@ class ResidencyCache:
         self._migrations: int | None = None
 
     def begin(self, migrations: int | None) -> None:
-        """A scan starts; ``migrations``: pgmigrate_success now (None: unknown, nothing is reused)."""
+        """A scan starts; ``migrations``: page_migrations() now (None: unknown, nothing is reused)."""
         self._reads, self._kept = self._kept, {}
         self._migrations = migrations
 

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from numad_compare import (
     all_settled,
+    cpu_after_placement,
     cpu_ticks,
     node_pages,
     ratio,
@@ -127,3 +128,21 @@ def test_the_unscaled_bound_gets_its_own_row_beside_numad() -> None:
     assert next(r for r in guest_numad.table_rows(raw) if r["id"] == "n3p")["numad"] is None
     del raw["busy"][guest_numad.RAW_BOUND]
     assert "n3r" not in {r["id"] for r in guest_numad.table_rows(raw)}
+
+
+def test_cpu_after_placement_splits_the_window_at_the_last_settle() -> None:
+    series = [(0.0, 10.0), (5.0, 14.0), (10.0, 18.0), (15.0, 18.5), (20.0, 19.0)]
+    # settled at 9 s: the first sample at or after it is t=10 (18.0); then 1.0 s over 10 s.
+    assert cpu_after_placement(series, 9.0, 10.0) == (8.0, 6.0)
+    assert cpu_after_placement(series, None, 10.0) is None      # never placed
+    assert cpu_after_placement(series, 20.0, 10.0) is None      # nothing after it
+
+
+def test_the_end_state_rows_split_a_daemons_cpu_at_its_last_placement() -> None:
+    import guest_numad
+
+    placed = {"all_settled_seconds": 9.0, "startup_cpu": 10.0,
+              "cpu_series": [(0.0, 10.0), (5.0, 14.0), (10.0, 18.0), (15.0, 18.5), (20.0, 19.0)]}
+    never = {"all_settled_seconds": None, "startup_cpu": 1.0, "cpu_series": [(0.0, 1.0), (20.0, 5.0)]}
+    assert [guest_numad._placement_cpu(placed, part) for part in (0, 1)] == [8.0, 6.0]
+    assert guest_numad._placement_cpu(never, 0) is None
