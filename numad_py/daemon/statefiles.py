@@ -56,8 +56,10 @@ class StatusFile:
         self._written = False
 
     def write(self, status: Mapping) -> None:
-        # The umask applies, as before: 0600 under the unit's UMask=0077.
-        write_atomic(self.path, json.dumps(status, indent=2), mode=0o644)
+        # The umask applies, as before: 0600 under the unit's UMask=0077.  No indent: with one,
+        # json encodes in Python, not C: a sixth of a tick's CPU (cProfile, the numad bench's
+        # busy guest after its placements).  `numad-py status --json` pretty-prints it.
+        write_atomic(self.path, json.dumps(status), mode=0o644)
         self._written = True
 
     def remove(self) -> None:
@@ -75,7 +77,7 @@ class HistoryStore:
 
     def __init__(self, directory: Path | None):
         self.path = directory / HISTORY_FILE if directory is not None else None
-        self._saved: str | None = None
+        self._saved: dict | None = None      # the history last written
 
     @property
     def enabled(self) -> bool:
@@ -98,13 +100,13 @@ class HistoryStore:
         return history
 
     def save(self, history: History) -> None:
-        if self.path is None:
+        # Most ticks change nothing: compared as data, not encoded (asdict per entry was a
+        # tenth of a tick's CPU in the numad bench's busy guest, under cProfile).
+        if self.path is None or history == self._saved:
             return
         entries = [{"pid": pid, "start_time": start, **asdict(h)} for (pid, start), h in sorted(history.items())]
-        text = json.dumps({"version": HISTORY_VERSION, "processes": entries})
-        if text != self._saved:            # most ticks change nothing: no write
-            write_atomic(self.path, text, mode=0o600)
-            self._saved = text
+        write_atomic(self.path, json.dumps({"version": HISTORY_VERSION, "processes": entries}), mode=0o600)
+        self._saved = dict(history)
 
 
 def _entry(e: Mapping) -> ProcessHistory:

@@ -8,9 +8,10 @@ and ``cmdline`` are read lazily, only when a rule's criteria get that far
 for that process.  Residency (of the memory the matching rule moves),
 affinity and cpuset mems are read for candidates (processes some rule
 matches) only, and only candidates are in the snapshot.  Given the daemon's
-history, the residency of a process no rule acts on this tick (not due, not a
-tier rule's) is reused from an earlier scan while it stands
-(:class:`~numad_py.sense.residency.ResidencyCache`).  A process that
+history, the residency of a process no rule acts on this tick, or that a
+``once`` rule found in place at every read, is reused from an earlier scan
+while it stands (:func:`may_reuse_residency`,
+:class:`~numad_py.sense.residency.ResidencyCache`).  A process that
 vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
 Every other /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterator
 
 from .. import procfs
 from ..config.models import Config, Rule
-from ..decide.history import History
+from ..decide.history import History, ProcessHistory
 from ..decide.match import first_rule, rejected_by_comm
 from ..decide.planner import is_due
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
@@ -147,6 +148,9 @@ class Sensor:
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._history = history
         self._residency = ResidencyCache()
+        # cpuset.mems per cgroup path, for one scan: candidates often share a cgroup, and the
+        # walk up to the nearest cpuset costs an open per level.
+        self._mems_by_cgroup: dict[str | None, frozenset[int] | None] = {}
         self._users: dict[int, str | None] = {}
         self._last_cpu_times: dict[int, tuple[int, int]] = {}
         self._stat_scanner: StatScanner | None = None   # made at the first scan
@@ -163,6 +167,7 @@ class Sensor:
         proc_stat = procfs.read_system("stat", root=str(self.proc_root))
         history = self._history() if self._history is not None else None
         self._residency.begin(self._page_migrations() if history is not None else None)
+        self._mems_by_cgroup = {}
         return Snapshot(
             time=now,
             nodes=nodes,
@@ -225,11 +230,9 @@ class Sensor:
                                 page_size=self._page_size, user_of=self._user_name)
             try:
                 rule = first_rule(config.rules, proc)   # the global filters passed above
-                # The planner asks is_due with the same history, cooldown and time: a process
-                # it acts on this tick always gets a fresh read.
-                reuse = (history is not None and rule is not None and rule.tier is None
-                         and not is_due(rule, history.get((proc.pid, proc.start_time)), now,
-                                        config.daemon.cooldown))
+                reuse = (history is not None and rule is not None
+                         and may_reuse_residency(rule, history.get((proc.pid, proc.start_time)), now,
+                                                 config.daemon.cooldown))
                 info = None if rule is None else self._describe(proc, rule, now=now, reuse=reuse)
             except _Gone:
                 continue
@@ -262,9 +265,14 @@ class Sensor:
             residency=residency,
             threads=proc.threads,
             cpu_affinity=proc.cpu_affinity,
-            mems_allowed=mems_allowed(cgroup, self.cgroup_root),
+            mems_allowed=self._mems_allowed(cgroup),
             task_policy=task_policy,
         )
+
+    def _mems_allowed(self, cgroup: str | None) -> frozenset[int] | None:
+        if cgroup not in self._mems_by_cgroup:
+            self._mems_by_cgroup[cgroup] = mems_allowed(cgroup, self.cgroup_root)
+        return self._mems_by_cgroup[cgroup]
 
     def _read_residency(self, pid: int, memory: str | list[str], *,
                         policy: bool) -> tuple[dict[int, int] | None, str | None]:
@@ -307,6 +315,21 @@ class Sensor:
             load[node.id] = busy / total if total > 0 else 0.0
         self._last_cpu_times = times
         return load
+
+
+def may_reuse_residency(rule: Rule, entry: ProcessHistory | None, now: float, cooldown: float) -> bool:
+    """Whether an earlier residency read may stand in for this scan's (ResidencyCache says
+    for how long).  Never at first sight or for a tier rule (its own pace).  Yes when no rule
+    acts on the process this tick (``is_due``, asked as the planner asks it); and under a
+    ``once`` rule without ``every`` that never had anything to do for it: every fresh read
+    found it in place, and that answer stands while the read does.  A move planned on a
+    reused read still moves what is misplaced now: the executor migrates the rule's memory,
+    not the read's numbers."""
+    if rule.tier is not None or entry is None:
+        return False
+    if not is_due(rule, entry, now, cooldown):
+        return True
+    return rule.once and rule.every is None and entry.last_action is None and not entry.handled_once
 
 
 def take_snapshot(config: Config, **roots) -> Snapshot:

@@ -13,6 +13,7 @@ mappings and a range may cover part of one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..selectors import selected_mappings, split_selectors
@@ -35,7 +36,7 @@ def memory_residency(pid: int, memory, proc_root: str = "/proc") -> dict[int, in
     return total
 
 
-# A residency read is reused for a process no rule acts on this tick, for this long at most.
+# A residency read is reused, where the sensor allows it, for this long at most.
 # numa_maps walks the process's page tables: in the 2-node TCG guest a read of a CPU-busy
 # 320 MiB process took 21-30 ms of CPU (median), and a snapshot with four such candidates
 # 247-260 ms, against 95-102 ms reusing the reads (the numad side-by-side's busy workload).
@@ -62,8 +63,8 @@ class ResidencyCache:
     daemon's own moves, ``numad-py migrate``, migratepages, numad, compaction), the RSS is
     about the same and it is younger than REUSE_FOR.  What is left unseen, for at most
     REUSE_FOR: NUMA balancing's moves, and a process freeing memory on one node and
-    allocating as much on another.  The caller asks for reuse only for processes no rule
-    acts on this tick, so nothing is ever moved on a reused read.
+    allocating as much on another.  The sensor decides which processes may reuse a read
+    (``sense.processes.may_reuse_residency``).
     """
 
     def __init__(self, reuse_for: float = REUSE_FOR):
@@ -97,11 +98,13 @@ def page_migrations(vmstat: str) -> int | None:
     ``pgmigrate_success`` (every migration) less ``numa_pages_migrated`` (NUMA balancing's
     own, which runs all the time on a busy machine with balancing on).  None when the kernel
     does not count migrations."""
-    counts = {}
-    for line in vmstat.splitlines():
-        name, _, value = line.partition(" ")
-        if name in ("pgmigrate_success", "numa_pages_migrated") and value.strip().isdigit():
-            counts[name] = int(value)
-    if "pgmigrate_success" not in counts:
+    migrated = _PGMIGRATE.search(vmstat)
+    if migrated is None:
         return None
-    return counts["pgmigrate_success"] - counts.get("numa_pages_migrated", 0)
+    balancing = _NUMA_MIGRATED.search(vmstat)
+    return int(migrated[1]) - (int(balancing[1]) if balancing is not None else 0)
+
+
+# Two searches, not a parse of every line: /proc/vmstat has ~170 lines, read every tick.
+_PGMIGRATE = re.compile(r"^pgmigrate_success (\d+)$", re.M)
+_NUMA_MIGRATED = re.compile(r"^numa_pages_migrated (\d+)$", re.M)

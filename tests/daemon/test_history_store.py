@@ -3,6 +3,8 @@ state_dir / StateDirectory= were unused)."""
 
 from __future__ import annotations
 
+import pytest
+
 from daemon_fakes import IDENT, Script, action, make_daemon
 from numad_py.daemon.statefiles import HistoryStore
 
@@ -50,3 +52,27 @@ def test_no_state_dir_no_file(tmp_path):
     store = HistoryStore(None)
     store.save({})
     assert not store.enabled and store.load() == {}
+
+
+def test_an_unchanged_history_is_not_written_again_and_a_failed_write_is_retried(tmp_path, monkeypatch):
+    from numad_py.daemon import statefiles
+    from numad_py.decide.history import ProcessHistory
+
+    store = HistoryStore(tmp_path)
+    history = {IDENT: ProcessHistory(first_seen=1.0)}
+    store.save(history)
+    (tmp_path / "history.json").unlink()
+    store.save(dict(history))                          # equal: nothing written
+    assert not (tmp_path / "history.json").exists()
+
+    changed = {IDENT: ProcessHistory(first_seen=1.0, handled_once=True)}
+
+    def full_disk(*_a, **_kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(statefiles, "write_atomic", full_disk)
+    with pytest.raises(OSError):
+        store.save(changed)
+    monkeypatch.undo()
+    store.save(changed)                                # the next tick writes it
+    assert HistoryStore(tmp_path).load() == changed

@@ -91,13 +91,24 @@ def test_a_changed_rss_makes_the_scan_read_again(machine, rss_pages, reread):
     assert scans.residency(config()) == ({1: 4 * PAGE} if reread else {0: 4 * PAGE})
 
 
+IN_PLACE = {IDENTITY: ProcessHistory(first_seen=0.0)}   # seen, nothing ever planned for it
+
+
+def test_a_process_a_once_rule_found_in_place_keeps_its_last_read(machine):
+    scans = Scans(machine, IN_PLACE)
+    assert scans.residency(config()) == {0: 4 * PAGE}
+    move_to_node_1(machine)
+    assert scans.residency(config()) == {0: 4 * PAGE}
+
+
 @pytest.mark.parametrize("history, rule", [
     ({}, {}),                                                   # first sight of a `once` rule
     (handled(), {"every": "30s"}),                              # `every` is due again
+    (IN_PLACE, {"every": "30s"}),                               # ... also when it was in place
     ({IDENTITY: ProcessHistory(first_seen=0.0, last_action=1.0)}, {}),   # a failed `once`: retry
     (None, {}),                                                 # no history: a one-off snapshot
     (handled(), {"nodes": "auto", "tier": {"fast": "0", "slow": "1"}}),  # tier rules keep their own pace
-], ids=["first-sight", "every", "retry", "no-history", "tier"])
+], ids=["first-sight", "every", "every-in-place", "retry", "no-history", "tier"])
 def test_a_process_a_rule_acts_on_is_read_every_scan(machine, history, rule):
     scans = Scans(machine, history)
     scans.residency(config(**rule))

@@ -269,3 +269,17 @@ def test_a_node_coming_online_is_seen_at_the_next_scan(tmp_path):
     snap = s.snapshot(config)
     assert [n.id for n in snap.nodes] == [0, 1] and not snap.nodes[1].has_cpu
     assert snap.distances[(0, 1)] == 20
+
+
+def test_cpuset_mems_are_read_once_per_cgroup_per_scan(machine):
+    (machine.cgroup / "a.slice").mkdir()
+    (machine.cgroup / "a.slice/cpuset.mems.effective").write_text("1\n")
+    (machine.cgroup / "cpuset.mems.effective").write_text("0-1\n")
+    machine.add_process(10, "db", cgroup="/a.slice/x.service")
+    machine.add_process(11, "db", cgroup="/a.slice/x.service")
+    machine.add_process(12, "db", cgroup="/b.slice")
+    scan = sensor(machine)
+    config = rules({"comm": "db"})
+    assert [p.mems_allowed for p in scan.snapshot(config).processes] == [{1}, {1}, {0, 1}]
+    (machine.cgroup / "a.slice/cpuset.mems.effective").write_text("0\n")   # a cpuset changed
+    assert [p.mems_allowed for p in scan.snapshot(config).processes] == [{0}, {0}, {0, 1}]
