@@ -9,7 +9,7 @@ for that process.  Residency (of the memory the matching rule moves),
 affinity and cpuset mems are read for candidates (processes some rule
 matches) only, and only candidates are in the snapshot.  Given the daemon's
 history, the residency of a process no rule acts on this tick, or that a
-``once`` rule found in place at every read, is reused from an earlier scan
+``once`` rule never attempted anything for, is reused from an earlier scan
 while it stands (:func:`may_reuse_residency`,
 :class:`~numad_py.sense.residency.ResidencyCache`).  A process that
 vanishes mid-scan is skipped silently; a field we may not read becomes None.
@@ -139,8 +139,8 @@ class Sensor:
         clock: Callable[[], float] = time.time,
         history: Callable[[], History | None] | None = None,
     ):
-        """``history``: the daemon's, read at each scan; with it, residency reads of processes
-        that are not due are reused (a one-off snapshot passes none and reads everything)."""
+        """``history``: the daemon's, read at each scan; with it, residency reads are reused where
+        :func:`may_reuse_residency` allows (a one-off snapshot passes none and reads everything)."""
         self.proc_root = Path(proc_root)
         self.sys_root = Path(sys_root)
         self.cgroup_root = Path(cgroup_root)
@@ -321,10 +321,10 @@ def may_reuse_residency(rule: Rule, entry: ProcessHistory | None, now: float, co
     """Whether an earlier residency read may stand in for this scan's (ResidencyCache says
     for how long).  Never at first sight or for a tier rule (its own pace).  Yes when no rule
     acts on the process this tick (``is_due``, asked as the planner asks it); and under a
-    ``once`` rule without ``every`` that never had anything to do for it: every fresh read
-    found it in place, and that answer stands while the read does.  A move planned on a
-    reused read still moves what is misplaced now: the executor migrates the rule's memory,
-    not the read's numbers."""
+    ``once`` rule without ``every`` that never attempted anything for it (every fresh read
+    found it in place, or the rule only advises): that answer stands while the read does.
+    A move planned on a reused read still moves what is misplaced now: the executor
+    migrates the rule's memory, not the read's numbers."""
     if rule.tier is not None or entry is None:
         return False
     if not is_due(rule, entry, now, cooldown):
