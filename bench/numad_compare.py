@@ -87,7 +87,7 @@ def cpu_after_placement(series: Sequence[tuple[float, float]], settled: float | 
     if settled is None:
         return None
     at = next(((t, c) for t, c in series if t >= settled), None)
-    if at is None or not series or series[-1][0] <= at[0]:
+    if at is None or series[-1][0] <= at[0]:
         return None
     t_end, c_end = series[-1]
     return at[1] - start_cpu, (c_end - at[1]) * 60 / (t_end - at[0])

@@ -44,7 +44,7 @@ from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_status_field
 from ..procscan import StatLine, StatScanner
 from ..topology import NODE_DIR, read_node_memory, read_topology
 from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
-from .maps import read_task_policy
+from .maps import parse_task_policy
 from .residency import ResidencyCache, memory_residency, page_migrations
 
 
@@ -276,10 +276,15 @@ class Sensor:
 
     def _read_residency(self, pid: int, memory: str | list[str], *,
                         policy: bool) -> tuple[dict[int, int] | None, str | None]:
+        root = str(self.proc_root)
         try:
-            residency = memory_residency(pid, memory, str(self.proc_root))
-            # only rules that spread children need it: tells the shim's children apart
-            task_policy = read_task_policy(pid, str(self.proc_root)) if policy else None
+            if policy:   # only rules that spread children need it: tells the shim's children apart
+                text = procfs.read_text(pid, "numa_maps", root=root)   # one page-table walk for both
+                task_policy: str | None = parse_task_policy(text)
+                residency = memory_residency(pid, memory, root, numa_maps_text=text)
+            else:
+                task_policy = None
+                residency = memory_residency(pid, memory, root)
         except ProcessGone:
             raise _Gone from None
         except PermissionDenied:

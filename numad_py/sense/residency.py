@@ -17,15 +17,19 @@ import re
 from dataclasses import dataclass
 
 from ..selectors import selected_mappings, split_selectors
-from .maps import mappings_residency, read_maps, read_numa_maps
+from .maps import mappings_residency, parse_numa_maps, read_maps, read_numa_maps
 
 
-def memory_residency(pid: int, memory, proc_root: str = "/proc") -> dict[int, int]:
-    """Bytes per node of what ``memory`` ("all" or a rule's selectors) names in ``pid``."""
+def memory_residency(pid: int, memory, proc_root: str = "/proc", *,
+                     numa_maps_text: str | None = None) -> dict[int, int]:
+    """Bytes per node of what ``memory`` ("all" or a rule's selectors) names in ``pid``.
+
+    ``numa_maps_text``: the process's numa_maps when the caller has already read it."""
     explicit, named = split_selectors(memory)
     total: dict[int, int] = {}
     if named:
-        numa_maps = read_numa_maps(pid, proc_root)
+        numa_maps = (read_numa_maps(pid, proc_root) if numa_maps_text is None
+                     else parse_numa_maps(numa_maps_text))
         starts = None if "all" in named else {m.start for m in selected_mappings(read_maps(pid, proc_root), named)}
         total = mappings_residency(numa_maps, starts)
     if explicit:

@@ -96,6 +96,24 @@ def test_unreadable_residency_becomes_none(machine, monkeypatch):
     assert proc.residency is None
 
 
+def test_spread_children_rule_reads_numa_maps_once_for_residency_and_policy(machine, monkeypatch):
+    machine.add_process(42, "app", numa_maps="7f0000000000 prefer:1 anon=3 N0=2 N1=1 kernelpagesize_kB=4\n"
+                                             "7f0000100000 prefer:1 anon=1 N1=1 kernelpagesize_kB=4\n")
+    reads: list[str] = []
+    real = processes.procfs.read_text
+
+    def counted(pid, name, root):
+        reads.append(name)
+        return real(pid, name, root=root)
+
+    monkeypatch.setattr(processes.procfs, "read_text", counted)
+    config = Config.model_validate({"rules": [Rule(name="r", match=Match(comm="app"), nodes="0",
+                                                   spread_children="0-1")]})
+    (proc,) = sensor(machine).snapshot(config).processes
+    assert (proc.task_policy, proc.residency) == ("prefer:1", {0: 2 * 4096, 1: 2 * 4096})
+    assert reads.count("numa_maps") == 1
+
+
 def test_unreadable_exe_becomes_none(machine):
     d = machine.add_process(41, "app")
     (d / "exe").unlink()
@@ -271,7 +289,14 @@ def test_a_node_coming_online_is_seen_at_the_next_scan(tmp_path):
     assert snap.distances[(0, 1)] == 20
 
 
-def test_cpuset_mems_are_read_once_per_cgroup_per_scan(machine):
+def test_cpuset_mems_are_read_once_per_cgroup_per_scan(machine, monkeypatch):
+    reads: list[str | None] = []
+
+    def counted(cgroup, root):
+        reads.append(cgroup)
+        return mems_allowed(cgroup, root)
+
+    monkeypatch.setattr(processes, "mems_allowed", counted)
     (machine.cgroup / "a.slice").mkdir()
     (machine.cgroup / "a.slice/cpuset.mems.effective").write_text("1\n")
     (machine.cgroup / "cpuset.mems.effective").write_text("0-1\n")
@@ -281,5 +306,7 @@ def test_cpuset_mems_are_read_once_per_cgroup_per_scan(machine):
     scan = sensor(machine)
     config = rules({"comm": "db"})
     assert [p.mems_allowed for p in scan.snapshot(config).processes] == [{1}, {1}, {0, 1}]
+    assert sorted(reads) == ["/a.slice/x.service", "/b.slice"]   # two processes, one read
     (machine.cgroup / "a.slice/cpuset.mems.effective").write_text("0\n")   # a cpuset changed
     assert [p.mems_allowed for p in scan.snapshot(config).processes] == [{0}, {0}, {0, 1}]
+    assert len(reads) == 4   # the memo lasts one scan
