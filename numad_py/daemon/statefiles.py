@@ -110,9 +110,10 @@ class HistoryStore:
 
 
 def _entry(e: Mapping) -> ProcessHistory:
-    last = e.get("last_action")
+    last, checked = e.get("last_action"), e.get("last_checked")   # absent in files before it
     return ProcessHistory(first_seen=float(e["first_seen"]),
                           last_action=float(last) if last is not None else None,
+                          last_checked=float(checked) if checked is not None else None,
                           handled_once=bool(e.get("handled_once", False)),
                           unmovable_bytes=int(e.get("unmovable_bytes", 0)),
                           tier_moves=tuple((int(a), int(b), str(t), float(w)) for a, b, t, w in e.get("tier_moves", ())))

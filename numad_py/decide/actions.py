@@ -76,6 +76,7 @@ class Plan:
     actions: tuple[Action, ...] = ()
     matched: Mapping[Identity, str] = field(default_factory=dict)
     inactive: Mapping[str, str] = field(default_factory=dict)   # rule -> why it cannot act on this machine
+    checked: frozenset[Identity] = frozenset()   # due by `every` this tick: its next check is `every` later
 
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions)

@@ -18,6 +18,7 @@ from .snapshot import Identity
 class ProcessHistory:
     first_seen: float
     last_action: float | None = None  # last attempt, successful or not
+    last_checked: float | None = None  # last time `every` made it due, acted on or not
     handled_once: bool = False        # an action completed: `once` is satisfied
     unmovable_bytes: int = 0          # misplaced bytes the last migration could not move
     # Tier moves done: (start, end, tier, when), newest last, at most TIER_MOVES_KEPT (hysteresis).
@@ -46,6 +47,9 @@ def record(
     only when more than that has drifted, instead of retrying them forever.
     """
     nxt = {ident: history.get(ident) or ProcessHistory(first_seen=now) for ident in plan.matched}
+    for ident in plan.checked:
+        if ident in nxt:
+            nxt[ident] = replace(nxt[ident], last_checked=now)
     for action in attempted:
         if action.identity in nxt:
             nxt[action.identity] = replace(nxt[action.identity], last_action=now)

@@ -5,8 +5,8 @@ Per candidate process, in order:
 1. the first matching rule wins (global include/exclude first);
 2. is it *due*?  ``once`` acts at first sight (a failed attempt is retried
    after the cooldown); ``every`` re-enforces that long after the last
-   action (or after first sight when ``once = false``) and replaces the
-   cooldown for its rule;
+   check, whether it acted or found nothing to do (or after first sight
+   when ``once = false``), and replaces the cooldown for its rule;
 3. the target: the rule's nodes, or the auto choice, always inside the
    cgroup's cpuset.mems — an empty intersection only advises;
 4. ``migrate`` when bytes sit outside the target (none misplaced = nothing
@@ -38,6 +38,7 @@ def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
     inactive = inactive_rules(config.rules, snapshot)
     actions: list[Action] = []
     matched = {}
+    checked = set()
     for proc in snapshot.processes:
         rule = first_match(config.rules, proc, config.daemon)
         if rule is None:
@@ -49,14 +50,17 @@ def plan(snapshot: Snapshot, config: Config, history: History) -> Plan:
         if rule.tier is not None:   # tier moves keep their own pace (hysteresis), not once/every
             actions.extend(tier_actions(proc, rule, snapshot, entry))
             continue
-        if is_due(rule, entry, snapshot.time, config.daemon.cooldown):
+        due = due_by(rule, entry, snapshot.time, config.daemon.cooldown)
+        if due == "every":
+            checked.add(proc.identity)
+        if due is not None:
             unmovable = entry.unmovable_bytes if entry is not None else 0
             planned = actions_for(proc, rule, snapshot, config.daemon, unmovable=unmovable)
             actions.extend(planned)
             if rule.nodes == AUTO:
                 snapshot = claim(snapshot, proc, planned)
     actions.sort(key=lambda a: (rule_position[a.rule], a.pid, a.start_time, KIND_ORDER[a.kind]))
-    return Plan(actions=tuple(actions), matched=matched, inactive=inactive)
+    return Plan(actions=tuple(actions), matched=matched, inactive=inactive, checked=frozenset(checked))
 
 
 def claim(snapshot: Snapshot, proc: ProcessInfo, planned: list[Action]) -> Snapshot:
@@ -92,14 +96,22 @@ def inactive_rules(rules, snapshot: Snapshot) -> dict[str, str]:
 
 
 def is_due(rule: Rule, entry: ProcessHistory | None, now: float, cooldown: float) -> bool:
+    return due_by(rule, entry, now, cooldown) is not None
+
+
+def due_by(rule: Rule, entry: ProcessHistory | None, now: float, cooldown: float) -> str | None:
+    """Why ``rule`` looks at the process now: "once" (first sight, or a retry after the
+    cooldown until an action completes), "every" (re-enforcement), or None (not due)."""
     if entry is None:
-        return rule.once
+        return "once" if rule.once else None
     if rule.once and not entry.handled_once:
-        return entry.last_action is None or now - entry.last_action >= cooldown
+        return "once" if entry.last_action is None or now - entry.last_action >= cooldown else None
     if rule.every is None:
-        return False
-    anchor = entry.last_action if entry.last_action is not None else entry.first_seen
-    return now - anchor >= rule.every
+        return None
+    # A check that found nothing to do counts too: else an in-place process is due (its
+    # residency read afresh) every tick once the first interval has passed.
+    since = [t for t in (entry.last_action, entry.last_checked) if t is not None]
+    return "every" if now - max(since, default=entry.first_seen) >= rule.every else None
 
 
 def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: DaemonSettings,

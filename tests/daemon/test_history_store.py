@@ -33,6 +33,16 @@ def test_a_restart_remembers_what_was_done(tmp_path):
     assert script.histories[0][IDENT] == saved          # the planner saw it on the first tick
 
 
+def test_last_checked_survives_a_restart_and_older_files_load_without_it(tmp_path):
+    from numad_py.decide.history import ProcessHistory
+    entry = ProcessHistory(first_seen=1.0, last_action=2.0, last_checked=3.0, handled_once=True)
+    HistoryStore(tmp_path).save({IDENT: entry})
+    assert HistoryStore(tmp_path).load() == {IDENT: entry}
+    text = (tmp_path / "history.json").read_text().replace('"last_checked": 3.0, ', "")
+    (tmp_path / "history.json").write_text(text)    # as a daemon before last_checked wrote it
+    assert HistoryStore(tmp_path).load() == {IDENT: ProcessHistory(first_seen=1.0, last_action=2.0, handled_once=True)}
+
+
 def test_a_dry_run_records_nothing_on_disk(tmp_path):
     (tmp_path / "state").mkdir()
     store = HistoryStore(tmp_path / "state")

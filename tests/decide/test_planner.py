@@ -62,6 +62,11 @@ CASES = [
      [("migrate", 100, "r0", [1], [0], GiB)]),
     ("every: not yet (and replaces the cooldown)", [{**DB, "every": "30s"}], [proc()],
      {(100, 150.0): ProcessHistory(first_seen=0, last_action=NOW - 29, handled_once=True)}, []),
+    ("every: a check that found nothing counts as the last one", [{**DB, "every": "30s"}], [proc()],
+     {(100, 150.0): ProcessHistory(first_seen=0, last_action=NOW - 300, last_checked=NOW - 29, handled_once=True)}, []),
+    ("every: due `every` after the last check", [{**DB, "every": "30s"}], [proc()],
+     {(100, 150.0): ProcessHistory(first_seen=0, last_action=NOW - 300, last_checked=NOW - 30, handled_once=True)},
+     [("migrate", 100, "r0", [1], [0], GiB)]),
     ("once=false: waits `every` after first sight", [{**DB, "once": False, "every": "5m"}], [proc()], {}, []),
     ("once=false: acts `every` after first sight", [{**DB, "once": False, "every": "5m"}], [proc()],
      {(100, 150.0): ProcessHistory(first_seen=NOW - 300)}, [("migrate", 100, "r0", [1], [0], GiB)]),
@@ -187,6 +192,19 @@ def test_misplaced_bytes_are_exactly_those_outside_the_target(res, target):
         assert action.kind == "migrate" and action.misplaced_bytes == outside
         assert action.from_nodes == {n for n, b in res.items() if n not in target and b}
         assert action.target_nodes == target
+
+
+def test_every_checks_an_in_place_process_once_per_interval_not_every_tick():
+    cfg = config({**DB, "once": False, "every": "30s"})
+    placed = proc(residency={1: GiB})
+    history = record({}, plan(snap(placed), cfg, {}), NOW)          # first sight: not due
+    due = plan(snap(placed, time=NOW + 30), cfg, history)
+    assert due.actions == () and due.checked == {(100, 150.0)}      # due, nothing to do
+    history = record(history, due, NOW + 30)
+    assert history[(100, 150.0)].last_checked == NOW + 30
+    for t in (NOW + 31, NOW + 59):
+        assert plan(snap(placed, time=t), cfg, history).checked == frozenset()
+    assert plan(snap(proc(), time=NOW + 60), cfg, history).actions   # drifted, next check acts
 
 
 def test_every_does_not_retry_what_the_kernel_refused():

@@ -101,6 +101,16 @@ def test_a_process_a_once_rule_found_in_place_keeps_its_last_read(machine):
     assert scans.residency(config()) == {0: 4 * PAGE}
 
 
+def test_an_every_rule_keeps_the_read_between_its_checks(machine):
+    scans = Scans(machine, handled(last_checked=1000.0))   # checked now, found in place
+    assert scans.residency(config(every="30s")) == {0: 4 * PAGE}
+    move_to_node_1(machine)
+    scans.clock.now += 29
+    assert scans.residency(config(every="30s")) == {0: 4 * PAGE}
+    scans.clock.now += 1         # the next check reads afresh
+    assert scans.residency(config(every="30s")) == {1: 4 * PAGE}
+
+
 @pytest.mark.parametrize("history, rule", [
     ({}, {}),                                                   # first sight of a `once` rule
     (handled(), {"every": "30s"}),                              # `every` is due again
