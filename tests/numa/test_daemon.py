@@ -212,6 +212,30 @@ def test_every_on_a_range_rule_does_not_replan_what_it_left_alone(workload, daem
 
 
 @pytest.mark.kernel_independent
+def test_a_move_by_numad_py_migrate_voids_the_reused_read_of_an_in_place_process(workload, daemon):
+    # A `once` rule that found its range in place reuses that read (for up to 60 s, REUSE_FOR)
+    # while no page on the machine migrates.  `numad-py migrate` moving the range away is such a
+    # migration: the next scan must read afresh and pull the range back, long before 60 s.
+    child = workload("--mib", "32", "--policy", "preferred", "--node", "1", "--seed", "109")
+    start, end = child.region()
+    assert share_on(child.pid, start, 1) > 0.99, "workload did not start on node 1"
+    d = daemon(rule_for(109, "1", f'memory = ["{start:#x}-{end:#x}"]'))
+    history = d.dir / "state" / "history.json"
+    deadline = time.monotonic() + 120
+    while f'"pid": {child.pid},' not in (history.read_text() if history.exists() else ""):
+        assert time.monotonic() < deadline, f"the daemon never recorded the workload:\n{d.log()}"
+        time.sleep(0.2)                     # first sight: read, found in place, nothing planned
+    assert f"migrate pid={child.pid} " not in d.log()
+    pushed = subprocess.run([NUMAD, "migrate", str(child.pid), "--to", "0", "--range", f"{start:x}-{end:x}",
+                             "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert pushed.returncode == 0, pushed.stderr
+    assert share_on(child.pid, start, 0) > 0.9, "precondition: the push moved the range to node 0"
+    assert wait_share(child.pid, start, 1, 0.99, timeout=30) >= 0.99, f"not pulled back in 30 s:\n{d.log()}"
+    d.wait_log(rf"migrate pid={child.pid} .*status=done", timeout=30)
+    d.stop()
+
+
+@pytest.mark.kernel_independent
 def test_dry_run_changes_nothing_and_once_exits_zero(workload, tmp_path):
     child = workload("--mib", "32", "--policy", "preferred", "--node", "0", "--seed", "103")
     start, _ = child.region()
