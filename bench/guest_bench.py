@@ -651,8 +651,9 @@ def bench_numad() -> None:
                 not b, "")
             continue
         value = "-" if rat is None else round(rat, 3)
-        # Busy figures count only if numad-py placed every workload; idle has no end state.
-        end_state = r["id"] == "n5" or res["raw"]["busy"]["numad-py"]["all_settled_seconds"] is not None
+        # Busy figures count only if numad-py placed every workload; idle has no end state, and
+        # the k rows compare both daemons at the same one (as many placed as the fewer placed).
+        end_state = r["id"] in ("n5", "n2k", "n3k") or res["raw"]["busy"]["numad-py"]["all_settled_seconds"] is not None
         met = goal_met(r["goal"], rat, end_state=end_state) if r["goal"] != "no" else None
         row(r["id"], r["figure"] + ", numad-py / numad", value, r["goal"], met, f"numad {a}, numad-py {b}")
 

@@ -33,7 +33,8 @@ from numad_py import procfs
 from numad_py.errors import NumaError
 from numad_py.stall import DEFAULT_MAX_STALL as DEFAULT_STALL
 
-from numad_compare import all_settled, cpu_after_placement, cpu_ticks, node_pages, ratio, settle_time, share, vmstat_value
+from numad_compare import (all_settled, cpu_after_placement, cpu_ticks, node_pages, ratio, settle_time, share,
+                           value_when_placed, vmstat_value)
 
 NUMAD = "/usr/bin/numad"
 NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
@@ -216,6 +217,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     startup_cpu = cpu_seconds(dpid)
     t0 = time.monotonic()
     cpu: list[tuple[float, float]] = []
+    moved_series: list[tuple[float, int]] = []
     exited_at: float | None = None
     try:
         while (t := time.monotonic() - t0) < window:
@@ -224,6 +226,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
                 exited_at = round(t, 2)  # the run goes on: the workloads are still sampled
             if c is not None:
                 cpu.append((round(t, 2), c))
+            moved_series.append((round(t, 2), migrated() - m0))
             sample(t)
             time.sleep(max(0.0, 0.5 - (time.monotonic() - t0 - t)))
         end_cpu = cpu_seconds(dpid)
@@ -236,7 +239,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     return {"cpu_seconds": total - (startup_cpu or 0.0), "cpu_second_half": total - half, "pages_migrated": moved,
             "first_log": first_log, "startup_cpu": startup_cpu,
             "exited_at": exited_at,
-            "cpu_series": cpu[::10], "log_tail": log_text}
+            "cpu_series": cpu[::4], "moved_series": moved_series[::4], "log_tail": log_text}
 
 
 def busy_case(name: str, bindir: Path, tmp: Path, *, mib: int, count: int, window: float,
@@ -341,7 +344,7 @@ def _raw_bound_row(raw: dict, n: int, w: float) -> dict:
     """numad-py at the unscaled 20 ms bound against numad: CPU, and how many it placed."""
     b = raw["busy"]
     a, c = b["numad"]["cpu_seconds"], b[RAW_BOUND]["cpu_seconds"]
-    placed = sum(1 for s in b[RAW_BOUND]["settled"].values() if s["seconds"] is not None)
+    placed = placed_count(b[RAW_BOUND])
     return {"id": "n3r", "figure": f"busy: daemon CPU s over {w:.0f} s, numad-py at the unscaled 20 ms bound "
             f"(placed {placed}/{n}, {b[RAW_BOUND]['pages_migrated']} pages)",
             "numad": round(a, 2), "numad_py": round(c, 2), "ratio": ratio(c, a), "goal": "-"}
@@ -351,6 +354,17 @@ def _placement_cpu(r: dict, part: int) -> float | None:
     """CPU s until the last workload settled (part 0), CPU s per minute after it (part 1)."""
     split = cpu_after_placement(r.get("cpu_series", ()), r["all_settled_seconds"], r.get("startup_cpu") or 0.0)
     return None if split is None else round(split[part], 2)
+
+
+def placed_count(r: dict) -> int:
+    return sum(1 for s in r["settled"].values() if s["seconds"] is not None)
+
+
+def _when_placed(r: dict, k: int, series: str) -> float | None:
+    """CPU s ("cpu_series") or pages moved ("moved_series") when the k-th workload settled."""
+    start = (r.get("startup_cpu") or 0.0) if series == "cpu_series" else 0.0
+    value = value_when_placed(r.get(series, ()), [s["seconds"] for s in r["settled"].values()], k, start)
+    return None if value is None else round(value, 2)
 
 
 def _ms_per_page(r: dict) -> float | None:
@@ -368,7 +382,10 @@ def table_rows(raw: dict) -> list[dict]:
         return {"id": fig, "figure": figure, "numad": a, "numad_py": c, "ratio": rat, "goal": goal}
 
     def placed(r: dict) -> str:
-        return f"{sum(1 for s in r['settled'].values() if s['seconds'] is not None)}/{n}"
+        return f"{placed_count(r)}/{n}"
+
+    # The same end state for both: as many workloads placed as the daemon that placed fewer.
+    k = min(placed_count(b["numad"]), placed_count(b["numad-py"]))
 
     return [
         pair("n1", f"busy: s until all {n} workloads have >= 95% on one node", lambda r: r["all_settled_seconds"], b),
@@ -380,6 +397,10 @@ def table_rows(raw: dict) -> list[dict]:
         pair("n2", f"busy: pages migrated (pgmigrate_success) in {w:.0f} s", lambda r: r["pages_migrated"], b,
              "<= 1.00"),
         pair("n3", f"busy: daemon CPU s over {w:.0f} s", lambda r: round(r["cpu_seconds"], 2), b, "<= 1.00"),
+        pair("n2k", f"busy: pages migrated until {k} of {n} workloads were placed (as many as the other "
+             "daemon placed)", lambda r: _when_placed(r, k, "moved_series"), b, "<= 1.00"),
+        pair("n3k", f"busy: daemon CPU s until {k} of {n} workloads were placed",
+             lambda r: _when_placed(r, k, "cpu_series"), b, "<= 1.00"),
         pair("n3b", "busy: daemon CPU s, second half of the window", lambda r: round(r["cpu_second_half"], 2), b),
         # The end state's cost apart from what each daemon does once there (never: not reached).
         pair("n3e", f"busy: daemon CPU s until all {n} workloads were placed", lambda r: _placement_cpu(r, 0), b),

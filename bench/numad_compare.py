@@ -93,6 +93,16 @@ def cpu_after_placement(series: Sequence[tuple[float, float]], settled: float | 
     return at[1] - start_cpu, (c_end - at[1]) * 60 / (t_end - at[0])
 
 
+def value_when_placed(series: Sequence[tuple[float, float]], settle_times: Sequence[float | None], k: int,
+                      start: float = 0.0) -> float | None:
+    """A cumulative (t, value) series, less ``start``, at its first sample at or after the
+    k-th workload settled; None when k < 1, fewer than k settled or no sample came after."""
+    done = sorted(t for t in settle_times if t is not None)
+    if k < 1 or len(done) < k:
+        return None
+    return next((v - start for t, v in series if t >= done[k - 1]), None)
+
+
 def ratio(numad_py: float | None, numad: float | None) -> float | None:
     """numad-py / numad; None when either is missing or numad's is zero."""
     if numad_py is None or numad is None or numad == 0:

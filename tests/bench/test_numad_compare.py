@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from numad_compare import (
     all_settled,
     cpu_after_placement,
+    value_when_placed,
     cpu_ticks,
     node_pages,
     ratio,
@@ -146,3 +147,36 @@ def test_the_end_state_rows_split_a_daemons_cpu_at_its_last_placement() -> None:
     never = {"all_settled_seconds": None, "startup_cpu": 1.0, "cpu_series": [(0.0, 1.0), (20.0, 5.0)]}
     assert [guest_numad._placement_cpu(placed, part) for part in (0, 1)] == [8.0, 6.0]
     assert guest_numad._placement_cpu(never, 0) is None
+
+
+def test_value_when_placed_reads_the_series_at_the_kth_settle() -> None:
+    series = [(0.0, 10.0), (5.0, 14.0), (10.0, 18.0), (15.0, 18.5)]
+    times = [12.0, None, 4.0, 9.5]
+    assert value_when_placed(series, times, 1, 10.0) == 4.0     # 1st settled at 4 s: the sample at 5 s
+    assert value_when_placed(series, times, 3, 10.0) == 8.5     # 3rd at 12 s: the sample at 15 s
+    assert value_when_placed(series, times, 4) is None          # only 3 ever settled
+    assert value_when_placed(series, times, 0) is None
+    assert value_when_placed(series, [16.0], 1) is None         # no sample after it
+
+
+def test_the_k_rows_compare_both_daemons_at_the_fewer_placed() -> None:
+    import guest_numad
+
+    def case(settle: list, startup: float, cpu: list, moved: list) -> dict:
+        return {"all_settled_seconds": None, "first_log": 1.0, "exited_at": None, "pages_migrated": moved[-1][1],
+                "cpu_seconds": cpu[-1][1] - startup, "cpu_second_half": 1.0, "undid_placement": False,
+                "settled": {str(p): {"node": 0, "seconds": s} for p, s in enumerate(settle)},
+                "startup_cpu": startup, "cpu_series": cpu, "moved_series": moved}
+
+    numad = case([250.0, 260.0, None, None], 0.1, [(0.0, 0.1), (255.0, 9.1), (262.0, 12.1), (300.0, 13.0)],
+                 [(0.0, 0), (255.0, 40_000), (262.0, 81_000), (300.0, 82_000)])
+    numad_py = case([10.0, 20.0, 30.0, 36.0], 29.0, [(0.0, 29.0), (10.0, 32.0), (20.0, 35.0), (36.0, 39.0)],
+                    [(0.0, 0), (10.0, 41_000), (20.0, 82_000), (36.0, 164_000)])
+    raw = {"count": 4, "window": 300, "idle": 1000, "busy": {"numad": numad, "numad-py": numad_py},
+           "idle_case": {"numad": case([None] * 4, 0.0, [(0.0, 0.0)], [(0.0, 0)]),
+                         "numad-py": case([None] * 4, 0.0, [(0.0, 0.0)], [(0.0, 0)])}}
+    rows = {r["id"]: r for r in guest_numad.table_rows(raw)}
+    assert "2 of 4" in rows["n3k"]["figure"]
+    assert (rows["n2k"]["numad"], rows["n2k"]["numad_py"]) == (81_000, 82_000)
+    assert (rows["n3k"]["numad"], rows["n3k"]["numad_py"]) == (12.0, 6.0)
+    assert rows["n3k"]["ratio"] == pytest.approx(0.5)
