@@ -638,12 +638,18 @@ def bench_placement() -> None:
 
 def bench_numad() -> None:
     import guest_numad  # bench/ is on sys.path: this script's own directory
-    from numad_compare import goal_met
 
     res = guest_numad.run(BIN, OUT, window=ARGS.numad_seconds, idle=ARGS.idle, slowdown=slowdown(),
                           daemons=tuple(ARGS.numad_daemons.split(",")), cases=tuple(ARGS.numad_cases.split(",")))
     RAW["numad"] = res["raw"]
     RAW["numad"]["rows"] = res["rows"]
+    report_numad(res)
+
+
+def report_numad(res: dict) -> None:
+    """The side-by-side's rows in the table (also what bench/run.py --renumber-numad redoes)."""
+    from numad_compare import goal_met
+
     for r in res["rows"]:
         a, b, rat = r["numad"], r["numad_py"], r["ratio"]
         if isinstance(a, bool):
@@ -652,8 +658,8 @@ def bench_numad() -> None:
             continue
         value = "-" if rat is None else round(rat, 3)
         # Busy figures count only if numad-py placed every workload; idle has no end state, and
-        # the k rows compare both daemons at the same one (as many placed as the fewer placed).
-        end_state = r["id"] in ("n5", "n2k", "n3k") or res["raw"]["busy"]["numad-py"]["all_settled_seconds"] is not None
+        # n2w and n3k compare both daemons per workload placed, and at as many placed as the fewer.
+        end_state = r["id"] in ("n5", "n2w", "n3k") or res["raw"]["busy"]["numad-py"]["all_settled_seconds"] is not None
         met = goal_met(r["goal"], rat, end_state=end_state) if r["goal"] != "no" else None
         row(r["id"], r["figure"] + ", numad-py / numad", value, r["goal"], met, f"numad {a}, numad-py {b}")
 

@@ -162,21 +162,23 @@ def test_value_when_placed_reads_the_series_at_the_kth_settle() -> None:
 def test_the_k_rows_compare_both_daemons_at_the_fewer_placed() -> None:
     import guest_numad
 
-    def case(settle: list, startup: float, cpu: list, moved: list) -> dict:
-        return {"all_settled_seconds": None, "first_log": 1.0, "exited_at": None, "pages_migrated": moved[-1][1],
+    def case(settle: list, startup: float, cpu: list, pages: int) -> dict:
+        return {"all_settled_seconds": None, "first_log": 1.0, "exited_at": None, "pages_migrated": pages,
                 "cpu_seconds": cpu[-1][1] - startup, "cpu_second_half": 1.0, "undid_placement": False,
                 "settled": {str(p): {"node": 0, "seconds": s} for p, s in enumerate(settle)},
-                "startup_cpu": startup, "cpu_series": cpu, "moved_series": moved}
+                "startup_cpu": startup, "cpu_series": cpu}
 
-    numad = case([250.0, 260.0, None, None], 0.1, [(0.0, 0.1), (255.0, 9.1), (262.0, 12.1), (300.0, 13.0)],
-                 [(0.0, 0), (255.0, 40_000), (262.0, 81_000), (300.0, 82_000)])
+    numad = case([250.0, 260.0, None, None], 0.1, [(0.0, 0.1), (255.0, 9.1), (262.0, 12.1), (300.0, 13.0)], 82_000)
     numad_py = case([10.0, 20.0, 30.0, 36.0], 29.0, [(0.0, 29.0), (10.0, 32.0), (20.0, 35.0), (36.0, 39.0)],
-                    [(0.0, 0), (10.0, 41_000), (20.0, 82_000), (36.0, 164_000)])
+                    163_000)
+    never = case([None] * 4, 0.0, [(0.0, 0.0)], 0)
     raw = {"count": 4, "window": 300, "idle": 1000, "busy": {"numad": numad, "numad-py": numad_py},
-           "idle_case": {"numad": case([None] * 4, 0.0, [(0.0, 0.0)], [(0.0, 0)]),
-                         "numad-py": case([None] * 4, 0.0, [(0.0, 0.0)], [(0.0, 0)])}}
+           "idle_case": {"numad": never, "numad-py": never}}
     rows = {r["id"]: r for r in guest_numad.table_rows(raw)}
     assert "2 of 4" in rows["n3k"]["figure"]
-    assert (rows["n2k"]["numad"], rows["n2k"]["numad_py"]) == (81_000, 82_000)
     assert (rows["n3k"]["numad"], rows["n3k"]["numad_py"]) == (12.0, 6.0)
     assert rows["n3k"]["ratio"] == pytest.approx(0.5)
+    assert (rows["n2w"]["numad"], rows["n2w"]["numad_py"]) == (41_000, 40_750)
+    raw["busy"]["numad"] = never                           # placed none: nothing to compare per workload
+    rows = {r["id"]: r for r in guest_numad.table_rows(raw)}
+    assert rows["n2w"]["numad"] is None and rows["n3k"]["ratio"] is None
