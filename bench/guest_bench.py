@@ -647,7 +647,8 @@ def bench_numad() -> None:
 
 
 def report_numad(res: dict) -> None:
-    """The side-by-side's rows in the table (also what bench/run.py --renumber-numad redoes)."""
+    """The side-by-side's rows in the table; apart from the run so that rows can be computed
+    again from a results.json's raw data."""
     from numad_compare import goal_met
 
     for r in res["rows"]:

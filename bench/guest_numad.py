@@ -368,7 +368,7 @@ def _cpu_when_placed(r: dict, k: int) -> float | None:
 def _pages_per_placed(r: dict) -> float | None:
     # Over the window, not up to the k-th placement: pgmigrate_success counts a migrate_pages
     # call's pages when the call returns, and numad moves a whole process in one call (seen:
-    # a workload 98 % moved while the counter had not moved).
+    # a workload 98 % moved before the counter showed any of its pages).
     placed = placed_count(r)
     return round(r["pages_migrated"] / placed) if placed else None
 
