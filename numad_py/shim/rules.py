@@ -220,7 +220,8 @@ def publish_shim_rules(
     """Write the rules file the shim reads when it has no env config; returns the
     number of rule lines that place children.
 
-    Called by the daemon at start, each scan and on reload.  Atomic (temp
+    Called by the daemon on the first scan after start or a reload, and when a scan finds
+    the files changed or a minute passed (``daemon.publish.ShimRulesPublisher``).  Atomic (temp
     file + rename, mode 0644); unchanged content is not rewritten.  The gate
     (:mod:`.gate`, ``PATH.gate``) is written after it.  Rules the
     shim cannot evaluate are logged once each (a warning).
