@@ -7,6 +7,7 @@ through the daemon's own report.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -227,9 +228,11 @@ def test_a_move_by_numad_py_migrate_voids_the_reused_read_of_an_in_place_process
         time.sleep(0.2)                     # first sight: read, found in place, nothing planned
     assert f"migrate pid={child.pid} " not in d.log()
     pushed = subprocess.run([NUMAD, "migrate", str(child.pid), "--to", "0", "--range", f"{start:x}-{end:x}",
-                             "--no-progress"], capture_output=True, text=True, timeout=120)
+                             "--json"], capture_output=True, text=True, timeout=120)
     assert pushed.returncode == 0, pushed.stderr
-    assert share_on(child.pid, start, 0) > 0.9, "precondition: the push moved the range to node 0"
+    # The push's own count proves it: the daemon may pull pages back before a share read after
+    # it (seen: 75 % on node 0 right after the push).
+    assert json.loads(pushed.stdout)["pages_moved"] >= 0.9 * (end - start) // 4096, pushed.stdout
     assert wait_share(child.pid, start, 1, 0.99, timeout=30) >= 0.99, f"not pulled back in 30 s:\n{d.log()}"
     d.wait_log(rf"migrate pid={child.pid} .*status=done", timeout=30)
     d.stop()
