@@ -12,12 +12,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from numad_compare import (
     all_settled,
     cpu_after_placement,
-    value_when_placed,
     cpu_ticks,
     node_pages,
     ratio,
     settle_time,
     side_by_side,
+    value_when_placed,
     vmstat_value,
 )
 
