@@ -248,7 +248,7 @@ def fixed_costs(h: Proc) -> dict:
     from numad_py.numa import migrate
     parts = {
         "node check (sysfs has_memory)": lambda: migrate._check_targets({0, 1}),
-        "numa_maps prescan (maps + numa_maps)": lambda: prescan.read_blind_ranges(pid, [1], pages),
+        "numa_maps prescan (maps + numa_maps)": lambda: prescan.read_prescan(pid, [1], pages),
         "scratch arrays (per thread)": lambda: migrate._scratch(min(numa.MAX_BATCH, pages)),
     }
     out = {}

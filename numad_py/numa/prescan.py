@@ -6,9 +6,15 @@ the move leaves on a target was moved by it, so the move's own status array
 tells *moved* from *failed*, and "already there" is zero.  Mappings with a
 page on a target (or that cannot be told) keep the query before each chunk.
 
+A mapping with every present page already on a target needs no walk at all:
+its pages are counted "already there" (and its holes "not present") from the
+same counts.  A process in place but for a few shared library pages used to
+be queried page by page, all of it, to move nothing.
+
 The counts are read before the first chunk; a page the process itself faults
 onto a target node while the migration runs counts as moved, as a page
-another migrator moves between a chunk's query and its move always did.
+another migrator moves between a chunk's query and its move always did, and
+a page faulted off target into a settled mapping meanwhile stays where it is.
 
 Reading numa_maps walks the whole process, so it is done only when the
 ranges are a good part of it (``worth_reading``); a small range of a large
@@ -21,6 +27,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from .. import procfs
 from ..errors import NumaError
@@ -95,6 +102,21 @@ def blind_intervals(bounds: Iterable[tuple[int, int]], node_pages: dict[int, dic
     return out
 
 
+def settled_mappings(bounds: Iterable[tuple[int, int]], node_pages: dict[int, dict[int, int]],
+                     targets: Iterable[int]) -> list[tuple[int, int, int]]:
+    """Mappings with at least one page present and every present page on a target:
+    ``(start, end, pages present)``, sorted.  A mapping with no page present keeps
+    the query: the kernel may call it unmovable (EFAULT) rather than absent."""
+    wanted = frozenset(targets)
+    out: list[tuple[int, int, int]] = []
+    for start, end in sorted(bounds):
+        per_node = node_pages.get(start)
+        if not per_node or end <= start or any(n not in wanted for n in per_node):  # _UNKNOWN is no target
+            continue
+        out.append((start, end, sum(per_node.values())))
+    return out
+
+
 class BlindRanges:
     """Where in a migration the move may skip its query (see the module docstring)."""
 
@@ -125,17 +147,23 @@ def worth_reading(pid: int, pages: int) -> bool:
     return pages >= WORTH_SHARE * resident
 
 
-def read_blind_ranges(pid: int, targets: Iterable[int], pages: int) -> BlindRanges:
-    """The blind intervals of ``pid`` now; none when not worth it or unreadable (the
+class Prescan(NamedTuple):
+    blind: BlindRanges                          # move without a query
+    settled: list[tuple[int, int, int]]         # no walk: (start, end, pages present)
+
+
+def read_prescan(pid: int, targets: Iterable[int], pages: int) -> Prescan:
+    """What ``pid``'s numa_maps says now; nothing when not worth it or unreadable (the
     chunks then query as before, and the first one says why the process is gone)."""
     if not worth_reading(pid, pages):
-        return BlindRanges()
+        return Prescan(BlindRanges(), [])
     try:
         bounds = parse_bounds(procfs.read_bytes(pid, "maps"))
         node_pages = parse_node_pages(procfs.read_bytes(pid, "numa_maps"))
     except NumaError:
-        return BlindRanges()
-    return BlindRanges(blind_intervals(bounds, node_pages, targets))
+        return Prescan(BlindRanges(), [])
+    return Prescan(BlindRanges(blind_intervals(bounds, node_pages, targets)),
+                   settled_mappings(bounds, node_pages, targets))
 
 
 def huge_pages_in(pid: int, ranges: Sequence[tuple[int, int]]) -> int:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 
 from numad_py.numa import prescan
-from numad_py.numa.prescan import BlindRanges, blind_intervals, parse_bounds, parse_huge_spans, parse_node_pages
+from numad_py.numa.migrate import _without_settled
+from numad_py.numa.prescan import (BlindRanges, Prescan, blind_intervals, parse_bounds, parse_huge_spans,
+                                   parse_node_pages, settled_mappings)
 
 MiB = 1 << 20
 
@@ -52,6 +54,32 @@ def test_blind_only_where_no_page_is_on_a_target_and_the_mapping_is_dense():
     assert blind_intervals(bounds, pages, {0, 1}) == []       # a target set counts all its nodes
 
 
+def test_settled_where_every_present_page_is_on_a_target():
+    bounds, pages = parse_bounds(MAPS), parse_node_pages(NUMA_MAPS)
+    # To node 0: all but the mapping with a page on node 1 and the hugetlb one (unknown counts);
+    # the half-present heap and the sparse stack too, with their pages present.
+    assert settled_mappings(bounds, pages, {0}) == [
+        (0x400000, 0x401000, 1), (0x7F0000000000, 0x7F0000400000, 1024),
+        (0x7F0000800000, 0x7F0000C00000, 512), (0x7FFD00000000, 0x7FFD00021000, 3)]
+    assert settled_mappings(bounds, pages, {0, 1})[1:3] == [
+        (0x7F0000000000, 0x7F0000400000, 1024), (0x7F0000400000, 0x7F0000800000, 1000)]
+    assert settled_mappings(bounds, pages, {1}) == []
+    # A mapping with no page present is not settled: the kernel may call it unmovable.
+    assert settled_mappings([(0x1000, 0x3000)], {0x1000: {}}, {0}) == []
+
+
+def test_settled_mappings_wholly_inside_a_span_are_cut_out_and_counted():
+    page = 4096
+    settled = [(0x10000, 0x20000, 10), (0x30000, 0x40000, 16), (0x50000, 0x60000, 16)]
+    # One span over the first two mappings and the gap between them; the third reaches past it.
+    spans = [(0x10000, (0x40000 - 0x10000) // page), (0x58000, 8)]
+    left, already, absent = _without_settled(spans, settled)
+    assert left == [(0x20000, 16), (0x58000, 8)]       # the gap; the span inside the third, walked
+    assert (already, absent) == (26, 6)                 # 10 + 16 present, 16 - 10 holes
+    assert _without_settled([(0x10000, 16)], []) == ([(0x10000, 16)], 0, 0)
+    assert _without_settled([(0x10000, 16)], [(0x10000, 0x20000, 16)]) == ([], 16, 0)
+
+
 def test_adjacent_blind_mappings_merge_and_unlisted_mappings_are_not_blind():
     bounds = [(0x1000, 0x3000), (0x3000, 0x5000), (0x9000, 0xA000)]
     pages = {0x1000: {0: 2}, 0x3000: {0: 2}}
@@ -85,4 +113,4 @@ def test_numa_maps_read_only_for_a_good_share_of_the_process():
 
 def test_own_process_reads_cleanly():
     assert prescan.huge_pages_in(os.getpid(), [(0, 1 << 47)]) >= 0
-    assert isinstance(prescan.read_blind_ranges(os.getpid(), {0}, 1 << 30), BlindRanges)
+    assert isinstance(prescan.read_prescan(os.getpid(), {0}, 1 << 30), Prescan)
