@@ -14,6 +14,7 @@ The arrays are allocated once per thread, not per call.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import threading
 import time
@@ -220,11 +221,14 @@ def _without_settled(spans: list[tuple[int, int]], settled: Sequence[tuple[int, 
     that are present (already there) and absent (not present)."""
     left: list[tuple[int, int]] = []
     already = absent = 0
+    starts = [lo for lo, _hi, _present in settled]   # sorted, disjoint (one per mapping)
     for first, npages in spans:
         end = first + npages * PAGE_SIZE
         addr = first
-        for lo, hi, present in settled:          # sorted, disjoint (one per mapping)
-            if lo < addr or hi > end:
+        # Only the mappings that start inside this span: a whole process is one span per
+        # mapping, so a scan of every settled mapping per span would be quadratic.
+        for lo, hi, present in settled[bisect.bisect_left(starts, first):bisect.bisect_left(starts, end)]:
+            if hi > end:
                 continue
             if lo > addr:
                 left.append((addr, (lo - addr) // PAGE_SIZE))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from .. import procfs
@@ -83,15 +83,23 @@ def parse_huge_spans(smaps: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
+def _counted_mappings(bounds: Iterable[tuple[int, int]], node_pages: dict[int, dict[int, int]],
+                      ) -> Iterator[tuple[int, int, dict[int, int]]]:
+    """``(start, end, pages per node)`` of each mapping numa_maps lists, sorted by start."""
+    for start, end in sorted(bounds):
+        per_node = node_pages.get(start)
+        if per_node is not None and end > start:
+            yield start, end, per_node
+
+
 def blind_intervals(bounds: Iterable[tuple[int, int]], node_pages: dict[int, dict[int, int]],
                     targets: Iterable[int]) -> list[tuple[int, int]]:
     """Mappings that may be moved without a query: none of their pages on a target,
     at least ``DENSE_SHARE`` of them present.  Sorted, adjacent ones merged."""
     wanted = frozenset(targets)
     out: list[tuple[int, int]] = []
-    for start, end in sorted(bounds):
-        per_node = node_pages.get(start)
-        if per_node is None or end <= start or any(n in wanted or n == _UNKNOWN for n in per_node):
+    for start, end, per_node in _counted_mappings(bounds, node_pages):
+        if any(n in wanted or n == _UNKNOWN for n in per_node):
             continue
         if sum(per_node.values()) < DENSE_SHARE * ((end - start) // PAGE_SIZE):
             continue
@@ -109,9 +117,8 @@ def settled_mappings(bounds: Iterable[tuple[int, int]], node_pages: dict[int, di
     the query: the kernel may call it unmovable (EFAULT) rather than absent."""
     wanted = frozenset(targets)
     out: list[tuple[int, int, int]] = []
-    for start, end in sorted(bounds):
-        per_node = node_pages.get(start)
-        if not per_node or end <= start or any(n not in wanted for n in per_node):  # _UNKNOWN is no target
+    for start, end, per_node in _counted_mappings(bounds, node_pages):
+        if not per_node or any(n not in wanted for n in per_node):  # _UNKNOWN is no target
             continue
         out.append((start, end, sum(per_node.values())))
     return out
