@@ -127,8 +127,8 @@ static int placed(int s, unsigned long i, const int *targets, int ntargets, cons
 
 /* Steps 2 and 3 of a chunk: move the `n` listed pages, then look again
  * only at those the kernel did not report where they belong.  `blind`: no
- * query came first (nd_move_chunk), so a page that is absent before and
- * after the move is "not present", as the query would have said. */
+ * query came first (a blind nd_migrate_segments), so a page that is absent
+ * before and after the move is "not present", as the query would have said. */
 static int move_and_settle(int pid, unsigned long n, const int *targets,
                            int ntargets, int flags, int blind, void **pages,
                            int *nodes, int *status, int *after,
@@ -226,32 +226,40 @@ static long query_and_settle(int pid, unsigned long count, const int *targets, i
     return (long)n;
 }
 
-int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
-                     unsigned long page_size, const int *targets, int ntargets,
-                     int flags, void **pages, int *nodes, int *status,
-                     int *after, struct nd_chunk_result *res)
+/* The pages of `nsegs` runs (`counts[s]` pages from `starts[s]`) and, for
+ * each, the target it goes to: round-robin over the targets by the page's
+ * index in the address space, so a run is spread the same whichever chunk
+ * holds it.  Returns the pages filled. */
+static unsigned long fill_segments(void **pages, int *nodes, const uintptr_t *starts,
+                                   const unsigned long *counts, int nsegs, unsigned long page_size,
+                                   const int *targets, int ntargets)
 {
-    fill_pages(pages, start, count, page_size);
-    /* Round-robin over the targets by page index keeps a multi-node target even. */
-    for (unsigned long i = 0; i < count; i++)
-        nodes[i] = targets[(start / page_size + i) % (unsigned long)ntargets];
+    unsigned long n = 0;
+    for (int s = 0; s < nsegs; s++) {
+        unsigned long index = starts[s] / page_size;
+        for (unsigned long i = 0; i < counts[s]; i++, n++) {
+            pages[n] = (void *)(starts[s] + i * page_size);
+            nodes[n] = targets[(index + i) % (unsigned long)ntargets];
+        }
+    }
+    return n;
+}
+
+int nd_migrate_segments(int pid, const uintptr_t *starts, const unsigned long *counts, int nsegs,
+                        unsigned long page_size, const int *targets, int ntargets, int flags,
+                        int blind, void **pages, int *nodes, int *status, int *after,
+                        struct nd_chunk_result *res)
+{
+    unsigned long count = fill_segments(pages, nodes, starts, counts, nsegs, page_size,
+                                        targets, ntargets);
+    if (blind)
+        return move_and_settle(pid, count, targets, ntargets, flags, 1, pages, nodes,
+                               status, after, res);
     long n = query_and_settle(pid, count, targets, ntargets, pages, nodes, status, res);
     if (n <= 0)
         return (int)n;
     return move_and_settle(pid, (unsigned long)n, targets, ntargets, flags, 0, pages, nodes,
                            status, after, res);
-}
-
-int nd_move_chunk(int pid, uintptr_t start, unsigned long count,
-                  unsigned long page_size, const int *targets, int ntargets,
-                  int flags, void **pages, int *nodes, int *status,
-                  int *after, struct nd_chunk_result *res)
-{
-    fill_pages(pages, start, count, page_size);
-    for (unsigned long i = 0; i < count; i++)
-        nodes[i] = targets[(start / page_size + i) % (unsigned long)ntargets];
-    return move_and_settle(pid, count, targets, ntargets, flags, 1, pages,
-                           nodes, status, after, res);
 }
 
 int nd_place_chunk(int pid, uintptr_t start, unsigned long count,

@@ -40,18 +40,23 @@ struct nd_chunk_result {
     int call_errno;      /* errno of a whole-call failure, else 0        */
 };
 
-/* Query where `count` pages from `start` live, move the ones off target,
- * query again.  `targets` (ntargets >= 1) receive pages round-robin.
+/* One chunk of a range migration over `nsegs` runs of pages (`counts[s]`
+ * pages from `starts[s]`; one call may cover many small mappings).  Query
+ * where each page lives, move the ones off target, query again the ones the
+ * kernel did not report on a target.  `targets` (ntargets >= 1) receive
+ * pages round-robin.  `blind`: numa_maps showed no page of these runs on a
+ * target, so the query before the move is skipped (one page walk less per
+ * page); every page the kernel leaves on a target was moved by this call,
+ * and pages absent before and after count as not present.
  * `pages`, `nodes`, `status`, `after` are caller-owned scratch arrays of at
- * least `count` entries.  `node_pages` (size max_nodes) counts the pages
- * found on each node before the move, for residency reports.
+ * least the total of `counts` entries.
  * Returns 0, or -1 with res->call_errno set when the call itself failed. */
-int nd_migrate_chunk(int pid, uintptr_t start, unsigned long count,
-                     unsigned long page_size, const int *targets, int ntargets,
-                     int flags, void **pages, int *nodes, int *status,
-                     int *after, struct nd_chunk_result *res);
+int nd_migrate_segments(int pid, const uintptr_t *starts, const unsigned long *counts, int nsegs,
+                        unsigned long page_size, const int *targets, int ntargets, int flags,
+                        int blind, void **pages, int *nodes, int *status, int *after,
+                        struct nd_chunk_result *res);
 
-/* Like nd_migrate_chunk, but every page has ONE right node: page i of the
+/* Like nd_migrate_segments over one run, but every page has ONE right node: page i of the
  * range (index first_index + i from the range start) belongs on
  * pattern[((first_index + i) / unit_pages) % npattern], the weighted
  * round-robin; a page on another node of the pattern is moved too.
@@ -61,16 +66,6 @@ int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
                    unsigned long unit_pages, const int *pattern, int npattern,
                    int flags, void **pages, int *nodes, int *status,
                    int *after, struct nd_chunk_result *res);
-
-/* nd_migrate_chunk without the query before the move: every page of the
- * chunk is handed to move_pages.  For a range known to have no page on a
- * target node (numa_maps said so): every page the kernel leaves on a target
- * was moved by this call, absent pages count as not present.  Cheaper by
- * one page walk per page; same arguments and result. */
-int nd_move_chunk(int pid, uintptr_t start, unsigned long count,
-                  unsigned long page_size, const int *targets, int ntargets,
-                  int flags, void **pages, int *nodes, int *status,
-                  int *after, struct nd_chunk_result *res);
 
 /* Count pages of [start, start + count*page_size) per node (query only).
  * node_pages has max_nodes entries; errors are counted per errno. */

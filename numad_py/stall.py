@@ -102,7 +102,8 @@ class StallPolicy:
 
     ``ceiling`` caps every batch (a caller's ``--batch``); the first batch is
     the smaller of ``FIRST_BATCH`` and the ceiling.  The call's fixed cost is
-    fitted and left out (:class:`CallCost`).
+    fitted and left out (:class:`CallCost`).  A quick chunk smaller than the
+    batch (cut short where its memory ends) leaves the batch as it is.
     """
 
     def __init__(self, max_stall: float = DEFAULT_MAX_STALL, *, ceiling: int = MAX_BATCH_PAGES):
@@ -120,5 +121,10 @@ class StallPolicy:
 
     def next_batch(self, pages: int, seconds: float) -> int:
         work = self.cost.page_seconds(pages, seconds)
+        if pages < self.batch and work <= self.max_stall * GROW_BELOW:
+            # A chunk cut short by the end of its memory, and quick: it says nothing
+            # against the batch it was cut from.  Doubling from its size instead made
+            # every small mapping restart the ramp from 64 pages.
+            return self.batch
         self.batch = min(self.ceiling, next_batch_pages(pages, work, max_stall=self.max_stall))
         return self.batch

@@ -2,7 +2,7 @@
  *
  * The move_pages calls numad-py makes for a range, from C, on another process:
  *   move: one move_pages(MPOL_MF_MOVE) per BATCH pages, every page sent;
- *   qmq:  what numad-py's nd_migrate_chunk does per chunk (query where each
+ *   qmq:  what numad-py's nd_migrate_segments does per chunk (query where each
  *         page is, move only those not on NODE, query again).
  * Prints JSON: seconds (whole loop), calls, longest_ns, pages, on_target. */
 #include "common.h"

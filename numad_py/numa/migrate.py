@@ -9,7 +9,11 @@ executor passes its own policy; direct callers get the same default).
 A chunk is queried before its move only where it must be: mappings that
 numa_maps shows with no page on a target are moved straight away, and
 mappings with every page on one are not walked at all (:mod:`.prescan`).
-The arrays are allocated once per thread, not per call.
+One call covers as many small mappings as fit in a batch: each call pays a
+fixed cost (the kernel drains every CPU's page lists first), and a whole
+process is often a hundred mappings of a few pages (a python3 in the guest:
+84-143 calls before, 8-9 now).  The arrays are allocated once per thread,
+not per call.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..errors import InvalidArgument, InvalidNode, NumaError, page_outcome_name,
 from ..nodes import NodeListError, format_nodes, parse_nodes
 from ..stall import DEFAULT_MAX_STALL, StallPolicy
 from .masks import HUGE_PAGE_SIZE, MASK_BITS, PAGE_SIZE, check_nodes, nodemask
-from .prescan import huge_pages_in, read_prescan
+from .prescan import BlindRanges, huge_pages_in, read_prescan
 from .results import MigrationResult, ProcessMigration
 
 MAX_BATCH = 65536          # pages per move_pages call, the upper clamp
@@ -164,10 +168,11 @@ def migrate_ranges(
     batch, adapt = _batch_policy(batch_pages, next_batch, max_stall)
     batch = max(1, min(MAX_BATCH, batch))
     prescan = read_prescan(pid, targets, total_pages)
-    blind = prescan.blind
     spans, result.already, result.not_present = _without_settled(spans, prescan.settled)
-    # Sized for the largest batch the stall controller may ask for.
-    scratch = _scratch(min(MAX_BATCH, max((npages for _first, npages in spans), default=1)))
+    # A chunk never mixes kinds: it is all blind or all queried.  Each kind is packed:
+    # one call covers as many small mappings as fit in a batch.
+    kinds = _pieces(spans, prescan.blind)
+    scratch = _scratch(min(MAX_BATCH, max(sum(npages for _first, npages in spans), 1)))
     c_targets = ffi.new("int[]", targets)
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
     # Only where huge pages are (looked up when a chunk first ends inside one).
@@ -177,30 +182,26 @@ def migrate_ranges(
     carry = _HugeTail(pid, targets, ranges, enabled=next_batch is None)
     done_pages = result.already + result.not_present
     t0 = time.monotonic()
-    for first, npages in spans:
-        span_end = first + npages * PAGE_SIZE
-        addr = first
-        while addr < span_end and not result.cancelled:
+    for blind, pieces in kinds:
+        at = (0, 0)
+        while at[0] < len(pieces) and not result.cancelled:
             if cancelled is not None and cancelled():
                 result.cancelled = True
                 break
-            # A chunk never mixes mapping kinds: it is all blind or all queried.
-            unqueried, kind_end = blind.at(addr, span_end)
-            remaining = (kind_end - addr) // PAGE_SIZE
-            count = _huge_aligned(addr, min(batch, remaining, scratch.size), remaining)
+            segments, at, tail_end = _next_chunk(pieces, at, min(batch, scratch.size))
+            count = sum(npages for _addr, npages in segments)
             if before_chunk is not None:
                 before_chunk(count * PAGE_SIZE)
-            chunk_end = addr + count * PAGE_SIZE
-            if unqueried:
-                chunk = _migrate_chunk(pid, addr, count, c_targets, targets, flags, scratch, lib.nd_move_chunk)
-            else:
-                carry.look_before(chunk_end, min(kind_end, _huge_ceiling(chunk_end)))
-                chunk = _migrate_chunk(pid, addr, count, c_targets, targets, flags, scratch, lib.nd_migrate_chunk)
+            last, last_pages = segments[-1]
+            chunk_end = last + last_pages * PAGE_SIZE
+            if not blind:
+                carry.look_before(chunk_end, min(tail_end, _huge_ceiling(chunk_end)))
+            chunk = _migrate_chunk(pid, segments, c_targets, targets, flags, scratch, blind=blind)
+            if not blind:
                 carry.settle(chunk, chunk_end)
                 carry.look_after(chunk)
                 result.pages_queried += count
             result.add(chunk)
-            addr = chunk_end
             done_pages += count
             if progress is not None:
                 progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
@@ -239,6 +240,51 @@ def _without_settled(spans: list[tuple[int, int]], settled: Sequence[tuple[int, 
         if addr < end:
             left.append((addr, (end - addr) // PAGE_SIZE))
     return left, already, absent
+
+
+def _pieces(spans: list[tuple[int, int]], blind: BlindRanges) -> list[tuple[bool, list[tuple[int, int]]]]:
+    """``spans`` (first address, pages) cut where ``blind`` changes its answer, sorted into
+    the pieces to move without a query and those to query first, each kind in address order."""
+    unqueried: list[tuple[int, int]] = []
+    queried: list[tuple[int, int]] = []
+    for first, npages in spans:
+        end = first + npages * PAGE_SIZE
+        addr = first
+        while addr < end:
+            is_blind, kind_end = blind.at(addr, end)
+            (unqueried if is_blind else queried).append((addr, (kind_end - addr) // PAGE_SIZE))
+            addr = kind_end
+    return [(True, unqueried), (False, queried)]
+
+
+def _next_chunk(pieces: Sequence[tuple[int, int]], at: tuple[int, int], room: int,
+                ) -> tuple[list[tuple[int, int]], tuple[int, int], int]:
+    """The runs of the next chunk of at most ``room`` pages, from piece ``at[0]`` with its
+    first ``at[1]`` pages done: whole pieces while they fit, then the part of the next one
+    that fills the room.  That part ends on a huge page boundary when it can (the kernel
+    moves a THP whole); where it cannot and the chunk holds runs already, the piece waits
+    for the next chunk.  Returns the runs, where the next chunk starts, and the end of the
+    piece the last run belongs to."""
+    index, offset = at
+    runs: list[tuple[int, int]] = []
+    total = 0
+    piece_end = 0
+    while index < len(pieces) and total < room:
+        first, npages = pieces[index]
+        addr, left = first + offset * PAGE_SIZE, npages - offset
+        if left <= room - total:
+            take = left
+        else:
+            take = _huge_aligned(addr, room - total, left)
+            if runs and (addr + take * PAGE_SIZE) % HUGE_PAGE_SIZE:
+                break
+        runs.append((addr, take))
+        total += take
+        piece_end = first + npages * PAGE_SIZE
+        index, offset = (index + 1, 0) if take == left else (index, offset + take)
+        if take < left:
+            break
+    return runs, (index, offset), piece_end
 
 
 def _huge_ceiling(addr: int) -> int:
@@ -312,13 +358,15 @@ class _HugeTail:
         self.moved_along = []
 
 
-def _migrate_chunk(pid: int, start: int, count: int, c_targets: Any, targets: Sequence[int], flags: int,
-                   scratch: _Scratch, move: Callable[..., int]) -> MigrationResult:
-    """One chunk by ``move``: ``lib.nd_migrate_chunk`` (query, move, re-query) or
-    ``lib.nd_move_chunk`` (move, re-query; for pages known to be off target)."""
+def _migrate_chunk(pid: int, runs: Sequence[tuple[int, int]], c_targets: Any, targets: Sequence[int],
+                   flags: int, scratch: _Scratch, *, blind: bool) -> MigrationResult:
+    """One chunk over ``runs`` (address, pages) in one ``lib.nd_migrate_segments`` call:
+    query, move, re-query; ``blind`` (no page of the runs on a target) skips the query."""
     res = ffi.new("struct nd_chunk_result *")
-    rc = move(pid, start, count, PAGE_SIZE, c_targets, len(targets), flags,
-              scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
+    starts = ffi.new("uintptr_t[]", [addr for addr, _pages in runs])
+    counts = ffi.new("unsigned long[]", [npages for _addr, npages in runs])
+    rc = lib.nd_migrate_segments(pid, starts, counts, len(runs), PAGE_SIZE, c_targets, len(targets), flags,
+                                 int(blind), scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
     if rc < 0:
         op = "move_pages_all" if flags & lib.MPOL_MF_MOVE_ALL else "move_pages"
         raise_syscall_error(res.call_errno, op=op, pid=pid, targets=targets)

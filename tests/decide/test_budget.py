@@ -195,3 +195,14 @@ def test_call_cost_fixed_part_is_bounded(calls):
         cost.add(pages, seconds)
     recent = calls[-16:]
     assert 0.0 <= cost.fixed() <= (min(s for _, s in recent) if recent else 0.0)
+
+
+def test_a_quick_chunk_cut_short_by_its_mapping_keeps_the_batch():
+    """Before: every small mapping (1 page, then 33...) restarted the ramp from 64 pages."""
+    from numad_py.stall import FIRST_BATCH, StallPolicy
+
+    policy = StallPolicy(0.3)
+    assert policy.next_batch(FIRST_BATCH, 0.05) == 2 * FIRST_BATCH      # a full chunk, quick: grows
+    assert policy.next_batch(1, 0.03) == 2 * FIRST_BATCH                 # one page, quick: kept
+    assert policy.next_batch(33, 0.01) == 2 * FIRST_BATCH
+    assert policy.next_batch(700, 0.6) < 700                             # cut short but slow: shrinks

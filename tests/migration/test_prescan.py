@@ -114,3 +114,47 @@ def test_numa_maps_read_only_for_a_good_share_of_the_process():
 def test_own_process_reads_cleanly():
     assert prescan.huge_pages_in(os.getpid(), [(0, 1 << 47)]) >= 0
     assert isinstance(prescan.read_prescan(os.getpid(), {0}, 1 << 30), Prescan)
+
+
+# --- packing: one call covers many small mappings ---------------------------------
+
+PAGE = 4096
+HUGE = 2 * MiB
+
+
+def test_pieces_split_spans_by_kind_and_keep_address_order():
+    from numad_py.numa.migrate import _pieces
+
+    blind = BlindRanges([(0x20000, 0x30000)])
+    spans = [(0x10000, 4), (0x1C000, 8), (0x40000, 2)]     # the second crosses into the blind interval
+    assert _pieces(spans, blind) == [(True, [(0x20000, 4)]),
+                                     (False, [(0x10000, 4), (0x1C000, 4), (0x40000, 2)])]
+
+
+def test_small_pieces_share_a_chunk_and_the_big_one_fills_the_rest_on_a_huge_boundary():
+    from numad_py.numa.migrate import _next_chunk
+
+    big = 0x7F0000000000                                    # huge-aligned, 1,024 pages
+    pieces = [(0x400000, 1), (0x401000, 3), (big - HUGE + 0x1000, 511), (big, 1024)]
+    runs, at, end = _next_chunk(pieces, (0, 0), 1024)
+    # 1 + 3 + 511 pages, then 512 of the big one would end inside a THP (1024 - 515 = 509
+    # left): the big piece waits rather than split one.
+    assert runs == [(0x400000, 1), (0x401000, 3), (big - HUGE + 0x1000, 511)]
+    assert at == (3, 0) and end == big
+    runs, at, end = _next_chunk(pieces, at, 600)             # alone, it is split on a boundary
+    assert runs == [(big, 512)] and at == (3, 512) and end == big + 1024 * PAGE
+    runs, at, end = _next_chunk(pieces, at, 600)
+    assert runs == [(big + 512 * PAGE, 512)] and at == (4, 0)
+
+
+def test_a_chunk_takes_whole_pieces_then_part_of_one_that_ends_on_a_huge_boundary():
+    from numad_py.numa.migrate import _next_chunk
+
+    big = 0x7F0000000000
+    pieces = [(0x400000, 24), (big + 488 * PAGE, 2000)]     # the big one reaches a boundary after 24 pages
+    runs, at, _end = _next_chunk(pieces, (0, 0), 100)
+    assert runs == [(0x400000, 24), (big + 488 * PAGE, 24)]
+    assert at == (1, 24)
+    # Where no boundary is in reach, a piece that starts a chunk is cut at the room.
+    runs, at, _end = _next_chunk([(big + PAGE, 2000)], (0, 0), 100)
+    assert runs == [(big + PAGE, 100)] and at == (0, 100)

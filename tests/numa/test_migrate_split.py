@@ -150,3 +150,36 @@ def test_only_the_mapping_with_pages_off_target_is_walked():
         result.to_dict()
     assert result.pages_queried == pages     # the second mapping only
     assert [numa_maps_of(os.getpid(), a) for a in addrs] == [{0: size}, {0: size}]
+
+
+@pytest.mark.topology("two")
+def test_many_small_mappings_move_in_one_call_and_the_pages_between_them_stay():
+    """128 mappings of 32 pages on node 0 (alternating policies keep them apart); the ranges
+    leave out each mapping's last page.  Either kind of chunk covers all 128 ranges in one
+    move_pages call (one call per mapping before), and the pages left out stay put."""
+    count, pages_each = 128, 32
+    size = pages_each * PAGE
+    bufs = [mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) for _ in range(count)]
+    addrs = [ctypes.addressof(ctypes.c_char.from_buffer(b)) for b in bufs]
+    for i, (buf, addr) in enumerate(zip(bufs, addrs)):
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+        numa.mbind(addr, size, (Mode.BIND, Mode.PREFERRED)[i % 2], {0})
+        for off in range(0, size, PAGE):
+            buf[off] = 1
+    ranges = [(a, a + size - PAGE) for a in addrs]
+    left_out = [a + size - PAGE for a in addrs]
+    moving = count * (pages_each - 1)
+
+    there = numa.migrate_ranges(os.getpid(), ranges, {1}, max_stall=None)   # fixed 4,096-page batches
+
+    assert (there.moved, there.already, there.failed_total, there.calls) == (moving, 0, 0, 1), there.to_dict()
+    assert there.pages_queried == 0          # no page on node 1: moved without a query
+    assert set(numa.query_pages(os.getpid(), left_out)) == {0}
+    assert {n for a in addrs for n in numa_maps_of(os.getpid(), a)} == {0, 1}
+
+    # Back: every mapping now has its left-out page on the target, so each chunk is queried.
+    back = numa.migrate_ranges(os.getpid(), ranges, {0}, max_stall=None)
+
+    assert (back.moved, back.already, back.failed_total, back.calls) == (moving, 0, 0, 1), back.to_dict()
+    assert back.pages_queried == moving
+    assert [numa_maps_of(os.getpid(), a) for a in addrs] == [{0: size}] * count
