@@ -144,7 +144,9 @@ def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: Daemo
 def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozenset[int], str]:
     """The nodes to place on and a phrase saying why (or why there are none)."""
     allowed = snapshot.node_ids if proc.mems_allowed is None else snapshot.node_ids & proc.mems_allowed
-    limit = "" if proc.mems_allowed is None else f" (cgroup cpuset.mems allows {format_nodes(proc.mems_allowed) or 'none'})"
+    # Said only where the cpuset leaves a node out: an unconfined process is allowed every node.
+    confined = proc.mems_allowed is not None and not snapshot.node_ids <= proc.mems_allowed
+    limit = f" (cgroup cpuset.mems allows {format_nodes(proc.mems_allowed or frozenset()) or 'none'})" if confined else ""
     if rule.nodes == AUTO:
         choice = choose_node(snapshot, proc, allowed, needs_cpu=rule.cpus)
         if choice is None:

@@ -23,7 +23,9 @@ class ProcessInfo:
     pid: int
     start_time: float  # seconds since the epoch, as psutil's create_time()
     comm: str
-    exe: str | None = None             # None: unreadable (another user's process)
+    # exe, cmdline and cgroup as far as matching read them (their only use: the sensor's
+    # match and the planner's read the same ones); None / () = not read, or unreadable.
+    exe: str | None = None
     cmdline: tuple[str, ...] = ()
     uid: int | None = None
     user: str | None = None            # None: uid without a passwd entry
@@ -34,7 +36,7 @@ class ProcessInfo:
     residency: Mapping[int, int] | None = None
     threads: int = 1
     cpu_affinity: frozenset[int] | None = None
-    mems_allowed: frozenset[int] | None = None  # cgroup cpuset.mems.effective; None = no limit known
+    mems_allowed: frozenset[int] | None = None  # Mems_allowed_list: its cpuset's effective mems; None = unknown
     # The task's memory policy as numa_maps shows it ("default", "prefer:1", ...); read only for
     # rules with spread_children, whose children the fork shim placed.  None = not read.
     task_policy: str | None = None

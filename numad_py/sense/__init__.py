@@ -1,4 +1,4 @@
-"""Sensing the machine: processes (/proc), per-node residency (numa_maps), cgroups, nodes (sysfs).
+"""Sensing the machine: processes (/proc), per-node residency (numa_maps), nodes (sysfs).
 
 Import the submodules directly (``numad_py.sense.processes``).  Every /proc
 read goes through :mod:`numad_py.procfs`; the selector grammar is in

@@ -5,9 +5,14 @@ Cheap by construction: one pass in C over every ``/proc/PID/stat``
 comm that rules out every rule is remembered, so such a process costs one
 set lookup on later scans; ``status`` (uid), ``cgroup``, ``exe``
 and ``cmdline`` are read lazily, only when a rule's criteria get that far
-for that process.  Residency (of the memory the matching rule moves),
-affinity and cpuset mems are read for candidates (processes some rule
-matches) only, and only candidates are in the snapshot.  Given the daemon's
+for that process, and a candidate (a process some rule matches) carries
+only those its match read: matching is their only use, and the planner's
+match reads the same ones again.  Its ``status`` gives affinity and the
+nodes its cpuset allows (``Mems_allowed_list``, the cpuset's effective mems),
+so a candidate of a rule on ``comm`` costs one file a scan beside its
+residency, where it cost four and a walk up the cgroup tree.  Only
+candidates are in the snapshot, with the residency of the memory the
+matching rule moves.  Given the daemon's
 history, the residency of a process no rule acts on this tick, or that a
 ``once`` rule never attempted anything for, is reused from an earlier scan
 while it stands (:func:`may_reuse_residency`,
@@ -16,7 +21,7 @@ vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
 Every other /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
 PermissionDenied / NumaError).  Paths are injectable (``proc_root``,
-``sys_root``, ``cgroup_root``) so tests build a fake tree.  psutil is not
+``sys_root``) so tests build a fake tree.  psutil is not
 used: it cannot read a fake tree, and a per-process psutil object costs
 several times the one ``stat`` read the scan needs.  Start times use
 psutil's formula (btime + starttime / CLK_TCK), as :func:`procfs.start_time`
@@ -39,11 +44,10 @@ from ..decide.match import first_rule, rejected_by_comm
 from ..decide.planner import is_due
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
-from ..nodes import parse_cpulist
-from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_status_field
+from ..nodes import NodeListError, parse_cpulist
+from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_proc_cgroup, parse_status_field
 from ..procscan import StatLine, StatScanner
 from ..topology import NODE_DIR, read_node_memory, read_topology
-from .cgroups import CGROUP_ROOT, mems_allowed, parse_proc_cgroup
 from .maps import parse_task_policy
 from .residency import ResidencyCache, memory_residency, page_migrations
 
@@ -123,8 +127,22 @@ class _LazyProcess:
 
     @property
     def cpu_affinity(self) -> frozenset[int] | None:
-        cpus = parse_status_field(self.status or "", "Cpus_allowed_list")
-        return None if cpus is None else parse_cpulist(cpus)
+        return self._status_nodes("Cpus_allowed_list")
+
+    @property
+    def mems_allowed(self) -> frozenset[int] | None:
+        return self._status_nodes("Mems_allowed_list")
+
+    def _status_nodes(self, field: str) -> frozenset[int] | None:
+        listed = parse_status_field(self.status or "", field)
+        try:
+            return None if listed is None else parse_cpulist(listed)
+        except NodeListError:
+            return None
+
+    def read(self, name: str) -> bool:
+        """Whether ``name`` (``exe``, ``cmdline``, ``cgroup``) was read, by a match."""
+        return name in self._cache
 
 
 class Sensor:
@@ -135,7 +153,6 @@ class Sensor:
         *,
         proc_root: str | Path = "/proc",
         sys_root: str | Path = "/sys",
-        cgroup_root: str | Path = CGROUP_ROOT,
         clock: Callable[[], float] = time.time,
         history: Callable[[], History | None] | None = None,
     ):
@@ -143,14 +160,10 @@ class Sensor:
         :func:`may_reuse_residency` allows (a one-off snapshot passes none and reads everything)."""
         self.proc_root = Path(proc_root)
         self.sys_root = Path(sys_root)
-        self.cgroup_root = Path(cgroup_root)
         self.clock = clock
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._history = history
         self._residency = ResidencyCache()
-        # cpuset.mems per cgroup path, for one scan: candidates often share a cgroup, and the
-        # walk up to the nearest cpuset costs an open per level.
-        self._mems_by_cgroup: dict[str | None, frozenset[int] | None] = {}
         self._users: dict[int, str | None] = {}
         self._last_cpu_times: dict[int, tuple[int, int]] = {}
         self._stat_scanner: StatScanner | None = None   # made at the first scan
@@ -167,7 +180,6 @@ class Sensor:
         proc_stat = procfs.read_system("stat", root=str(self.proc_root))
         history = self._history() if self._history is not None else None
         self._residency.begin(self._page_migrations() if history is not None else None)
-        self._mems_by_cgroup = {}
         return Snapshot(
             time=now,
             nodes=nodes,
@@ -251,28 +263,22 @@ class Sensor:
             residency, task_policy = self._read_residency(proc.pid, rule.memory, policy=policy)
             if residency is not None:
                 self._residency.put(identity, key, proc.rss, now, residency, task_policy)
-        cgroup = proc.cgroup
         return ProcessInfo(
             pid=proc.pid,
             start_time=proc.start_time,
             comm=proc.comm,
-            exe=proc.exe,
-            cmdline=proc.cmdline,
+            exe=proc.exe if proc.read("exe") else None,
+            cmdline=proc.cmdline if proc.read("cmdline") else (),
             uid=proc.uid,
             user=proc.user,
-            cgroup=cgroup,
+            cgroup=proc.cgroup if proc.read("cgroup") else None,
             rss=proc.rss,
             residency=residency,
             threads=proc.threads,
             cpu_affinity=proc.cpu_affinity,
-            mems_allowed=self._mems_allowed(cgroup),
+            mems_allowed=proc.mems_allowed,
             task_policy=task_policy,
         )
-
-    def _mems_allowed(self, cgroup: str | None) -> frozenset[int] | None:
-        if cgroup not in self._mems_by_cgroup:
-            self._mems_by_cgroup[cgroup] = mems_allowed(cgroup, self.cgroup_root)
-        return self._mems_by_cgroup[cgroup]
 
     def _read_residency(self, pid: int, memory: str | list[str], *,
                         policy: bool) -> tuple[dict[int, int] | None, str | None]:

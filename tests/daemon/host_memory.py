@@ -1,6 +1,9 @@
-"""A real buffer in this process and a migrate action on it, for the real Executor on the host
-(one node: the pages are already on node 0, but every chunk is a real move_pages call, paced
-by the real budget)."""
+"""A real buffer in this process and a migrate action on it, for the real Executor on the host.
+
+The host has one node, so a page present would already be on the target, and numa_maps would
+count the whole mapping settled without a single chunk.  The buffer is never touched: a mapping
+with no page present is walked chunk by chunk, each a real move_pages query, paced by the real
+budget."""
 
 from __future__ import annotations
 
@@ -21,8 +24,7 @@ MiB = 1 << 20
 
 class Buffer:
     def __init__(self, size: int):
-        self.map = mmap.mmap(-1, size)
-        self.map.write(b"\x01" * size)              # present pages
+        self.map = mmap.mmap(-1, size)              # no page present (see above)
         self.start = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
         self.end = self.start + size
 

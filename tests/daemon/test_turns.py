@@ -161,9 +161,8 @@ def test_executor_reconfigure_applies_to_the_same_pacer_and_stall():
 
 
 def test_a_chunk_takes_at_most_one_second_of_budget_whatever_the_stall_bound_allows():
-    # The stall bound grows the batch while calls are fast (here: pages already in place);
-    # the budget wait happens while the chunk holds the turn, so the chunk is capped at one
-    # second of budget: scheduled work then waits about a second behind a request's chunk
+    # The stall bound allows 2 MiB from the first chunk on; the budget wait happens while
+    # the chunk holds the turn, so the chunk is capped at one second of budget: scheduled work then waits about a second behind a request's chunk
     # (issue 18 item 6).
     ex = executor(MiB, max_stall=10.0)
     big, small = Buffer(6 * MiB), Buffer(256 << 10)

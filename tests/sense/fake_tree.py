@@ -51,6 +51,7 @@ class FakeMachine:
         exe: str = "/usr/bin/app",
         numa_maps: str = "7f0000000000 default anon=3 dirty=3 N0=2 N1=1 kernelpagesize_kB=4\n",
         cpus_allowed: str = "0-3",
+        mems_allowed: str = "0-1",
         threads: int = 4,
     ) -> Path:
         d = self.proc / str(pid)
@@ -60,7 +61,7 @@ class FakeMachine:
         (d / "stat").write_text(f"{pid} ({comm}) " + " ".join(fields) + "\n")
         (d / "status").write_text(
             f"Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nThreads:\t{threads}\n"
-            f"Cpus_allowed_list:\t{cpus_allowed}\nMems_allowed_list:\t0-1\n"
+            f"Cpus_allowed_list:\t{cpus_allowed}\nMems_allowed_list:\t{mems_allowed}\n"
         )
         (d / "cgroup").write_text(f"0::{cgroup}\n")
         (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in cmdline) + b"\0")

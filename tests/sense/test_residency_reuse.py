@@ -55,7 +55,7 @@ class Scans:
     def __init__(self, machine: FakeMachine, history: dict | None):
         self.history = history
         self.clock = Clock()
-        self.sensor = Sensor(proc_root=machine.proc, sys_root=machine.sys, cgroup_root=machine.cgroup,
+        self.sensor = Sensor(proc_root=machine.proc, sys_root=machine.sys,
                              clock=self.clock, history=lambda: self.history)
 
     def residency(self, cfg: Config) -> dict[int, int] | None:

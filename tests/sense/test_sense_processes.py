@@ -12,7 +12,7 @@ import pytest
 from numad_py.config import Config, Match, Rule
 from numad_py.errors import PermissionDenied
 from numad_py.sense import processes
-from numad_py.sense.cgroups import mems_allowed, parse_proc_cgroup
+from numad_py.procfs import parse_proc_cgroup
 from numad_py.sense.maps import process_residency
 from numad_py.sense.residency import memory_residency
 from numad_py.procfs import parse_stat
@@ -33,7 +33,7 @@ def machine(tmp_path) -> FakeMachine:
 
 
 def sensor(machine: FakeMachine, clock=lambda: 42.0) -> Sensor:
-    return Sensor(proc_root=machine.proc, sys_root=machine.sys, cgroup_root=machine.cgroup, clock=clock)
+    return Sensor(proc_root=machine.proc, sys_root=machine.sys, clock=clock)
 
 
 def test_snapshot_holds_nodes_and_only_candidates(machine):
@@ -53,10 +53,20 @@ def test_snapshot_holds_nodes_and_only_candidates(machine):
     assert proc.rss == 1000 * PAGE
     assert proc.residency == {0: 2 * 4096, 1: 4096}
     assert (proc.uid, proc.user) == (0, "root")
-    assert proc.cgroup == "/system.slice/app.service"
-    assert proc.exe == "/usr/bin/app" and proc.cmdline == ("app", "--serve")
     assert proc.cpu_affinity == {0, 1, 2, 3} and proc.threads == 4
-    assert proc.mems_allowed is None  # no cpuset files in the fake cgroup tree
+    assert proc.mems_allowed == {0, 1}
+    # A rule on comm reads none of these: matching is their only use.
+    assert (proc.cgroup, proc.exe, proc.cmdline) == (None, None, ())
+
+
+def test_a_candidate_carries_what_its_rules_matched_on(machine):
+    machine.add_process(10, "postgres", cmdline=("postgres", "-D", "/db"), exe="/usr/lib/pg/bin/postgres",
+                        cgroup="/system.slice/pg.service")
+    snap = sensor(machine).snapshot(rules({"comm": "postgres", "cgroup": "/system.slice/*",
+                                           "exe": "/usr/lib/.*", "cmdline": "-D"}))
+    (proc,) = snap.processes
+    assert proc.cgroup == "/system.slice/pg.service"
+    assert proc.exe == "/usr/lib/pg/bin/postgres" and proc.cmdline == ("postgres", "-D", "/db")
 
 
 def test_comm_with_spaces_and_parens():
@@ -203,28 +213,19 @@ def test_parse_proc_cgroup(text, path):
     assert parse_proc_cgroup(text) == path
 
 
-def test_mems_allowed_walks_up_to_the_nearest_cpuset(tmp_path):
-    (tmp_path / "machine.slice/vm.scope/vcpu0").mkdir(parents=True)
-    (tmp_path / "cpuset.mems.effective").write_text("0-3\n")
-    (tmp_path / "machine.slice/cpuset.mems.effective").write_text("1\n")
-    assert mems_allowed("/machine.slice/vm.scope/vcpu0", tmp_path) == {1}
-    assert mems_allowed("/system.slice/gone.service", tmp_path) == {0, 1, 2, 3}
-    assert mems_allowed(None, tmp_path) is None
-    assert mems_allowed("/", tmp_path / "nothing") is None
-
-
 def test_parse_cpu_times_ignores_the_total_line():
     assert parse_cpu_times("cpu  9 9 9 9\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1\n") == {0: (1 + 2 + 3 + 6 + 7 + 8, 36)}
 
 
 def test_real_proc_finds_this_process_with_psutils_identity():
     me = psutil.Process()
-    config = rules({"comm": re.escape(me.name()[:15])})
+    config = rules({"comm": re.escape(me.name()[:15]), "exe": ".*"})
     mine = [p for p in take_snapshot(config).processes if p.pid == os.getpid()]
     assert len(mine) == 1
     assert mine[0].start_time == me.create_time()  # exactly: the executor compares identities
     assert mine[0].residency and sum(mine[0].residency.values()) > 0
     assert Path(mine[0].exe).resolve() == Path(me.exe()).resolve()
+    assert mine[0].mems_allowed                     # from this process's own status
 
 
 def test_a_process_renamed_into_a_rule_is_a_candidate_on_the_next_scan(machine):
@@ -289,24 +290,20 @@ def test_a_node_coming_online_is_seen_at_the_next_scan(tmp_path):
     assert snap.distances[(0, 1)] == 20
 
 
-def test_cpuset_mems_are_read_once_per_cgroup_per_scan(machine, monkeypatch):
-    reads: list[str | None] = []
+def test_a_candidate_of_a_comm_rule_costs_its_status_and_its_residency(machine, monkeypatch):
+    """Its cpuset's nodes come from the status file read for affinity anyway; before, a
+    candidate also cost its cgroup, exe and cmdline files and a walk up the cgroup tree."""
+    reads: list[tuple[int, str]] = []
+    for reader in ("read_bytes", "readlink"):   # read_text reads through read_bytes
+        real = getattr(processes.procfs, reader)
 
-    def counted(cgroup, root):
-        reads.append(cgroup)
-        return mems_allowed(cgroup, root)
+        def counted(pid, name, *, root, _real=real, **kw):
+            reads.append((pid, name))
+            return _real(pid, name, root=root, **kw)
 
-    monkeypatch.setattr(processes, "mems_allowed", counted)
-    (machine.cgroup / "a.slice").mkdir()
-    (machine.cgroup / "a.slice/cpuset.mems.effective").write_text("1\n")
-    (machine.cgroup / "cpuset.mems.effective").write_text("0-1\n")
-    machine.add_process(10, "db", cgroup="/a.slice/x.service")
-    machine.add_process(11, "db", cgroup="/a.slice/x.service")
-    machine.add_process(12, "db", cgroup="/b.slice")
-    scan = sensor(machine)
-    config = rules({"comm": "db"})
-    assert [p.mems_allowed for p in scan.snapshot(config).processes] == [{1}, {1}, {0, 1}]
-    assert sorted(reads) == ["/a.slice/x.service", "/b.slice"]   # two processes, one read
-    (machine.cgroup / "a.slice/cpuset.mems.effective").write_text("0\n")   # a cpuset changed
-    assert [p.mems_allowed for p in scan.snapshot(config).processes] == [{0}, {0}, {0, 1}]
-    assert len(reads) == 4   # the memo lasts one scan
+        monkeypatch.setattr(processes.procfs, reader, counted)
+    machine.add_process(10, "db", mems_allowed="1")
+    machine.add_process(11, "db", mems_allowed="0-1")
+    snap = sensor(machine).snapshot(rules({"comm": "db"}))
+    assert {p.pid: p.mems_allowed for p in snap.processes} == {10: {1}, 11: {0, 1}}
+    assert sorted(reads) == [(10, "numa_maps"), (10, "status"), (11, "numa_maps"), (11, "status")]
