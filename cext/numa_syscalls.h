@@ -56,8 +56,8 @@ int nd_migrate_segments(int pid, const uintptr_t *starts, const unsigned long *c
                         int blind, void **pages, int *nodes, int *status, int *after,
                         struct nd_chunk_result *res);
 
-/* Like nd_migrate_segments over one run, but every page has ONE right node: page i of the
- * range (index first_index + i from the range start) belongs on
+/* Like nd_migrate_segments over one run, but every page has ONE right node:
+ * page i of the range (index first_index + i from the range start) belongs on
  * pattern[((first_index + i) / unit_pages) % npattern], the weighted
  * round-robin; a page on another node of the pattern is moved too.
  * unit_pages > 1 keeps a transparent huge page on one node. */

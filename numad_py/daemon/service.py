@@ -181,16 +181,19 @@ class Daemon:
     def tick(self) -> None:
         t0 = time.monotonic()
         self._tick_no = self.state.ticks + 1
-        ok, snapshot = self._attempt("sense", self._sense, self.config)
+        # One config for the whole tick: a snapshot carries only the facts its rules' matches
+        # read, so it is planned against the rules it was taken for, even across a reload.
+        config = self.config
+        ok, snapshot = self._attempt("sense", self._sense, config)
         if ok:
-            ok, plan = self._attempt("decide", self._decide, snapshot, self.config, self.state.history)
+            ok, plan = self._attempt("decide", self._decide, snapshot, config, self.state.history)
         if ok:
             self._act(plan, snapshot)
             self.state.managed = count_by_rule(plan.matched.values())
-            self.state.metrics_view = rule_view(snapshot, plan, self.config)
+            self.state.metrics_view = rule_view(snapshot, plan, config)
             self._note_inactive(plan.inactive)
             for publish in self.publishers:
-                self._attempt("publish", publish, snapshot, self.config)
+                self._attempt("publish", publish, snapshot, config)
             if self.history_store is not None and not self.dry_run:
                 self._attempt("state", self.history_store.save, self.state.history)
             if self.metrics is not None:
