@@ -1,4 +1,4 @@
-"""A fake /proc, /sys and cgroup tree in a temporary directory."""
+"""A fake /proc and /sys tree in a temporary directory."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ class FakeMachine:
     def __init__(self, root: Path, *, nodes: dict[int, str] | None = None):
         self.proc = root / "proc"
         self.sys = root / "sys"
-        self.cgroup = root / "cgroup"
-        for d in (self.proc / "sys/kernel", self.cgroup):
-            d.mkdir(parents=True)
+        (self.proc / "sys/kernel").mkdir(parents=True)
         (self.proc / "sys/kernel/numa_balancing").write_text("1\n")
         self.set_cpu_times({0: (100, 100), 1: (0, 200), 2: (50, 50), 3: (50, 50)})
         nodes = nodes if nodes is not None else {0: "0-1", 1: "2-3"}
