@@ -122,6 +122,16 @@ def parse_status_field(text: str, name: str) -> str | None:
     return None
 
 
+def parse_status_list(text: str, name: str) -> frozenset[int] | None:
+    """A list field of a status file (``Cpus_allowed_list``, ``Mems_allowed_list``); None
+    when absent or unparsable."""
+    listed = parse_status_field(text, name)
+    try:
+        return None if listed is None else parse_cpulist(listed)
+    except NodeListError:
+        return None
+
+
 def parse_cpu_times(proc_stat: str) -> dict[int, tuple[int, int]]:
     """Per CPU: (busy ticks, total ticks) from the ``cpuN`` lines; idle and iowait are not busy."""
     out = {}
@@ -185,13 +195,7 @@ def maps(pid: int, *, root: str = PROC) -> list[Mapping]:
 
 def mems_allowed(pid: int, *, root: str = PROC) -> frozenset[int] | None:
     """The nodes the process may use (``Mems_allowed_list``: its cpuset's ``mems.effective``)."""
-    listed = parse_status_field(read_text(pid, "status", root=root), "Mems_allowed_list")
-    if listed is None:
-        return None
-    try:
-        return parse_cpulist(listed)
-    except NodeListError:
-        return None
+    return parse_status_list(read_text(pid, "status", root=root), "Mems_allowed_list")
 
 
 def parse_proc_cgroup(text: str) -> str | None:

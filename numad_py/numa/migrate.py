@@ -18,7 +18,6 @@ not per call.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import threading
 import time
@@ -31,8 +30,9 @@ from .._numa import ffi, lib
 from ..errors import InvalidArgument, InvalidNode, NumaError, page_outcome_name, raise_for_errno
 from ..nodes import NodeListError, format_nodes, parse_nodes
 from ..stall import DEFAULT_MAX_STALL, StallPolicy
-from .masks import HUGE_PAGE_SIZE, MASK_BITS, PAGE_SIZE, check_nodes, nodemask
-from .prescan import BlindRanges, huge_pages_in, read_prescan
+from .chunks import huge_ceiling, next_chunk, pieces_by_kind, without_settled
+from .masks import MASK_BITS, PAGE_SIZE, check_nodes, nodemask
+from .prescan import huge_pages_in, read_prescan
 from .results import MigrationResult, ProcessMigration
 
 MAX_BATCH = 65536          # pages per move_pages call, the upper clamp
@@ -168,10 +168,10 @@ def migrate_ranges(
     batch, adapt = _batch_policy(batch_pages, next_batch, max_stall)
     batch = max(1, min(MAX_BATCH, batch))
     prescan = read_prescan(pid, targets, total_pages)
-    spans, result.already, result.not_present = _without_settled(spans, prescan.settled)
+    spans, result.already, result.not_present = without_settled(spans, prescan.settled)
     # A chunk never mixes kinds: it is all blind or all queried.  Each kind is packed:
     # one call covers as many small mappings as fit in a batch.
-    kinds = _pieces(spans, prescan.blind)
+    kinds = pieces_by_kind(spans, prescan.blind)
     scratch = _scratch(min(MAX_BATCH, max(sum(npages for _first, npages in spans), 1)))
     c_targets = ffi.new("int[]", targets)
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
@@ -188,14 +188,14 @@ def migrate_ranges(
             if cancelled is not None and cancelled():
                 result.cancelled = True
                 break
-            segments, at, tail_end = _next_chunk(pieces, at, min(batch, scratch.size))
+            segments, at, tail_end = next_chunk(pieces, at, min(batch, scratch.size))
             count = sum(npages for _addr, npages in segments)
             if before_chunk is not None:
                 before_chunk(count * PAGE_SIZE)
             last, last_pages = segments[-1]
             chunk_end = last + last_pages * PAGE_SIZE
             if not blind:
-                carry.look_before(chunk_end, min(tail_end, _huge_ceiling(chunk_end)))
+                carry.look_before(chunk_end, min(tail_end, huge_ceiling(chunk_end)))
             chunk = _migrate_chunk(pid, segments, c_targets, targets, flags, scratch, blind=blind)
             if not blind:
                 carry.settle(chunk, chunk_end)
@@ -213,93 +213,6 @@ def migrate_ranges(
     if count_huge_pages:  # a report, not part of the move: one smaps read, 9-17 ms in a TCG guest
         result.huge_pages = huge_pages_in(pid, ranges)
     return result
-
-
-def _without_settled(spans: list[tuple[int, int]], settled: Sequence[tuple[int, int, int]],
-                     ) -> tuple[list[tuple[int, int]], int, int]:
-    """``spans`` (first address, pages) without the settled mappings wholly inside one
-    (:func:`.prescan.settled_mappings`): what is left to walk, and the pages skipped
-    that are present (already there) and absent (not present)."""
-    left: list[tuple[int, int]] = []
-    already = absent = 0
-    starts = [lo for lo, _hi, _present in settled]   # sorted, disjoint (one per mapping)
-    for first, npages in spans:
-        end = first + npages * PAGE_SIZE
-        addr = first
-        # Only the mappings that start inside this span: a whole process is one span per
-        # mapping, so a scan of every settled mapping per span would be quadratic.
-        for lo, hi, present in settled[bisect.bisect_left(starts, first):bisect.bisect_left(starts, end)]:
-            if hi > end:
-                continue
-            if lo > addr:
-                left.append((addr, (lo - addr) // PAGE_SIZE))
-            present = min(present, (hi - lo) // PAGE_SIZE)
-            already += present
-            absent += (hi - lo) // PAGE_SIZE - present
-            addr = hi
-        if addr < end:
-            left.append((addr, (end - addr) // PAGE_SIZE))
-    return left, already, absent
-
-
-def _pieces(spans: list[tuple[int, int]], blind: BlindRanges) -> list[tuple[bool, list[tuple[int, int]]]]:
-    """``spans`` (first address, pages) cut where ``blind`` changes its answer, sorted into
-    the pieces to move without a query and those to query first, each kind in address order."""
-    unqueried: list[tuple[int, int]] = []
-    queried: list[tuple[int, int]] = []
-    for first, npages in spans:
-        end = first + npages * PAGE_SIZE
-        addr = first
-        while addr < end:
-            is_blind, kind_end = blind.at(addr, end)
-            (unqueried if is_blind else queried).append((addr, (kind_end - addr) // PAGE_SIZE))
-            addr = kind_end
-    return [(True, unqueried), (False, queried)]
-
-
-def _next_chunk(pieces: Sequence[tuple[int, int]], at: tuple[int, int], room: int,
-                ) -> tuple[list[tuple[int, int]], tuple[int, int], int]:
-    """The runs of the next chunk of at most ``room`` pages, from piece ``at[0]`` with its
-    first ``at[1]`` pages done: whole pieces while they fit, then the part of the next one
-    that fills the room.  That part ends on a huge page boundary when it can (the kernel
-    moves a THP whole); where it cannot and the chunk holds runs already, the piece waits
-    for the next chunk.  Returns the runs, where the next chunk starts, and the end of the
-    piece the last run belongs to."""
-    index, offset = at
-    runs: list[tuple[int, int]] = []
-    total = 0
-    piece_end = 0
-    while index < len(pieces) and total < room:
-        first, npages = pieces[index]
-        addr, left = first + offset * PAGE_SIZE, npages - offset
-        if left <= room - total:
-            take = left
-        else:
-            take = _huge_aligned(addr, room - total, left)
-            if runs and (addr + take * PAGE_SIZE) % HUGE_PAGE_SIZE:
-                break
-        runs.append((addr, take))
-        total += take
-        piece_end = first + npages * PAGE_SIZE
-        index, offset = (index + 1, 0) if take == left else (index, offset + take)
-        if take < left:
-            break
-    return runs, (index, offset), piece_end
-
-
-def _huge_ceiling(addr: int) -> int:
-    return -(-addr // HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE
-
-
-def _huge_aligned(addr: int, count: int, remaining: int) -> int:
-    """End a chunk on a huge page boundary when it can, so no THP is split across two
-    chunks (the kernel moves a THP whole).  With batches under 512 pages it cannot;
-    :class:`_HugeTail` then counts the tail the kernel moved along."""
-    if count >= remaining:
-        return count
-    end = addr + count * PAGE_SIZE
-    aligned = end - end % HUGE_PAGE_SIZE
-    return (aligned - addr) // PAGE_SIZE if aligned > addr else count
 
 
 class _HugeTail:

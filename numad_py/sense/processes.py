@@ -44,8 +44,7 @@ from ..decide.match import first_rule, rejected_by_comm
 from ..decide.planner import is_due
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
-from ..nodes import NodeListError, parse_cpulist
-from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_proc_cgroup, parse_status_field
+from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_proc_cgroup, parse_status_field, parse_status_list
 from ..procscan import StatLine, StatScanner
 from ..topology import NODE_DIR, read_node_memory, read_topology
 from .maps import parse_task_policy
@@ -127,18 +126,11 @@ class _LazyProcess:
 
     @property
     def cpu_affinity(self) -> frozenset[int] | None:
-        return self._status_nodes("Cpus_allowed_list")
+        return parse_status_list(self.status or "", "Cpus_allowed_list")
 
     @property
     def mems_allowed(self) -> frozenset[int] | None:
-        return self._status_nodes("Mems_allowed_list")
-
-    def _status_nodes(self, field: str) -> frozenset[int] | None:
-        listed = parse_status_field(self.status or "", field)
-        try:
-            return None if listed is None else parse_cpulist(listed)
-        except NodeListError:
-            return None
+        return parse_status_list(self.status or "", "Mems_allowed_list")
 
     def read(self, name: str) -> bool:
         """Whether ``name`` (``exe``, ``cmdline``, ``cgroup``) was read, by a match."""

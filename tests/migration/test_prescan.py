@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from numad_py.numa import prescan
-from numad_py.numa.migrate import _without_settled
+from numad_py.numa.chunks import without_settled
 from numad_py.numa.prescan import (BlindRanges, Prescan, blind_intervals, parse_bounds, parse_huge_spans,
                                    parse_node_pages, settled_mappings)
 
@@ -73,11 +73,11 @@ def test_settled_mappings_wholly_inside_a_span_are_cut_out_and_counted():
     settled = [(0x10000, 0x20000, 10), (0x30000, 0x40000, 16), (0x50000, 0x60000, 16)]
     # One span over the first two mappings and the gap between them; the third reaches past it.
     spans = [(0x10000, (0x40000 - 0x10000) // page), (0x58000, 8)]
-    left, already, absent = _without_settled(spans, settled)
+    left, already, absent = without_settled(spans, settled)
     assert left == [(0x20000, 16), (0x58000, 8)]       # the gap; the span inside the third, walked
     assert (already, absent) == (26, 6)                 # 10 + 16 present, 16 - 10 holes
-    assert _without_settled([(0x10000, 16)], []) == ([(0x10000, 16)], 0, 0)
-    assert _without_settled([(0x10000, 16)], [(0x10000, 0x20000, 16)]) == ([], 16, 0)
+    assert without_settled([(0x10000, 16)], []) == ([(0x10000, 16)], 0, 0)
+    assert without_settled([(0x10000, 16)], [(0x10000, 0x20000, 16)]) == ([], 16, 0)
 
 
 def test_adjacent_blind_mappings_merge_and_unlisted_mappings_are_not_blind():
@@ -123,38 +123,38 @@ HUGE = 2 * MiB
 
 
 def test_pieces_split_spans_by_kind_and_keep_address_order():
-    from numad_py.numa.migrate import _pieces
+    from numad_py.numa.chunks import pieces_by_kind
 
     blind = BlindRanges([(0x20000, 0x30000)])
     spans = [(0x10000, 4), (0x1C000, 8), (0x40000, 2)]     # the second crosses into the blind interval
-    assert _pieces(spans, blind) == [(True, [(0x20000, 4)]),
+    assert pieces_by_kind(spans, blind) == [(True, [(0x20000, 4)]),
                                      (False, [(0x10000, 4), (0x1C000, 4), (0x40000, 2)])]
 
 
 def test_small_pieces_share_a_chunk_and_the_big_one_fills_the_rest_on_a_huge_boundary():
-    from numad_py.numa.migrate import _next_chunk
+    from numad_py.numa.chunks import next_chunk
 
     big = 0x7F0000000000                                    # huge-aligned, 1,024 pages
     pieces = [(0x400000, 1), (0x401000, 3), (big - HUGE + 0x1000, 511), (big, 1024)]
-    runs, at, end = _next_chunk(pieces, (0, 0), 1024)
+    runs, at, end = next_chunk(pieces, (0, 0), 1024)
     # 1 + 3 + 511 pages, then 512 of the big one would end inside a THP (1024 - 515 = 509
     # left): the big piece waits rather than split one.
     assert runs == [(0x400000, 1), (0x401000, 3), (big - HUGE + 0x1000, 511)]
     assert at == (3, 0) and end == big
-    runs, at, end = _next_chunk(pieces, at, 600)             # alone, it is split on a boundary
+    runs, at, end = next_chunk(pieces, at, 600)             # alone, it is split on a boundary
     assert runs == [(big, 512)] and at == (3, 512) and end == big + 1024 * PAGE
-    runs, at, end = _next_chunk(pieces, at, 600)
+    runs, at, end = next_chunk(pieces, at, 600)
     assert runs == [(big + 512 * PAGE, 512)] and at == (4, 0)
 
 
 def test_a_chunk_takes_whole_pieces_then_part_of_one_that_ends_on_a_huge_boundary():
-    from numad_py.numa.migrate import _next_chunk
+    from numad_py.numa.chunks import next_chunk
 
     big = 0x7F0000000000
     pieces = [(0x400000, 24), (big + 488 * PAGE, 2000)]     # the big one reaches a boundary after 24 pages
-    runs, at, _end = _next_chunk(pieces, (0, 0), 100)
+    runs, at, _end = next_chunk(pieces, (0, 0), 100)
     assert runs == [(0x400000, 24), (big + 488 * PAGE, 24)]
     assert at == (1, 24)
     # Where no boundary is in reach, a piece that starts a chunk is cut at the room.
-    runs, at, _end = _next_chunk([(big + PAGE, 2000)], (0, 0), 100)
+    runs, at, _end = next_chunk([(big + PAGE, 2000)], (0, 0), 100)
     assert runs == [(big + PAGE, 100)] and at == (0, 100)
