@@ -117,7 +117,7 @@ static int absent(int s)
 }
 
 /* Where page i belongs: any of `targets`, or (targets == NULL, as
- * nd_place_chunk passes) exactly nodes[i], its own node. */
+ * nd_place_segments passes) exactly nodes[i], its own node. */
 static int placed(int s, unsigned long i, const int *targets, int ntargets, const int *nodes)
 {
     if (s < 0)
@@ -262,19 +262,23 @@ int nd_migrate_segments(int pid, const uintptr_t *starts, const unsigned long *c
                            status, after, res);
 }
 
-int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
-                   unsigned long page_size, unsigned long first_index,
-                   unsigned long unit_pages, const int *pattern, int npattern,
-                   int flags, void **pages, int *nodes, int *status,
-                   int *after, struct nd_chunk_result *res)
+int nd_place_segments(int pid, const uintptr_t *starts, const unsigned long *counts,
+                      const unsigned long *first_indexes, const unsigned long *units, int nsegs,
+                      unsigned long page_size, const int *pattern, int npattern, int flags,
+                      void **pages, int *nodes, int *status, int *after,
+                      struct nd_chunk_result *res)
 {
-    if (unit_pages == 0)
-        unit_pages = 1;
-    fill_pages(pages, start, count, page_size);
-    for (unsigned long i = 0; i < count; i++)       /* page i's own node */
-        nodes[i] = pattern[((first_index + i) / unit_pages) % (unsigned long)npattern];
-    long n = query_and_settle(pid, count, NULL, 0, pages, nodes, status, res);
-    if (n <= 0)
-        return (int)n;
-    return move_and_settle(pid, (unsigned long)n, NULL, 0, flags, 0, pages, nodes, status, after, res);
+    unsigned long n = 0;
+    for (int s = 0; s < nsegs; s++) {
+        unsigned long unit = units[s] ? units[s] : 1;
+        for (unsigned long i = 0; i < counts[s]; i++, n++) {     /* page i's own node */
+            pages[n] = (void *)(starts[s] + i * page_size);
+            nodes[n] = pattern[((first_indexes[s] + i) / unit) % (unsigned long)npattern];
+        }
+    }
+    long left = query_and_settle(pid, n, NULL, 0, pages, nodes, status, res);
+    if (left <= 0)
+        return (int)left;
+    return move_and_settle(pid, (unsigned long)left, NULL, 0, flags, 0, pages, nodes, status, after,
+                           res);
 }

@@ -56,16 +56,17 @@ int nd_migrate_segments(int pid, const uintptr_t *starts, const unsigned long *c
                         int blind, void **pages, int *nodes, int *status, int *after,
                         struct nd_chunk_result *res);
 
-/* Like nd_migrate_segments over one run, but every page has ONE right node:
- * page i of the range (index first_index + i from the range start) belongs on
- * pattern[((first_index + i) / unit_pages) % npattern], the weighted
+/* Like nd_migrate_segments, but every page has ONE right node: page i of run
+ * s (index first_indexes[s] + i in its range's round-robin) belongs on
+ * pattern[((first_indexes[s] + i) / units[s]) % npattern], the weighted
  * round-robin; a page on another node of the pattern is moved too.
- * unit_pages > 1 keeps a transparent huge page on one node. */
-int nd_place_chunk(int pid, uintptr_t start, unsigned long count,
-                   unsigned long page_size, unsigned long first_index,
-                   unsigned long unit_pages, const int *pattern, int npattern,
-                   int flags, void **pages, int *nodes, int *status,
-                   int *after, struct nd_chunk_result *res);
+ * units[s] > 1 keeps a transparent huge page on one node.  One call covers
+ * all the runs, as for nd_migrate_segments. */
+int nd_place_segments(int pid, const uintptr_t *starts, const unsigned long *counts,
+                      const unsigned long *first_indexes, const unsigned long *units, int nsegs,
+                      unsigned long page_size, const int *pattern, int npattern, int flags,
+                      void **pages, int *nodes, int *status, int *after,
+                      struct nd_chunk_result *res);
 
 /* Count pages of [start, start + count*page_size) per node (query only).
  * node_pages has max_nodes entries; errors are counted per errno. */

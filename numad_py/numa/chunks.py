@@ -8,7 +8,7 @@ the query may be skipped, and are packed into chunks of at most a batch, each on
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .masks import HUGE_PAGE_SIZE, PAGE_SIZE
 from .prescan import BlindRanges
@@ -84,6 +84,18 @@ def next_chunk(pieces: Sequence[tuple[int, int]], at: tuple[int, int], room: int
         if take < left:
             break
     return runs, (index, offset), piece_end
+
+
+def packed_chunks(pieces: Sequence[tuple[int, int]], room: Callable[[], int],
+                  ) -> Iterator[tuple[int, list[tuple[int, int]], int]]:
+    """:func:`next_chunk` over all of ``pieces``, ``room()`` pages at a time (asked per chunk:
+    the stall bound changes the batch as the chunks go).  Yields the piece the first run is
+    part of (run k is part of piece that + k), the runs, and the end of the last run's piece."""
+    at = (0, 0)
+    while at[0] < len(pieces):
+        runs, following, piece_end = next_chunk(pieces, at, room())
+        yield at[0], runs, piece_end
+        at = following
 
 
 def huge_ceiling(addr: int) -> int:

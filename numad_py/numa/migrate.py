@@ -30,7 +30,7 @@ from .._numa import ffi, lib
 from ..errors import InvalidArgument, InvalidNode, NumaError, page_outcome_name, raise_for_errno
 from ..nodes import NodeListError, format_nodes, parse_nodes
 from ..stall import DEFAULT_MAX_STALL, StallPolicy
-from .chunks import huge_ceiling, next_chunk, pieces_by_kind, without_settled
+from .chunks import huge_ceiling, packed_chunks, pieces_by_kind, without_settled
 from .masks import MASK_BITS, PAGE_SIZE, check_nodes, nodemask
 from .prescan import huge_pages_in, read_prescan
 from .results import MigrationResult, ProcessMigration
@@ -183,12 +183,11 @@ def migrate_ranges(
     done_pages = result.already + result.not_present
     t0 = time.monotonic()
     for blind, pieces in kinds:
-        at = (0, 0)
-        while at[0] < len(pieces) and not result.cancelled:
-            if cancelled is not None and cancelled():
+        # room() reads the batch as it is now: the stall bound resizes it after each chunk.
+        for _piece, segments, tail_end in packed_chunks(pieces, lambda: min(batch, scratch.size)):  # noqa: B023
+            if result.cancelled or (cancelled is not None and cancelled()):
                 result.cancelled = True
                 break
-            segments, at, tail_end = next_chunk(pieces, at, min(batch, scratch.size))
             count = sum(npages for _addr, npages in segments)
             if before_chunk is not None:
                 before_chunk(count * PAGE_SIZE)

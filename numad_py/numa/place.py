@@ -4,8 +4,10 @@ Another process's memory policy cannot be set from outside, but its pages can
 be moved: page *i* of each range goes to the node the weighted round-robin
 gives it (``policyspec.node_of_page``), the split a weighted-interleave policy
 would have made.  Same chunking, budget hook and stall bound as
-:func:`numad_py.numa.migrate.migrate_ranges`; only the per-page target differs
-(a page on another node of the set is moved too, so the split is exact).
+:func:`numad_py.numa.migrate.migrate_ranges`, and the same packing: one call
+covers as many small ranges as fit in a batch (a whole process is a range per
+mapping).  Only the per-page target differs (a page on another node of the set
+is moved too, so the split is exact), so every chunk is queried first.
 
 Where a mapping holds transparent huge pages, the unit of the round-robin is
 the 2 MiB huge page (its 512 base pages share one node): the kernel moves a
@@ -25,7 +27,8 @@ from ..errors import InvalidArgument, NumaError, page_outcome_name
 from ..policyspec import weighted_pattern
 from ..stall import DEFAULT_MAX_STALL
 from .masks import HUGE_PAGE_SIZE, PAGE_SIZE, check_nodes
-from .migrate import MAX_BATCH, _batch_policy, _page_range, _Scratch, raise_syscall_error
+from .chunks import packed_chunks
+from .migrate import MAX_BATCH, _batch_policy, _page_range, _scratch, _Scratch, raise_syscall_error
 from .results import MigrationResult
 
 HUGE_UNIT = HUGE_PAGE_SIZE // PAGE_SIZE
@@ -54,49 +57,54 @@ def place_ranges(
         raise InvalidArgument("weighted placement needs at least one node")
     nodes = sorted(weights if checked else check_nodes(weights))
     pattern = weighted_pattern(weights)
-    spans = [_page_range(start, end) for start, end in ranges]
-    total_pages = sum(n for _first, n in spans)
+    pieces = [_page_range(start, end) for start, end in ranges]
+    total_pages = sum(n for _first, n in pieces)
     result = MigrationResult(pid=pid, target=frozenset(nodes))
     if not total_pages:
         return result
     batch, adapt = _batch_policy(batch_pages, next_batch, max_stall)
     batch = max(1, min(MAX_BATCH, batch))
-    scratch = _Scratch(min(MAX_BATCH, max(n for _first, n in spans)))
+    scratch = _scratch(min(MAX_BATCH, total_pages))
     c_pattern = ffi.new("int[]", list(pattern))
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
-    huge = _huge_mappings(pid)
+    orders = _round_robin_orders(pieces, _huge_mappings(pid))
     done_pages = 0
     t0 = time.monotonic()
-    for first, npages in spans:
-        # THP ranges count units from 2 MiB boundaries, so a unit is one huge page.
-        unit = HUGE_UNIT if _overlaps(first, first + npages * PAGE_SIZE, huge) else 1
-        index0 = first // PAGE_SIZE if unit > 1 else 0   # page i of the range is index0 + i
-        offset = 0
-        while offset < npages and not result.cancelled:
-            if cancelled is not None and cancelled():
-                result.cancelled = True
-                break
-            addr = first + offset * PAGE_SIZE
-            count = min(batch, npages - offset, scratch.size)
-            if unit > 1 and count < npages - offset:
-                # end on a huge page boundary, so one THP is handled by one chunk
-                end = addr + count * PAGE_SIZE
-                aligned = end - end % HUGE_PAGE_SIZE
-                count = (aligned - addr) // PAGE_SIZE if aligned > addr else count
-            if before_chunk is not None:
-                before_chunk(count * PAGE_SIZE)
-            chunk = _place_chunk(pid, addr, count, index0 + offset, unit, c_pattern, len(pattern),
-                                 flags, scratch, nodes)
-            result.add(chunk)
-            offset += count
-            done_pages += count
-            if progress is not None:
-                progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
-            if adapt is not None and chunk.calls:
-                batch = max(1, min(MAX_BATCH, adapt(count, chunk.longest_call_seconds)))
+    # room() reads the batch as it is now: the stall bound resizes it after each chunk.
+    for piece, runs, _piece_end in packed_chunks(pieces, lambda: min(batch, scratch.size)):  # noqa: B023
+        if cancelled is not None and cancelled():
+            result.cancelled = True
+            break
+        count = sum(npages for _addr, npages in runs)
+        if before_chunk is not None:
+            before_chunk(count * PAGE_SIZE)
+        # Run k is part of piece + k: its first page's place in that piece's round-robin.
+        indexes = [(orders[piece + k][0] + (addr - pieces[piece + k][0]) // PAGE_SIZE, orders[piece + k][1])
+                   for k, (addr, _npages) in enumerate(runs)]
+        chunk = _place_chunk(pid, runs, indexes, c_pattern, len(pattern), flags, scratch, nodes)
+        result.add(chunk)
+        done_pages += count
+        if progress is not None:
+            progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
+        if adapt is not None and chunk.calls:
+            batch = max(1, min(MAX_BATCH, adapt(count, chunk.longest_call_seconds)))
     result.pages_requested = total_pages
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _round_robin_orders(pieces: Sequence[tuple[int, int]], huge: list[tuple[int, int]],
+                        ) -> list[tuple[int, int]]:
+    """Per piece (first address, pages): the round-robin index of its first page and the
+    unit.  Page i of a range is index i; in a mapping holding THPs the unit is the huge
+    page and units count from 2 MiB boundaries, so one THP is one unit."""
+    orders = []
+    for first, npages in pieces:
+        if _overlaps(first, first + npages * PAGE_SIZE, huge):
+            orders.append((first // PAGE_SIZE, HUGE_UNIT))
+        else:
+            orders.append((0, 1))
+    return orders
 
 
 def _huge_mappings(pid: int) -> list[tuple[int, int]]:
@@ -112,11 +120,18 @@ def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
     return any(s < end and start < e for s, e in spans)
 
 
-def _place_chunk(pid: int, start: int, count: int, first_index: int, unit: int, c_pattern: Any,
-                 npattern: int, flags: int, scratch: _Scratch, nodes: Sequence[int]) -> MigrationResult:
+def _place_chunk(pid: int, runs: Sequence[tuple[int, int]], indexes: Sequence[tuple[int, int]],
+                 c_pattern: Any, npattern: int, flags: int, scratch: _Scratch,
+                 nodes: Sequence[int]) -> MigrationResult:
+    """One chunk over ``runs`` (address, pages) in one ``lib.nd_place_segments`` call;
+    ``indexes``: each run's first round-robin index and unit."""
     res = ffi.new("struct nd_chunk_result *")
-    rc = lib.nd_place_chunk(pid, start, count, PAGE_SIZE, first_index, unit, c_pattern, npattern, flags,
-                            scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
+    starts = ffi.new("uintptr_t[]", [addr for addr, _pages in runs])
+    counts = ffi.new("unsigned long[]", [npages for _addr, npages in runs])
+    firsts = ffi.new("unsigned long[]", [index for index, _unit in indexes])
+    units = ffi.new("unsigned long[]", [unit for _index, unit in indexes])
+    rc = lib.nd_place_segments(pid, starts, counts, firsts, units, len(runs), PAGE_SIZE, c_pattern, npattern,
+                               flags, scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
     if rc < 0:
         op = "move_pages_all" if flags & lib.MPOL_MF_MOVE_ALL else "move_pages"
         raise_syscall_error(res.call_errno, op=op, pid=pid, targets=nodes)

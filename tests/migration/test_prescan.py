@@ -158,3 +158,16 @@ def test_a_chunk_takes_whole_pieces_then_part_of_one_that_ends_on_a_huge_boundar
     # Where no boundary is in reach, a piece that starts a chunk is cut at the room.
     runs, at, _end = next_chunk([(big + PAGE, 2000)], (0, 0), 100)
     assert runs == [(big + PAGE, 100)] and at == (0, 100)
+
+
+def test_packed_chunks_ask_for_the_room_before_each_chunk_and_name_each_runs_piece():
+    from numad_py.numa.chunks import packed_chunks
+
+    pieces = [(0x400000, 3), (0x500000, 5), (0x600000, 10)]
+    rooms = iter([4, 2, 100])                                # as a stall bound resizing the batch
+    chunks = list(packed_chunks(pieces, lambda: next(rooms)))
+    # room 4: piece 0 whole; a page of piece 1 would not end on a huge page boundary, so piece 1
+    # waits.  Room 2: it starts the chunk and is cut there.  Then the rest of it, and piece 2.
+    assert chunks == [(0, [(0x400000, 3)], 0x403000),
+                      (1, [(0x500000, 2)], 0x505000),
+                      (1, [(0x502000, 3), (0x600000, 10)], 0x600000 + 10 * PAGE)]

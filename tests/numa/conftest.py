@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import mmap
 import operator
 import os
 import re
@@ -293,6 +294,23 @@ def mapping_containing(pid: int, addr: int) -> int:
         if lo <= addr < hi:
             return lo
     raise LookupError(f"{addr:#x} is not mapped in {pid}")
+
+
+def mappings_on_node0(count: int, size: int) -> tuple[list[mmap.mmap], list[int]]:
+    """``count`` private anonymous mappings of ``size`` bytes in this process, every 4K page
+    present on node 0: the buffers (keep them alive) and their addresses.  Bind and preferred
+    policies alternate so the kernel does not merge neighbours into one mapping."""
+    from numad_py import numa
+    from numad_py.numa import Mode
+
+    bufs = [mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) for _ in range(count)]
+    addrs = [ctypes.addressof(ctypes.c_char.from_buffer(b)) for b in bufs]
+    for i, (buf, addr) in enumerate(zip(bufs, addrs)):
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+        numa.mbind(addr, size, (Mode.BIND, Mode.PREFERRED)[i % 2], {0})
+        for off in range(0, size, numa.PAGE_SIZE):
+            buf[off] = 1
+    return bufs, addrs
 
 
 def smaps_field(pid: int, start: int, field: str) -> int:

@@ -17,7 +17,7 @@ import pytest
 from numad_py import numa
 from numad_py.numa import Mode
 
-from conftest import numa_maps_of, smaps_field
+from conftest import mappings_on_node0, numa_maps_of, smaps_field
 
 MiB = 1 << 20
 PAGE = numa.PAGE_SIZE
@@ -135,13 +135,7 @@ def test_only_the_mapping_with_pages_off_target_is_walked():
     only the second: the first is counted there from numa_maps."""
     size = 16 * MiB
     pages = size // PAGE
-    bufs = [mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) for _ in range(2)]
-    addrs = [ctypes.addressof(ctypes.c_char.from_buffer(b)) for b in bufs]
-    for buf, addr, mode in zip(bufs, addrs, (Mode.BIND, Mode.PREFERRED)):
-        buf.madvise(mmap.MADV_NOHUGEPAGE)
-        numa.mbind(addr, size, mode, {0})
-        for off in range(0, size, PAGE):
-            buf[off] = 1
+    _bufs, addrs = mappings_on_node0(2, size)
     assert numa.move_pages(os.getpid(), [addrs[1] + 5 * PAGE], [1]) == [1]
 
     result = numa.migrate_ranges(os.getpid(), [(a, a + size) for a in addrs], {0}, max_stall=None)
@@ -159,13 +153,7 @@ def test_many_small_mappings_move_in_one_call_and_the_pages_between_them_stay():
     move_pages call (one call per mapping before), and the pages left out stay put."""
     count, pages_each = 128, 32
     size = pages_each * PAGE
-    bufs = [mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) for _ in range(count)]
-    addrs = [ctypes.addressof(ctypes.c_char.from_buffer(b)) for b in bufs]
-    for i, (buf, addr) in enumerate(zip(bufs, addrs)):
-        buf.madvise(mmap.MADV_NOHUGEPAGE)
-        numa.mbind(addr, size, (Mode.BIND, Mode.PREFERRED)[i % 2], {0})
-        for off in range(0, size, PAGE):
-            buf[off] = 1
+    _bufs, addrs = mappings_on_node0(count, size)
     ranges = [(a, a + size - PAGE) for a in addrs]
     left_out = [a + size - PAGE for a in addrs]
     moving = count * (pages_each - 1)
