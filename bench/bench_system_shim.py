@@ -16,15 +16,19 @@ keeps the host's load changes out of the ratios far better than timing
 whole runs one after another did (spreads of 0.78-1.36 for the empty
 library, in one run):
   base        no shim
-  empty       an empty shared library, linked as the shim is (two load segments),
-              preloaded: what ld.so charges for any one more library (the floor
-              for any preloaded shim)
+  bare        a library with nothing in it: no code, no C start files (so nothing
+              to run or relocate), no RELRO: the least ld.so charges for any one
+              more library, whatever it holds (the floor for any preload)
+  empty       an empty shared library, linked as the shim is (two load segments,
+              the C start files' constructors and relocations, RELRO): the floor
+              for a library built like the shim
   gate        shim preloaded, rules + gate: the constructor reads the gate only
   text        the same without the gate file: the constructor reads the rules text
               (the behaviour before the gate, for comparison)
 
 Reported: the median and the spread (min/median/max) of the per-repetition
-ratios empty/base, gate/base and text/base.  Goal (issue 17): gate/base <= 1.02.
+ratios bare/base, empty/base, gate/base and text/base.  Goal (issue 17):
+gate/base <= 1.02.
 
   python bench/bench_system_shim.py [--execs 1000] [--reps 11] [--json out.json]
 """
@@ -122,6 +126,14 @@ def build_empty_library(directory: Path) -> Path:
     return lib
 
 
+def build_bare_library(directory: Path) -> Path:
+    src, lib = directory / "bare.c", directory / "libbare.so"
+    src.write_text("int numad_bench_bare;\n")
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-nostdlib", "-Wl,-z,noseparate-code", "-Wl,-z,norelro",
+                    "-Wl,--build-id=none", "-o", str(lib), str(src)], check=True)
+    return lib
+
+
 def run_block(driver: Path, rounds: int, cases: dict[str, dict[str, str]], env: dict) -> dict[str, float]:
     """One repetition: every case's median exec, the cases interleaved exec by exec."""
     specs = ["\n".join(f"{k}={v}" for k, v in extra.items()) or "-" for extra in cases.values()]
@@ -148,6 +160,7 @@ def main() -> int:
         text_rules = rules_for_another_program(without_gate)
         gate_path(text_rules).unlink()
         cases = {"base": {},
+                 "bare": {"LD_PRELOAD": str(build_bare_library(tmpdir))},
                  "empty": {"LD_PRELOAD": str(build_empty_library(tmpdir))},
                  "gate": {"LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(gated_rules)},
                  "text": {"LD_PRELOAD": str(shim_path()), "NUMAD_SHIM_RULES": str(text_rules)}}
@@ -156,8 +169,9 @@ def main() -> int:
             for label, seconds in run_block(driver, args.execs, cases, base).items():
                 samples[label].append(seconds)
 
-    paired = {k: [s / b for s, b in zip(samples[k], samples["base"])] for k in ("empty", "gate", "text")}
+    paired = {k: [s / b for s, b in zip(samples[k], samples["base"])] for k in ("bare", "empty", "gate", "text")}
     result = {
+        "exec_bare_library_ratio": spread(paired["bare"]),
         "exec_empty_library_ratio": spread(paired["empty"]),
         "exec_unmatched_ratio": spread(paired["gate"]),
         "exec_unmatched_text_ratio": spread(paired["text"]),
@@ -168,11 +182,13 @@ def main() -> int:
         "machine": platform.machine(), "kernel": platform.release(),
     }
     g, t, e = result["exec_unmatched_ratio"], result["exec_unmatched_text_ratio"], result["exec_empty_library_ratio"]
+    bare = result["exec_bare_library_ratio"]
     met = verdict("<= 1.02", g) == "yes"
     print(f"exec /bin/true unmatched, shim via LD_PRELOAD: gate/base median {g['median']:.3f} "
           f"(min {g['min']:.3f}, max {g['max']:.3f}; goal <= 1.02: {'met' if met else 'not met'}); "
           f"rules text without a gate: median {t['median']:.3f} (min {t['min']:.3f}, max {t['max']:.3f}); "
-          f"an empty library: median {e['median']:.3f} (min {e['min']:.3f}, max {e['max']:.3f})")
+          f"an empty library: median {e['median']:.3f} (min {e['min']:.3f}, max {e['max']:.3f}); "
+          f"a bare library: median {bare['median']:.3f} (min {bare['min']:.3f}, max {bare['max']:.3f})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -407,6 +407,53 @@ def bench_whole() -> None:
     row("4b", "  same, numad-py's in-process migration time only", round(out["ratio_inprocess"], 3), None, None,
         ratios=[a / b for a, b in zip(out["numad_inprocess"], out["migratepages"])], note=f"interpreter start {m['python_startup']:.2f} s; + numa/maps imports "
         f"{m['python_import_migrate_only']:.2f} s")
+    bench_whole_mapped()
+
+
+# A process of many small mappings, as most are: an interpreter with some of its library
+# loaded and a 64 MiB buffer, every page on node 0 to begin with.
+MAPPED_SCRIPT = """
+import decimal, email.parser, http.client, json, os, sqlite3, sys, xml.dom.minidom
+buf = bytearray(64 << 20)
+for i in range(0, len(buf), 4096):
+    buf[i] = 1
+with open(f"/proc/{os.getpid()}/maps") as maps:
+    print(json.dumps({"pid": os.getpid(), "mappings": sum(1 for _ in maps)}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def bench_whole_mapped() -> None:
+    """Whole-process move of a python3 of ~100 mappings: numad-py's in-process seconds ÷
+    migratepages' wall time, both moving every page (numad-py --all; migratepages as root
+    moves shared pages too), and numad-py's move_pages calls per move (packing)."""
+    out: dict = {"numad_inprocess": [], "migratepages": [], "calls": [], "pages_moved": []}
+    mp = shutil.which("migratepages")
+    with Proc(["numactl", "--membind=0", PY, "-c", MAPPED_SCRIPT]) as p:
+        pid, where = p.info["pid"], 0
+        out["mappings"] = p.info["mappings"]
+        for rep in range(min(ARGS.reps, 3)):
+            order = ["numad", "migratepages"]
+            for tool in (order + order[::-1]) if rep % 2 == 0 else (order[::-1] + order):
+                dst = 1 - where
+                if tool == "numad":
+                    res = json.loads(subprocess.run([NUMAD, "migrate", str(pid), "--to", str(dst), "--all", "--json"],
+                                                    capture_output=True, text=True, check=True).stdout)
+                    out["numad_inprocess"].append(res["seconds"])
+                    out["calls"].append(res["calls"])
+                    out["pages_moved"].append(res["pages_moved"])
+                else:
+                    t0 = time.perf_counter()
+                    subprocess.run([mp, str(pid), str(where), str(dst)], check=True, capture_output=True)
+                    out["migratepages"].append(time.perf_counter() - t0)
+                where = dst
+    ratios = [a / b for a, b in zip(out["numad_inprocess"], out["migratepages"])]
+    RAW["whole_mapped"] = out
+    log(f"whole_mapped: {out}")
+    row("4m", f"  a python3 of {out['mappings']} mappings moved whole: numad-py in-process / migratepages",
+        round(med(ratios), 3), None, None, ratios=ratios,
+        note=f"move_pages calls per move: {sorted(out['calls'])} for {out['mappings']} mappings (a call each at "
+        f"least before one call covered many); pages moved per move: {int(med(out['pages_moved']))}")
 
 
 # --- issue 2: numastat agreement -------------------------------------------------
