@@ -515,11 +515,13 @@ def bench_fork() -> None:
     res = json.loads(dest.read_text())
     RAW["fork"] = res
     f, e = res["fork_exit_wait_ratio"], res["fork_exec_wait_ratio"]
-    ms = res.get("median_seconds", {})
+    ms, paired = res.get("median_seconds", {}), res.get("paired_ratios", {})
     row("5a", "fork+exit+wait with shim / without", f, "<= 1.10", f <= 1.10,
-        f"{ms.get('fork_base', 0) * 1e6:.0f} -> {ms.get('fork_shim', 0) * 1e6:.0f} us (bench_fork.py)")
+        f"{ms.get('fork_base', 0) * 1e6:.0f} -> {ms.get('fork_shim', 0) * 1e6:.0f} us (bench_fork.py)",
+        ratios=paired.get("fork"))
     row("5b", "fork+exec+wait with shim / without", e, "<= 1.03", e <= 1.03,
-        f"{ms.get('exec_base', 0) * 1e6:.0f} -> {ms.get('exec_shim', 0) * 1e6:.0f} us (bench_fork.py)")
+        f"{ms.get('exec_base', 0) * 1e6:.0f} -> {ms.get('exec_shim', 0) * 1e6:.0f} us (bench_fork.py)",
+        ratios=paired.get("exec"))
 
 
 # --- 6. scan ----------------------------------------------------------------------

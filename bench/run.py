@@ -209,11 +209,16 @@ def run_host_benches(wanted: list[str], reps: int | None) -> dict:
 
 
 def system_shim_bench(reps: int | None) -> dict:
-    """bench/bench_system_shim.py under the venv (it publishes rules with numad_py's code)."""
+    """bench/bench_system_shim.py under the venv (it publishes rules with numad_py's code), then
+    bench/bench_fork.py on the host: the children of a matched root (rows s2, s2a)."""
     out_json = REPO / "bench" / "out" / "sysshim.json"
     cmd = [str(venv_python()), str(HERE / "bench_system_shim.py"), "--json", str(out_json)]
     subprocess.run(cmd + (["--reps", str(reps)] if reps else []), check=True, cwd=REPO)
     res = json.loads(out_json.read_text())
+    fork_json = REPO / "bench" / "out" / "fork-host.json"
+    cmd = [str(venv_python()), str(HERE / "bench_fork.py"), "--json", str(fork_json)]
+    subprocess.run(cmd + (["--reps", str(reps)] if reps else []), check=True, cwd=REPO)
+    res["fork_host"] = json.loads(fork_json.read_text())
     from spread import spread
     base = res["samples_seconds"]["base"]
     g, e, t, bare = (spread([a / b for a, b in zip(res["samples_seconds"][k], base)])
@@ -226,6 +231,16 @@ def system_shim_bench(reps: int | None) -> dict:
                     f"edited); a bare preloaded library (nothing in it) alone {bare['median']:.3f}, an empty "
                     f"one linked as the shim is {e['median']:.3f}, the shim without "
                     f"its gate (reading the rules text) {t['median']:.3f}"}]
+    ms = res["fork_host"]["median_seconds"]
+    for fig, kind, label, goal in (("s2", "exec", "fork+exec+wait of /bin/true", 1.03),
+                                   ("s2a", "fork", "fork+exit+wait", 1.10)):
+        sp = res["fork_host"]["spread"][kind]
+        v = "yes" if sp["max"] <= goal else ("spread" if sp["median"] <= goal else "NO")
+        res["rows"].append({
+            "bench": "sysshim", "id": fig, "figure": f"shim (host): {label} from a matched root, with / without",
+            "value": round(sp["median"], 3), "goal": f"<= {goal:.2f}", "spread": sp, "met": v == "yes",
+            "verdict": v, "note": f"bench/bench_fork.py, interleaved fork by fork: {ms[kind + '_base'] * 1e6:.0f} "
+            f"-> {ms[kind + '_shim'] * 1e6:.0f} us"})
     return res
 
 
