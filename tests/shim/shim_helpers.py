@@ -138,6 +138,30 @@ int main(int argc, char **argv) {
 """
 
 
+# Prints its pid, then forks 3 children that each execv /bin/true (a root under `numad-py exec`).
+FORK_EXEC_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/wait.h>
+int main(void) {
+    printf("%d\n", (int)getpid());
+    fflush(stdout);
+    for (int i = 0; i < 3; i++) {
+        pid_t p = fork();
+        if (p == 0) {
+            char *argv[] = {"true", NULL};
+            execv("/bin/true", argv);
+            _exit(127);
+        }
+        int st;
+        if (p < 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st))
+            return 1;
+    }
+    return 0;
+}
+"""
+
+
 def build_c(out_dir: Path, name: str, source: str) -> Path:
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:

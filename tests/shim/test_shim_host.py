@@ -18,7 +18,7 @@ from numad_py.shim import (
 from numad_py.topology import read_topology
 
 from shim_helpers import (
-    EXEC_FORMS_C, PY, SECCOMP_C, VFORK_C, Running, build_c, named_program, run_workload, shim_env,
+    EXEC_FORMS_C, FORK_EXEC_C, PY, SECCOMP_C, VFORK_C, Running, build_c, named_program, run_workload, shim_env,
 )
 
 NODE0 = min(read_topology().memory_nodes)
@@ -203,6 +203,30 @@ def test_every_exec_form_of_a_root_child_drops_the_shim(tmp_path):
         assert seen[form] == ["LD_PRELOAD=libm.so.6"], (form, seen[form])
     assert seen["own-envp"] == ["LD_PRELOAD=kept-as-given"]      # an explicit envp is the caller's
     assert seen["self"] == [f"LD_PRELOAD={lib} libm.so.6"]        # the root keeps the shim
+
+
+def test_a_root_child_binds_no_symbol_of_the_shim_on_its_way_to_exec(tmp_path):
+    """Each symbol the shim binds lazily in a forked child is bound again in every child (the
+    root never made that call): a lookup and page faults per fork+exec.  ld.so's own log
+    (LD_DEBUG=bindings, lines prefixed with the pid) shows every binding; the children's
+    lines may bind the program's execv to the shim, but nothing the shim itself calls."""
+    exe = build_c(tmp_path, "fork_exec", FORK_EXEC_C)
+    lib = str(shim_path())
+    env = dict(os.environ, LD_DEBUG="bindings")
+    out = subprocess.run([PY, "-m", "numad_py.cli", "exec", "--node", str(NODE0), "--", str(exe)],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    root = out.stdout.split()[0]
+    by_pid: dict[str, list[str]] = {}
+    for line in out.stderr.splitlines():
+        pid, _, rest = line.strip().partition(":")
+        if pid.isdigit() and "binding file " in rest:
+            by_pid.setdefault(pid, []).append(rest.strip())
+    children = {pid: lines for pid, lines in by_pid.items() if pid != root}
+    assert len(children) == 3, sorted(by_pid)
+    assert any(f"binding file {lib} " in line for line in by_pid[root])   # the log does show the shim's
+    for pid, lines in children.items():
+        assert [line for line in lines if line.startswith(f"binding file {lib} ")] == [], pid
 
 
 def test_without_a_root_exec_descendants_keep_the_shim():
