@@ -29,8 +29,10 @@ SHIM_NAME = "libnumad_shim.so"     # numad_py/shim/locate.py LIBRARY_NAME
 # exec without the shim; bench/bench_system_shim.py).  What it gives up: the
 # ELF headers and read-only data are mapped executable too, as in every
 # x86-64 library linked before binutils 2.31.
+# -fno-tree-loop-distribute-patterns: the copy and compare loops of the paths that must call
+# no libc function (cext/preload/shim_int.h) would otherwise become memcpy and strlen calls.
 SHIM_CFLAGS = ["-O2", "-Wall", "-fPIC", "-shared", "-fvisibility=hidden", "-Icext/preload",
-               "-Wl,-z,noseparate-code"]
+               "-Wl,-z,noseparate-code", "-fno-tree-loop-distribute-patterns"]
 SHIM_LIBS = ["-ldl"]
 
 

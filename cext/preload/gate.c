@@ -9,20 +9,20 @@
  * open + read + close of the gate and one stat of the rules file (which
  * proves the gate describes the rules file now at the path).
  *
- * What an unmatched process pays here is mostly page faults, not the
- * syscalls: the gate is read in small chunks into a stack buffer that stays
- * within the stack ld.so has already touched (a 16 KiB buffer took 3 stack
- * faults per exec), and the exe buffer is static, touched only for an exe
- * glob.  A plain name is compared with strcmp and the uid is asked for
- * only when a line names a user: what is not called is not resolved or
- * faulted in either.  Nothing is allocated; fnmatch(3) runs in the C locale
- * of a constructor and allocates nothing.
+ * What an unmatched process pays here is mostly page faults and first
+ * calls, not the syscalls: the gate is read in small chunks into a stack
+ * buffer that stays within the stack ld.so has already touched (a 16 KiB
+ * buffer took 3 stack faults per exec), and the exe buffer is static,
+ * touched only for an exe glob.  No libc function is called on the way to
+ * "no line matches" (raw syscalls, shim_int.h's string helpers: each first
+ * call is a lazy binding); the uid is asked for only when a line names a
+ * user, fnmatch(3) only for a real glob.  Nothing is allocated; fnmatch runs
+ * in the C locale of a constructor and allocates nothing.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,14 +33,14 @@
 /* A rule line's match, as rules.c glob_match: "" matches anything. */
 static int field_matches(const char *glob, size_t size, const char *subject)
 {
-    if (!memchr(glob, '\0', size))
+    if (!has_byte(glob, size, '\0'))
         return 1;                              /* unterminated: cannot tell, let the text decide */
     if (!*glob)
         return 1;
     if (!subject)
         return 0;
-    if (!strpbrk(glob, "*?[\\"))               /* a plain name, as most comms are: fnmatch would */
-        return strcmp(glob, subject) == 0;      /* say the same, at the cost of its first call */
+    if (!has_any_of(glob, "*?[\\"))            /* a plain name, as most comms are: fnmatch would */
+        return same_text(glob, subject);        /* say the same, at the cost of its first call */
     return fnmatch(glob, subject, 0) == 0;
 }
 
@@ -80,20 +80,31 @@ static int entry_matches(struct subject *who, const struct numad_gate_entry *e)
  * count means the end of the file. */
 static ssize_t read_once(int fd, void *buf, size_t size)
 {
-    ssize_t n;
+    long n;
     do
-        n = read(fd, buf, size);
-    while (n < 0 && errno == EINTR);
+        n = rsys(SYS_read, fd, (long)buf, (long)size, 0, 0);
+    while (n == -EINTR);
     return n;
+}
+
+/* stat(2) of the rules file.  x86-64's struct stat is the kernel's, so the raw
+ * call fills it as libc would; elsewhere libc's stat. */
+static int stat_rules(const char *path, struct stat *st)
+{
+#if defined(__x86_64__)
+    return rsys(SYS_newfstatat, AT_FDCWD, (long)path, (long)st, 0, 0) == 0 ? 0 : -1;
+#else
+    return stat(path, st);
+#endif
 }
 
 static int header_valid(const struct numad_gate_header *h, const char *rules_path)
 {
     struct stat rs;
-    return memcmp(h->magic, NUMAD_GATE_MAGIC, 8) == 0 && h->version == NUMAD_GATE_VERSION &&
+    return same_bytes(h->magic, NUMAD_GATE_MAGIC, 8) && h->version == NUMAD_GATE_VERSION &&
            h->header_size == sizeof(*h) && h->entry_size == sizeof(struct numad_gate_entry) &&
            h->nr_entries <= NUMAD_RULES_MAX_RULES && !(h->flags & NUMAD_GATE_PASS_ALL) &&
-           stat(rules_path, &rs) == 0 && (uint64_t)rs.st_dev == h->rules_dev &&
+           stat_rules(rules_path, &rs) == 0 && (uint64_t)rs.st_dev == h->rules_dev &&
            (uint64_t)rs.st_ino == h->rules_ino && (uint64_t)rs.st_size == h->rules_size &&
            (uint64_t)rs.st_mtim.tv_sec * 1000000000ULL + (uint64_t)rs.st_mtim.tv_nsec ==
                h->rules_mtime_ns;
@@ -104,15 +115,18 @@ static int header_valid(const struct numad_gate_header *h, const char *rules_pat
 int numad_gate_admits(const char *rules_path)
 {
     char path[512];
-    size_t len = strlen(rules_path);
+    size_t len = text_length(rules_path);
     if (len + sizeof(NUMAD_GATE_SUFFIX) > sizeof(path))
         return 1;                              /* a path this long: let the text decide */
-    memcpy(path, rules_path, len);
-    memcpy(path + len, NUMAD_GATE_SUFFIX, sizeof(NUMAD_GATE_SUFFIX));
+    for (size_t i = 0; i < len; i++)
+        path[i] = rules_path[i];
+    for (size_t i = 0; i < sizeof(NUMAD_GATE_SUFFIX); i++)
+        path[len + i] = NUMAD_GATE_SUFFIX[i];
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
+    long opened = rsys(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0, 0);
+    if (opened < 0)
         return 1;
+    int fd = (int)opened;
     struct {
         struct numad_gate_header h;
         struct numad_gate_entry e[GATE_CHUNK];
@@ -123,7 +137,7 @@ int numad_gate_admits(const char *rules_path)
     if (got < (ssize_t)sizeof(buf.h) || !header_valid(&buf.h, rules_path))
         goto out;                              /* unreadable, short, or not this rules file's gate */
     struct subject who = {.uid = -1};
-    if (prctl(PR_GET_NAME, who.comm, 0, 0, 0) != 0)
+    if (rsys(SYS_prctl, PR_GET_NAME, (long)who.comm, 0, 0, 0) != 0)
         goto out;
     uint32_t left = buf.h.nr_entries;
     size_t have = ((size_t)got - sizeof(buf.h)) / entry;
@@ -144,6 +158,6 @@ int numad_gate_admits(const char *rules_path)
         have = 0;
     }
 out:
-    close(fd);
+    rsys(SYS_close, fd, 0, 0, 0, 0);
     return admits;
 }

@@ -180,35 +180,6 @@ static popen_fn real_popen;
 static execv_fn real_execvp;
 static execve_fn real_execvpe;
 
-/* ------------------------------------------------------------------------ */
-/* Raw syscalls: return -errno, never touch errno (safe in a vfork child).   */
-
-#if defined(__x86_64__)
-static inline long rsys6(long n, long a, long b, long c, long d, long e, long f)
-{
-    long ret;
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
-#else
-static inline long rsys6(long n, long a, long b, long c, long d, long e, long f)
-{
-    int saved = errno;
-    long ret = syscall(n, a, b, c, d, e, f);
-    if (ret == -1) {
-        ret = -errno;
-        errno = saved;
-    }
-    return ret;
-}
-#endif
-#define rsys(n, a, b, c, d, e) rsys6(n, a, b, c, d, e, 0)
 
 static inline void count(int which)
 {
@@ -495,32 +466,9 @@ static void *late(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
-/* String helpers for the exec path of a root's child.  A libc call there
- * would be the child's first call of it (the root never makes it), so each
- * would be bound lazily in every child: a symbol lookup through every
- * library's hash tables, pages the child has not touched since the fork.
- * perf stat: 8 page faults more per fork+exec of /bin/true from a root than
- * without the shim, most of them that lookup and libc's string code; none
- * more since. */
-static inline int has_prefix(const char *s, const char *prefix)
-{
-    while (*prefix)
-        if (*s++ != *prefix++)
-            return 0;
-    return 1;
-}
-
-static inline int same_bytes(const char *a, const char *b, size_t n)
-{
-    while (n--)
-        if (*a++ != *b++)
-            return 0;
-    return 1;
-}
-
 /* Drop this library from the calling process's LD_PRELOAD (other libraries
  * stay).  Edits environ in place, no malloc, no locks, no libc call (see
- * has_prefix): called right before an exec, when the old image is about to
+ * shim_int.h): called right before an exec, when the old image is about to
  * go anyway. */
 static void drop_self_from_preload(void)
 {
@@ -954,12 +902,16 @@ static void open_stats(const char *path)
 }
 
 /* Every NUMAD_SHIM_* variable is read through here: none under AT_SECURE. */
+/* getenv(3) without the call (shim_int.h: every process runs this). */
 static const char *env(const char *name)
 {
-    if (g_start.secure)
+    if (g_start.secure || !environ)
         return NULL;
-    const char *v = getenv(name);
-    return (v && *v) ? v : NULL;
+    size_t n = text_length(name);
+    for (char **e = environ; *e; e++)
+        if (same_bytes(*e, name, n) && (*e)[n] == '=')
+            return (*e)[n + 1] ? *e + n + 1 : NULL;
+    return NULL;
 }
 
 /* "all": every node with memory (sysfs has_memory). */

@@ -1,6 +1,7 @@
 /*
  * numad-py shim: what its C files share with each other (not a public ABI;
- * every symbol here is hidden).  shim.c: the fork path, interposers and the
+ * every symbol here is hidden), with the raw syscalls and string helpers of
+ * the paths that call no libc function.  shim.c: the fork path, interposers and the
  * constructor; rules.c: the rules-file reader; stats_file.c: opening the
  * shared stats file safely; vfork.c: the vfork entry point.
  */
@@ -11,6 +12,99 @@
 
 #define NODEMASK_BITS 1024                       /* MAX_NUMNODES of distro kernels */
 #define DEFAULT_RULES "/run/numad-py/shim-rules"
+
+#include <errno.h>
+#include <stddef.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+/* Raw syscalls: return -errno, never touch errno (safe in a vfork child). */
+
+#if defined(__x86_64__)
+static inline long rsys6(long n, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#else
+static inline long rsys6(long n, long a, long b, long c, long d, long e, long f)
+{
+    int saved = errno;
+    long ret = syscall(n, a, b, c, d, e, f);
+    if (ret == -1) {
+        ret = -errno;
+        errno = saved;
+    }
+    return ret;
+}
+#endif
+#define rsys(n, a, b, c, d, e) rsys6(n, a, b, c, d, e, 0)
+
+/* String helpers, so that the paths every process runs call no libc function.
+ * A libc call is bound lazily at its first use in each process: a symbol
+ * lookup through every library's hash tables and, for the string functions
+ * (IFUNCs), the resolver and the code of the variant it picks.  On the bench
+ * host five such string calls cost 1.7 % of an exec of /bin/true.  Two paths:
+ * the constructor of a process no rule names (system-wide: every process),
+ * and a root's forked child on its way to exec (the root never made these
+ * calls, so every child bound them again: 8 page faults more per fork+exec
+ * of /bin/true than without the shim, none since). */
+static inline int has_prefix(const char *s, const char *prefix)
+{
+    while (*prefix)
+        if (*s++ != *prefix++)
+            return 0;
+    return 1;
+}
+
+static inline int same_bytes(const char *a, const char *b, size_t n)
+{
+    while (n--)
+        if (*a++ != *b++)
+            return 0;
+    return 1;
+}
+
+static inline size_t text_length(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static inline int same_text(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+/* Is c among the first size bytes of s? */
+static inline int has_byte(const char *s, size_t size, char c)
+{
+    for (size_t i = 0; i < size; i++)
+        if (s[i] == c)
+            return 1;
+    return 0;
+}
+
+/* Has the string s any of the bytes of the string set? */
+static inline int has_any_of(const char *s, const char *set)
+{
+    for (; *s; s++)
+        for (const char *c = set; *c; c++)
+            if (*s == *c)
+                return 1;
+    return 0;
+}
 
 /* numad_shim_rule() results below 0 (>= 0: the index of the matching line) */
 #define RULE_NO_FILE (-1)

@@ -87,6 +87,22 @@ def test_unmatched_program_opens_only_the_gate(tmp_path, probe):
     assert len(opened) == 1 and str(gate_path(rules)) in opened[0], opened
 
 
+def test_an_unmatched_program_binds_only_what_every_process_needs(tmp_path):
+    """System-wide every process runs the constructor, and each libc function it calls is
+    bound lazily at its first call (string functions run an IFUNC resolver too).  ld.so's
+    log (LD_DEBUG=bindings) lists every binding the shim makes in an unmatched /bin/true:
+    the five symbols resolved for signal handlers (dlsym), and no more than getauxval,
+    dlsym and errno besides the two data symbols bound at load."""
+    rules = tmp_path / "shim-rules"
+    publish_shim_rules(rules, [rule(name="db", match={"comm": "spreadme"}, spread_children=NODE0)])
+    out = subprocess.run(["/bin/true"], env={**clean_env(rules), "LD_DEBUG": "bindings"},
+                         capture_output=True, text=True, check=True, timeout=60)
+    bound = set(re.findall(rf"binding file {re.escape(str(shim_path()))} \[0\] to .*: normal symbol `([^']+)'",
+                           out.stderr))
+    assert bound == {"environ", "__cxa_finalize", "__errno_location", "getauxval", "dlsym",
+                     "fork", "_Fork", "vfork", "execv", "execve"}, sorted(bound)
+
+
 def test_a_gate_of_another_rules_file_is_ignored(tmp_path, probe):
     """A hand-written rules file (or a publish half done) with an old gate: the text decides."""
     rules = tmp_path / "shim-rules"
