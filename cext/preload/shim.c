@@ -180,7 +180,6 @@ static popen_fn real_popen;
 static execv_fn real_execvp;
 static execve_fn real_execvpe;
 
-
 static inline void count(int which)
 {
     __atomic_fetch_add(&g_stats->counters[which], 1, __ATOMIC_RELAXED);
@@ -901,8 +900,8 @@ static void open_stats(const char *path)
     g_stats = st;
 }
 
-/* Every NUMAD_SHIM_* variable is read through here: none under AT_SECURE. */
-/* getenv(3) without the call (shim_int.h: every process runs this). */
+/* Every NUMAD_SHIM_* variable is read through here: none under AT_SECURE.  getenv(3)
+ * without the call (shim_int.h: every process runs this). */
 static const char *env(const char *name)
 {
     if (g_start.secure || !environ)
