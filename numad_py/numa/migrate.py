@@ -22,6 +22,7 @@ import errno
 import threading
 import time
 from collections import Counter
+from functools import partial
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -133,6 +134,41 @@ def _batch_policy(batch_pages: int | None, next_batch: Callable[[int, float], in
     return policy.batch, policy.next_batch
 
 
+class _ChunkLoop:
+    """The loop every chunked move shares (:func:`migrate_ranges`, :func:`.place.place_ranges`):
+    chunks packed from the pieces, each one waiting for budget (``before_chunk``), moved by
+    the caller's ``move``, counted, reported (``progress``), and the batch resized by the
+    stall bound (``adapt``) before the next chunk is cut.  Stops between chunks when
+    ``cancelled()`` says so; the batch carries over from one :meth:`run` to the next."""
+
+    def __init__(self, batch: int, adapt: Callable[[int, float], int] | None, scratch: _Scratch, *,
+                 total_pages: int, done_pages: int, before_chunk: Callable[[int], None] | None,
+                 progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None):
+        self.batch, self.adapt, self.room = batch, adapt, scratch.size
+        self.total, self.done = total_pages, done_pages
+        self.before_chunk, self.progress, self.cancelled = before_chunk, progress, cancelled
+
+    def run(self, pieces: Sequence[tuple[int, int]],
+            move: Callable[[int, list[tuple[int, int]], int, int], MigrationResult],
+            result: MigrationResult) -> None:
+        """``move(piece, runs, piece_end, pages)`` makes one chunk's call (:func:`.chunks.packed_chunks`
+        names its arguments) and returns what it did."""
+        for piece, runs, piece_end in packed_chunks(pieces, lambda: min(self.batch, self.room)):
+            if result.cancelled or (self.cancelled is not None and self.cancelled()):
+                result.cancelled = True
+                return
+            count = sum(npages for _addr, npages in runs)
+            if self.before_chunk is not None:
+                self.before_chunk(count * PAGE_SIZE)
+            chunk = move(piece, runs, piece_end, count)
+            result.add(chunk)
+            self.done += count
+            if self.progress is not None:
+                self.progress(self.done * PAGE_SIZE, self.total * PAGE_SIZE)
+            if self.adapt is not None and chunk.calls:
+                self.batch = max(1, min(MAX_BATCH, self.adapt(count, chunk.longest_call_seconds)))
+
+
 def migrate_ranges(
     pid: int,
     ranges: Sequence[tuple[int, int]],
@@ -180,32 +216,26 @@ def migrate_ranges(
     # enabled there, the VM test of a target killed mid-migration failed 3 of 3
     # runs for a reason not found yet; the executor path counts as before.
     carry = _HugeTail(pid, targets, ranges, enabled=next_batch is None)
-    done_pages = result.already + result.not_present
+    loop = _ChunkLoop(batch, adapt, scratch, total_pages=total_pages,
+                      done_pages=result.already + result.not_present,
+                      before_chunk=before_chunk, progress=progress, cancelled=cancelled)
+
+    def move(blind: bool, _piece: int, segments: list[tuple[int, int]], tail_end: int, count: int,
+             ) -> MigrationResult:
+        last, last_pages = segments[-1]
+        chunk_end = last + last_pages * PAGE_SIZE
+        if not blind:
+            carry.look_before(chunk_end, min(tail_end, huge_ceiling(chunk_end)))
+        chunk = _migrate_chunk(pid, segments, c_targets, targets, flags, scratch, blind=blind)
+        if not blind:
+            carry.settle(chunk, chunk_end)
+            carry.look_after(chunk)
+            result.pages_queried += count
+        return chunk
+
     t0 = time.monotonic()
     for blind, pieces in kinds:
-        # room() reads the batch as it is now: the stall bound resizes it after each chunk.
-        for _piece, segments, tail_end in packed_chunks(pieces, lambda: min(batch, scratch.size)):  # noqa: B023
-            if result.cancelled or (cancelled is not None and cancelled()):
-                result.cancelled = True
-                break
-            count = sum(npages for _addr, npages in segments)
-            if before_chunk is not None:
-                before_chunk(count * PAGE_SIZE)
-            last, last_pages = segments[-1]
-            chunk_end = last + last_pages * PAGE_SIZE
-            if not blind:
-                carry.look_before(chunk_end, min(tail_end, huge_ceiling(chunk_end)))
-            chunk = _migrate_chunk(pid, segments, c_targets, targets, flags, scratch, blind=blind)
-            if not blind:
-                carry.settle(chunk, chunk_end)
-                carry.look_after(chunk)
-                result.pages_queried += count
-            result.add(chunk)
-            done_pages += count
-            if progress is not None:
-                progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
-            if adapt is not None and chunk.calls:
-                batch = max(1, min(MAX_BATCH, adapt(count, chunk.longest_call_seconds)))
+        loop.run(pieces, partial(move, blind), result)
         carry.flush(result)
     result.pages_requested = total_pages
     result.seconds = time.monotonic() - t0

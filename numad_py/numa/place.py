@@ -27,8 +27,7 @@ from ..errors import InvalidArgument, NumaError, page_outcome_name
 from ..policyspec import weighted_pattern
 from ..stall import DEFAULT_MAX_STALL
 from .masks import HUGE_PAGE_SIZE, PAGE_SIZE, check_nodes
-from .chunks import packed_chunks
-from .migrate import MAX_BATCH, _batch_policy, _page_range, _scratch, _Scratch, raise_syscall_error
+from .migrate import MAX_BATCH, _batch_policy, _ChunkLoop, _page_range, _scratch, _Scratch, raise_syscall_error
 from .results import MigrationResult
 
 HUGE_UNIT = HUGE_PAGE_SIZE // PAGE_SIZE
@@ -68,26 +67,17 @@ def place_ranges(
     c_pattern = ffi.new("int[]", list(pattern))
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
     orders = _round_robin_orders(pieces, _huge_mappings(pid))
-    done_pages = 0
-    t0 = time.monotonic()
-    # room() reads the batch as it is now: the stall bound resizes it after each chunk.
-    for piece, runs, _piece_end in packed_chunks(pieces, lambda: min(batch, scratch.size)):  # noqa: B023
-        if cancelled is not None and cancelled():
-            result.cancelled = True
-            break
-        count = sum(npages for _addr, npages in runs)
-        if before_chunk is not None:
-            before_chunk(count * PAGE_SIZE)
+    loop = _ChunkLoop(batch, adapt, scratch, total_pages=total_pages, done_pages=0,
+                      before_chunk=before_chunk, progress=progress, cancelled=cancelled)
+
+    def move(piece: int, runs: list[tuple[int, int]], _piece_end: int, _count: int) -> MigrationResult:
         # Run k is part of piece + k: its first page's place in that piece's round-robin.
         indexes = [(orders[piece + k][0] + (addr - pieces[piece + k][0]) // PAGE_SIZE, orders[piece + k][1])
                    for k, (addr, _npages) in enumerate(runs)]
-        chunk = _place_chunk(pid, runs, indexes, c_pattern, len(pattern), flags, scratch, nodes)
-        result.add(chunk)
-        done_pages += count
-        if progress is not None:
-            progress(done_pages * PAGE_SIZE, total_pages * PAGE_SIZE)
-        if adapt is not None and chunk.calls:
-            batch = max(1, min(MAX_BATCH, adapt(count, chunk.longest_call_seconds)))
+        return _place_chunk(pid, runs, indexes, c_pattern, len(pattern), flags, scratch, nodes)
+
+    t0 = time.monotonic()
+    loop.run(pieces, move, result)
     result.pages_requested = total_pages
     result.seconds = time.monotonic() - t0
     return result
