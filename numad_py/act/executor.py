@@ -79,7 +79,7 @@ class Executor:
         self,
         *,
         topology: Callable[[], Topology],
-        pacer,                      # .before_chunk(nbytes, stop) waits for budget; .set_rate(bytes/s)
+        pacer,                      # .before_chunk/.after_chunk: the budget around a chunk; .set_rate(bytes/s)
         stall,                      # .next_batch(pages, seconds) -> pages; .set_max_stall(seconds)
         dry_run: bool = False,
         metrics=None,
@@ -170,7 +170,7 @@ class Executor:
         result = place(
             action.pid, ranges, move_all=action.move_all,
             batch_pages=within_budget(self._stall.batch), next_batch=next_batch, before_chunk=before_chunk,
-            progress=chunk_done, cancelled=stop_requested, checked=False,
+            after_chunk=self._pacer.after_chunk, progress=chunk_done, cancelled=stop_requested, checked=False,
         )
         if self._metrics is not None:
             self._metrics.record_migration(result, source=format_nodes(action.from_nodes) or "-",

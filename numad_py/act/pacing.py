@@ -49,12 +49,13 @@ class Pacer:
         """The most one chunk should take: one second of budget (the burst); None = no limit.
 
         A chunk waits for its budget while it holds the executor's turn; a chunk
-        the stall bound alone let grow (2 MiB at 1 MiB/s in the host test) kept
+        the stall bound alone let grow (2 MiB at 1 MiB/s when this was found) kept
         the other holders waiting for all of it (issue 18 item 6)."""
         rate = self._bucket.rate
         return rate if rate > 0 else None
 
     def before_chunk(self, nbytes: int, stop: threading.Event) -> None:
+        """Reserve the chunk's ``nbytes`` (all may move) and wait until the budget covers them."""
         with self._lock:
             wait = self._bucket.reserve(nbytes, self._clock())
         deadline = self._clock() + wait
@@ -63,3 +64,8 @@ class Pacer:
             if self._beat is not None:
                 self._beat()
             wait = deadline - self._clock()
+
+    def after_chunk(self, reserved: int, moved: int) -> None:
+        """Refund what the chunk reserved and did not move (pages already there or absent)."""
+        with self._lock:
+            self._bucket.refund(max(0, reserved - moved), self._clock())

@@ -40,7 +40,7 @@ class DaemonSettings(_Model):
     scan_interval: Duration = Field(10.0, description="Time between two scans of the processes, e.g. \"10s\".")
     budget: Size = Field(
         512 << 20,
-        description="Migration budget in bytes per second over all processes (\"512MiB\"); 0 = no limit.",
+        description="Migration budget in bytes moved per second over all processes (\"512MiB\"); 0 = no limit.",
     )
     max_stall: Duration = Field(
         DEFAULT_MAX_STALL,

@@ -21,7 +21,10 @@ class TokenBucket:
 
     :meth:`reserve` debits at once and returns how long to wait first; the
     balance may go negative so a chunk larger than the burst still passes
-    (its debt delays whoever comes next).  ``rate = 0`` means no limit.
+    (its debt delays whoever comes next).  A chunk reserves every byte it
+    covers, since any of them may move; :meth:`refund` then gives back what
+    did not (already there, never touched), so the budget counts bytes moved,
+    not bytes walked.  ``rate = 0`` means no limit.
     """
 
     rate: float
@@ -59,4 +62,13 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= nbytes
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def refund(self, nbytes: int, now: float) -> None:
+        """Give back ``nbytes`` of a reservation that did not move; never above the burst."""
+        if nbytes < 0:
+            raise ValueError(f"cannot refund a negative byte count, got {nbytes}")
+        if self.rate == 0:
+            return
+        self._refill(now)
+        self.tokens = min(self.burst, self.tokens + nbytes)
 

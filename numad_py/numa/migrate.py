@@ -137,16 +137,19 @@ def _batch_policy(batch_pages: int | None, next_batch: Callable[[int, float], in
 class _ChunkLoop:
     """The loop every chunked move shares (:func:`migrate_ranges`, :func:`.place.place_ranges`):
     chunks packed from the pieces, each one waiting for budget (``before_chunk``), moved by
-    the caller's ``move``, counted, reported (``progress``), and the batch resized by the
-    stall bound (``adapt``) before the next chunk is cut.  Stops between chunks when
-    ``cancelled()`` says so; the batch carries over from one :meth:`run` to the next."""
+    the caller's ``move``, settled with the budget (``after_chunk``: what it reserved and what
+    it moved), counted, reported (``progress``), and the batch resized by the stall bound
+    (``adapt``) before the next chunk is cut.  Stops between chunks when ``cancelled()`` says
+    so; the batch carries over from one :meth:`run` to the next."""
 
     def __init__(self, batch: int, adapt: Callable[[int, float], int] | None, scratch: _Scratch, *,
                  total_pages: int, done_pages: int, before_chunk: Callable[[int], None] | None,
+                 after_chunk: Callable[[int, int], None] | None,
                  progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool] | None):
         self.batch, self.adapt, self.room = batch, adapt, scratch.size
         self.total, self.done = total_pages, done_pages
-        self.before_chunk, self.progress, self.cancelled = before_chunk, progress, cancelled
+        self.before_chunk, self.after_chunk = before_chunk, after_chunk
+        self.progress, self.cancelled = progress, cancelled
 
     def run(self, pieces: Sequence[tuple[int, int]],
             move: Callable[[int, list[tuple[int, int]], int, int], MigrationResult],
@@ -161,6 +164,8 @@ class _ChunkLoop:
             if self.before_chunk is not None:
                 self.before_chunk(count * PAGE_SIZE)
             chunk = move(piece, runs, piece_end, count)
+            if self.after_chunk is not None:
+                self.after_chunk(count * PAGE_SIZE, chunk.moved * PAGE_SIZE)
             result.add(chunk)
             self.done += count
             if self.progress is not None:
@@ -179,6 +184,7 @@ def migrate_ranges(
     next_batch: Callable[[int, float], int] | None = None,
     max_stall: float | None = DEFAULT_MAX_STALL,
     before_chunk: Callable[[int], None] | None = None,
+    after_chunk: Callable[[int, int], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     checked: bool = False,
@@ -190,8 +196,8 @@ def migrate_ranges(
     given (the executor's stall bound); else a :class:`StallPolicy` keeping
     each call under ``max_stall`` seconds, with ``batch_pages`` as the largest
     batch; ``max_stall=None`` keeps ``batch_pages`` fixed.  ``before_chunk(bytes)``
-    waits for budget, ``progress(done, total)`` reports bytes, ``cancelled()``
-    stops between chunks.  Pages already on a target node are counted, never moved.
+    waits for budget, ``after_chunk(bytes, moved_bytes)`` says what of it moved,
+    ``progress(done, total)`` reports bytes, ``cancelled()`` stops between chunks.  Pages already on a target node are counted, never moved.
     ``count_huge_pages`` also counts the transparent huge pages now in the ranges
     (``result.huge_pages``): a report for people, so off unless asked.
     """
@@ -218,7 +224,8 @@ def migrate_ranges(
     carry = _HugeTail(pid, targets, ranges, enabled=next_batch is None)
     loop = _ChunkLoop(batch, adapt, scratch, total_pages=total_pages,
                       done_pages=result.already + result.not_present,
-                      before_chunk=before_chunk, progress=progress, cancelled=cancelled)
+                      before_chunk=before_chunk, after_chunk=after_chunk, progress=progress,
+                      cancelled=cancelled)
 
     def move(blind: bool, _piece: int, segments: list[tuple[int, int]], tail_end: int, count: int,
              ) -> MigrationResult:

@@ -43,6 +43,7 @@ def place_ranges(
     next_batch: Callable[[int, float], int] | None = None,
     max_stall: float | None = DEFAULT_MAX_STALL,
     before_chunk: Callable[[int], None] | None = None,
+    after_chunk: Callable[[int, int], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     checked: bool = False,
@@ -68,7 +69,8 @@ def place_ranges(
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
     orders = _round_robin_orders(pieces, _huge_mappings(pid))
     loop = _ChunkLoop(batch, adapt, scratch, total_pages=total_pages, done_pages=0,
-                      before_chunk=before_chunk, progress=progress, cancelled=cancelled)
+                      before_chunk=before_chunk, after_chunk=after_chunk, progress=progress,
+                      cancelled=cancelled)
 
     def move(piece: int, runs: list[tuple[int, int]], _piece_end: int, _count: int) -> MigrationResult:
         # Run k is part of piece + k: its first page's place in that piece's round-robin.

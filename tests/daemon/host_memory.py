@@ -1,9 +1,9 @@
-"""A real buffer in this process and a migrate action on it, for the real Executor on the host.
+"""A real buffer in this process and a migrate action on it, for the real Executor.
 
-The host has one node, so a page present would already be on the target, and numa_maps would
-count the whole mapping settled without a single chunk.  The buffer is never touched: a mapping
-with no page present is walked chunk by chunk, each a real move_pages query, paced by the real
-budget."""
+On the host (one node) the buffer is never touched: a page present would already be on the
+target and numa_maps would count the mapping settled, so a mapping with no page present is
+what gets walked chunk by chunk, each a real move_pages call that moves nothing.  The VM
+tests (tests/numa/test_pacing.py) wrap a mapping whose pages sit on node 0 and move it."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ MiB = 1 << 20
 
 
 class Buffer:
-    def __init__(self, size: int):
-        self.map = mmap.mmap(-1, size)              # no page present (see above)
+    def __init__(self, size: int = 0, *, mapping: mmap.mmap | None = None, target: int = 0):
+        self.map = mapping if mapping is not None else mmap.mmap(-1, size)   # no page present (see above)
         self.start = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
-        self.end = self.start + size
+        self.end = self.start + len(self.map)
+        self.target = target
 
     def action(self, rule: str = "test") -> Action:
         pid = os.getpid()
         return Action(kind="migrate", pid=pid, start_time=procfs.start_time(pid), comm="python",
-                      rule=rule, target_nodes=frozenset({0}), memory=(f"{self.start:x}-{self.end:x}",))
+                      rule=rule, target_nodes=frozenset({self.target}),
+                      memory=(f"{self.start:x}-{self.end:x}",))
 
 
 def executor(budget: float, *, beat=None, max_stall: float = 0.02) -> Executor:

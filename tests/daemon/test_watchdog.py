@@ -1,5 +1,6 @@
-"""WATCHDOG=1 keeps coming during a long migration and stops when the loop is stuck
-(issue 18 item 9), checked on a fake $NOTIFY_SOCKET: a datagram socket we bind ourselves."""
+"""WATCHDOG=1 stops when the loop is stuck and resumes with progress (issue 18 item 9),
+checked on a fake $NOTIFY_SOCKET: a datagram socket we bind ourselves.  That the pings keep
+coming through a long paced migration needs pages that move: tests/numa/test_daemon.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
 
 from notify_socket import NotifySocket as _NotifySocket
 from daemon_fakes import FakeExecutor, Script, action, make_daemon
-from host_memory import MiB, Buffer, executor
 from numad_py.daemon.notify import Notifier
 from numad_py.daemon.watchdog import Heartbeat
 
@@ -22,36 +22,6 @@ class NotifySocket(_NotifySocket):
     def notifier(self, watchdog_sec: float) -> Notifier:
         return Notifier({"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(int(watchdog_sec * 1e6)),
                          "WATCHDOG_PID": str(os.getpid())})
-
-
-def max_gap(times: list[float]) -> float:
-    return max(b - a for a, b in zip(times, times[1:]))
-
-
-def test_pings_never_more_than_half_the_watchdog_apart_during_a_long_migration(tmp_path):
-    # WatchdogSec=2 s; the tick moves 12 MiB at a 2 MiB/s budget (about 5 s) with the real
-    # executor: before the heartbeat, the loop sent nothing until the migration ended.
-    watchdog_sec = 2.0
-    notify = NotifySocket(tmp_path / "notify.sock")
-    notifier = notify.notifier(watchdog_sec)
-    heartbeat = Heartbeat(notifier)
-    buf = Buffer(12 * MiB)
-    d = make_daemon(tmp_path, script=Script(plan_actions=[buf.action()]), notifier=notifier,
-                    heartbeat=heartbeat, executor=executor(2 * MiB, beat=heartbeat.beat))
-    t0 = time.monotonic()
-    assert d.run(once=True) == 0
-    elapsed = time.monotonic() - t0
-    time.sleep(0.1)
-    notify.close()
-    assert elapsed > 4.0, "the migration was not paced: the test proves nothing"
-    outcome = d.state.recent[-1]
-    assert outcome.status == "done" and outcome.result.pages_requested == 12 * MiB // 4096
-    pings = notify.pings()
-    assert len(pings) >= 8, pings
-    assert pings[0] - t0 < watchdog_sec / 2
-    assert max_gap(pings) <= watchdog_sec / 2, [round(b - a, 3) for a, b in zip(pings, pings[1:])]
-    print(f"watchdog: {len(pings)} pings over {elapsed:.1f} s of migration, "
-          f"largest gap {max_gap(pings):.2f} s (limit {watchdog_sec / 2:.2f} s)")
 
 
 def test_pings_stop_while_the_loop_is_stuck_and_resume_after(tmp_path):

@@ -50,6 +50,41 @@ def test_bad_bucket(rate, burst):
 def test_negative_reservation_is_refused():
     with pytest.raises(ValueError):
         TokenBucket.full(rate=MiB, now=0.0).reserve(-1, now=0.0)
+    with pytest.raises(ValueError):
+        TokenBucket.full(rate=MiB, now=0.0).refund(-1, now=0.0)
+
+
+def test_a_refund_gives_back_what_did_not_move():
+    bucket = TokenBucket.full(rate=MiB, now=0.0)
+    assert bucket.reserve(MiB, now=0.0) == 0.0
+    bucket.refund(MiB, now=0.0)                      # nothing of it moved
+    assert bucket.reserve(MiB, now=0.0) == 0.0      # so the next MiB does not wait
+    bucket.refund(MiB // 4, now=0.0)                 # a quarter did not move
+    assert bucket.reserve(MiB, now=0.0) == pytest.approx(0.75)
+
+
+def test_a_refund_never_fills_the_bucket_past_its_burst():
+    bucket = TokenBucket.full(rate=MiB, now=0.0)
+    bucket.refund(10 * MiB, now=0.0)
+    assert bucket.available(now=0.0) == MiB
+    TokenBucket.full(rate=0, now=0.0).refund(MiB, now=0.0)   # unlimited: nothing to give back
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 64 * MiB), st.floats(0, 1), st.floats(0, 2)), max_size=30))
+def test_long_run_rate_of_bytes_moved_never_exceeds_budget_with_refunds(chunks):
+    """Each chunk reserves what it covers, moves a share of it and refunds the rest: the bytes
+    moved never beat rate × elapsed + burst."""
+    rate = 10 * MiB
+    bucket = TokenBucket.full(rate=rate, now=0.0)
+    now = moved = 0.0
+    for nbytes, share, pause in chunks:
+        now += pause
+        now += bucket.reserve(nbytes, now=now)
+        moved_now = int(nbytes * share)
+        moved += moved_now
+        bucket.refund(nbytes - moved_now, now=now)
+        assert moved <= rate * now + rate + 1
 
 
 @settings(deadline=None)   # pure arithmetic; a loaded CI host must not fail it on time

@@ -380,9 +380,8 @@ def test_scheduled_work_progresses_while_a_request_holds_the_executor(workload, 
     deadline = time.monotonic() + 60
     while share_on(big.pid, big.region()[0], 1) < 0.05 and time.monotonic() < deadline:
         time.sleep(0.1)
-    # The rule names the 4 MiB region: the budget is charged per address span a chunk covers,
-    # so a whole interpreter (tens of MiB of mappings, most of them not moving) would take
-    # longer than the request and measure that instead.
+    # The rule names the 4 MiB region: a whole interpreter started on node 0 would move tens
+    # of MiB more at 1 MiB/s, longer than the request, and measure that instead.
     start, end = small.region()
     d.write_rules(rule_for(112, "1", f'memory = ["{start:#x}-{end:#x}"]'))
     d.proc.send_signal(signal.SIGHUP)
