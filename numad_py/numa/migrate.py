@@ -218,10 +218,7 @@ def migrate_ranges(
     c_targets = ffi.new("int[]", targets)
     flags = lib.MPOL_MF_MOVE_ALL if move_all else lib.MPOL_MF_MOVE
     # Only where huge pages are (looked up when a chunk first ends inside one).
-    # Not yet for a caller's own batch policy (the daemon's executor): with it
-    # enabled there, the VM test of a target killed mid-migration failed 3 of 3
-    # runs for a reason not found yet; the executor path counts as before.
-    carry = _HugeTail(pid, targets, ranges, enabled=next_batch is None)
+    carry = _HugeTail(pid, targets, ranges)
     loop = _ChunkLoop(batch, adapt, scratch, total_pages=total_pages,
                       done_pages=result.already + result.not_present,
                       before_chunk=before_chunk, after_chunk=after_chunk, progress=progress,
@@ -261,10 +258,8 @@ class _HugeTail:
     after were moved by this chunk, and later chunks count them as moved.
     """
 
-    def __init__(self, pid: int, targets: Sequence[int], ranges: Sequence[tuple[int, int]], *,
-                 enabled: bool = True):
+    def __init__(self, pid: int, targets: Sequence[int], ranges: Sequence[tuple[int, int]]):
         self.pid = pid
-        self.enabled = enabled
         self.ranges = ranges
         self.huge: bool | None = None     # any THP in the ranges? read at the first tail
         self.targets = frozenset(targets)
@@ -279,7 +274,7 @@ class _HugeTail:
 
     def look_before(self, end: int, tail_end: int) -> None:
         self.tail = []
-        if not self.enabled or tail_end <= end:
+        if tail_end <= end:
             return
         if self.huge is None:
             self.huge = huge_pages_in(self.pid, self.ranges) > 0
