@@ -97,15 +97,9 @@ def _selectors(value: str | list[str] | None, *, what: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-class MigrateRequest(_Request):
-    op: Literal["migrate"]
-    pid: Pid
+class _MoveRequest(_Request):
+    """What every request that moves pages carries: where to, move-all, progress lines."""
     to: Node | list[Node] | Text | None = None
-    # Instead of `to`: an interleave policy in the shared vocabulary ("weighted-interleave 0:3,1:1"):
-    # page i goes to the weighted round-robin's node (docs/policies.md).
-    policy: Text | None = None
-    range: Text | list[Text] | None = None
-    mapping: Text | list[Text] | None = None
     move_all: bool = False
     progress: bool = True
 
@@ -113,6 +107,16 @@ class MigrateRequest(_Request):
     @classmethod
     def _to(cls, value):
         return None if value is None else _node_spec(value)
+
+
+class MigrateRequest(_MoveRequest):
+    op: Literal["migrate"]
+    pid: Pid
+    # Instead of `to`: an interleave policy in the shared vocabulary ("weighted-interleave 0:3,1:1"):
+    # page i goes to the weighted round-robin's node (docs/policies.md).
+    policy: Text | None = None
+    range: Text | list[Text] | None = None
+    mapping: Text | list[Text] | None = None
 
     @field_validator("policy")
     @classmethod
@@ -169,17 +173,9 @@ class MigrateRequest(_Request):
         return selectors or "all"
 
 
-class DrainRequest(_Request):
+class DrainRequest(_MoveRequest):
     op: Literal["drain"]
     node: Node
-    to: Node | list[Node] | Text | None = None
-    move_all: bool = False
-    progress: bool = True
-
-    @field_validator("to")
-    @classmethod
-    def _to(cls, value):
-        return None if value is None else _node_spec(value)
 
 
 class QueryRequest(_Request):

@@ -311,6 +311,11 @@ def _migrate_chunk(pid: int, runs: Sequence[tuple[int, int]], c_targets: Any, ta
     counts = ffi.new("unsigned long[]", [npages for _addr, npages in runs])
     rc = lib.nd_migrate_segments(pid, starts, counts, len(runs), PAGE_SIZE, c_targets, len(targets), flags,
                                  int(blind), scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
+    return chunk_result(rc, res, pid, flags, targets)
+
+
+def chunk_result(rc: int, res: Any, pid: int, flags: int, targets: Sequence[int]) -> MigrationResult:
+    """What one chunk call (``struct nd_chunk_result``) did; raises the call's own error."""
     if rc < 0:
         op = "move_pages_all" if flags & lib.MPOL_MF_MOVE_ALL else "move_pages"
         raise_syscall_error(res.call_errno, op=op, pid=pid, targets=targets)

@@ -17,17 +17,16 @@ THP whole, so per-base-page targets would bounce it between nodes.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import procfs
 from .._numa import ffi, lib
-from ..errors import InvalidArgument, NumaError, page_outcome_name
+from ..errors import InvalidArgument, NumaError
 from ..policyspec import weighted_pattern
 from ..stall import DEFAULT_MAX_STALL
 from .masks import HUGE_PAGE_SIZE, PAGE_SIZE, check_nodes
-from .migrate import MAX_BATCH, _batch_policy, _ChunkLoop, _page_range, _scratch, _Scratch, raise_syscall_error
+from .migrate import MAX_BATCH, _batch_policy, _ChunkLoop, _page_range, _scratch, _Scratch, chunk_result
 from .results import MigrationResult
 
 HUGE_UNIT = HUGE_PAGE_SIZE // PAGE_SIZE
@@ -124,17 +123,4 @@ def _place_chunk(pid: int, runs: Sequence[tuple[int, int]], indexes: Sequence[tu
     units = ffi.new("unsigned long[]", [unit for _index, unit in indexes])
     rc = lib.nd_place_segments(pid, starts, counts, firsts, units, len(runs), PAGE_SIZE, c_pattern, npattern,
                                flags, scratch.pages, scratch.nodes, scratch.status, scratch.after, res)
-    if rc < 0:
-        op = "move_pages_all" if flags & lib.MPOL_MF_MOVE_ALL else "move_pages"
-        raise_syscall_error(res.call_errno, op=op, pid=pid, targets=nodes)
-    failed: Counter[str] = Counter()
-    for err in range(1, lib.ND_MAX_ERRNO):
-        if res.err_counts[err]:
-            failed[page_outcome_name(err)] += res.err_counts[err]
-    if res.other_node:
-        failed["not_moved"] += res.other_node
-    return MigrationResult(
-        pid=pid, target=frozenset(), moved=res.moved, already=res.already,
-        not_present=res.not_present, failed=failed, calls=res.move_calls,
-        seconds=res.total_ns / 1e9, longest_call_seconds=res.longest_ns / 1e9,
-    )
+    return chunk_result(rc, res, pid, flags, nodes)
