@@ -556,21 +556,38 @@ VISIBLE pid_t _Fork(void)
     return do_fork(g_start._Fork);
 }
 
+/* Around a call that creates a child and returns in the parent (posix_spawn,
+ * system, popen): the placement and CPUs the child inherits are set for the
+ * call's duration, and the caller's errno is kept on both sides. */
+struct around {
+    struct placement pl;
+    struct affinity af;
+};
+
+static void around_begin(struct around *a)
+{
+    int saved_errno = errno;
+    place_begin(&a->pl);
+    affinity_begin(&a->pl, &a->af);
+    set_errno(saved_errno);
+}
+
+static void around_end(struct around *a)
+{
+    int e = errno;
+    affinity_end(&a->af);
+    place_end(&a->pl);
+    set_errno(e);
+}
+
 static int do_spawn(spawn_fn real, pid_t *pid, const char *path,
                     const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
                     char *const argv[], char *const envp[])
 {
-    int saved_errno = errno;
-    struct placement pl;
-    struct affinity af;
-    place_begin(&pl);
-    affinity_begin(&pl, &af);
-    errno = saved_errno;
+    struct around a;
+    around_begin(&a);
     int rc = real(pid, path, fa, attr, argv, envp);
-    int e = errno;
-    affinity_end(&af);
-    place_end(&pl);
-    set_errno(e);
+    around_end(&a);
     return rc;
 }
 
@@ -596,17 +613,10 @@ VISIBLE int system(const char *command)
         real_system = (system_fn)late("system");
     if (command == NULL)
         return real_system(command);
-    int saved_errno = errno;
-    struct placement pl;
-    struct affinity af;
-    place_begin(&pl);
-    affinity_begin(&pl, &af);
-    errno = saved_errno;
+    struct around a;
+    around_begin(&a);
     int rc = real_system(command);
-    int e = errno;
-    affinity_end(&af);
-    place_end(&pl);
-    set_errno(e);
+    around_end(&a);
     return rc;
 }
 
@@ -614,17 +624,10 @@ VISIBLE FILE *popen(const char *command, const char *type)
 {
     if (!real_popen)
         real_popen = (popen_fn)late("popen");
-    int saved_errno = errno;
-    struct placement pl;
-    struct affinity af;
-    place_begin(&pl);
-    affinity_begin(&pl, &af);
-    errno = saved_errno;
+    struct around a;
+    around_begin(&a);
     FILE *f = real_popen(command, type);
-    int e = errno;
-    affinity_end(&af);
-    place_end(&pl);
-    set_errno(e);
+    around_end(&a);
     return f;
 }
 
