@@ -71,4 +71,3 @@ class TokenBucket:
             return
         self._refill(now)
         self.tokens = min(self.burst, self.tokens + nbytes)
-

@@ -197,7 +197,8 @@ def migrate_ranges(
     each call under ``max_stall`` seconds, with ``batch_pages`` as the largest
     batch; ``max_stall=None`` keeps ``batch_pages`` fixed.  ``before_chunk(bytes)``
     waits for budget, ``after_chunk(bytes, moved_bytes)`` says what of it moved,
-    ``progress(done, total)`` reports bytes, ``cancelled()`` stops between chunks.  Pages already on a target node are counted, never moved.
+    ``progress(done, total)`` reports bytes, ``cancelled()`` stops between chunks.
+    Pages already on a target node are counted, never moved.
     ``count_huge_pages`` also counts the transparent huge pages now in the ranges
     (``result.huge_pages``): a report for people, so off unless asked.
     """

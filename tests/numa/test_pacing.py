@@ -2,7 +2,7 @@
 own whose pages sit on node 0, moved to node 1.  The budget counts bytes moved (pages in
 place or absent are given back), and a chunk takes at most one second of budget, so scheduled
 work waits at most about a second behind a request (issue 18 item 6).  The host's twin,
-walking memory never touched, is tests/daemon/test_pacing.py."""
+walking memory never touched, is tests/daemon/test_pacing_walk.py."""
 
 from __future__ import annotations
 
