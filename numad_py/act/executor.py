@@ -156,7 +156,9 @@ class Executor:
 
         def before_chunk(nbytes: int) -> None:
             turn.chunk_boundary()       # the other class may take one turn here
-            self._pacer.before_chunk(nbytes, self._stop)
+            waited = self._pacer.before_chunk(nbytes, self._stop)
+            if waited and self._metrics is not None:
+                self._metrics.record_budget_wait(waited)
 
         def chunk_done(done: int, total: int) -> None:
             if self._beat is not None:

@@ -54,16 +54,21 @@ class Pacer:
         rate = self._bucket.rate
         return rate if rate > 0 else None
 
-    def before_chunk(self, nbytes: int, stop: threading.Event) -> None:
-        """Reserve the chunk's ``nbytes`` (all may move) and wait until the budget covers them."""
+    def before_chunk(self, nbytes: int, stop: threading.Event) -> float:
+        """Reserve the chunk's ``nbytes`` (all may move), wait until the budget covers them,
+        and return the seconds waited."""
         with self._lock:
             wait = self._bucket.reserve(nbytes, self._clock())
-        deadline = self._clock() + wait
+        if wait <= 0:
+            return 0.0
+        start = self._clock()
+        deadline = start + wait
         while wait > 0 and not stop.is_set():
             stop.wait(min(wait, WAIT_SLICE))
             if self._beat is not None:
                 self._beat()
             wait = deadline - self._clock()
+        return self._clock() - start
 
     def after_chunk(self, reserved: int, moved: int) -> None:
         """Refund what the chunk reserved and did not move (pages already there or absent)."""

@@ -24,7 +24,10 @@ class TokenBucket:
     (its debt delays whoever comes next).  A chunk reserves every byte it
     covers, since any of them may move; :meth:`refund` then gives back what
     did not (already there, never touched), so the budget counts bytes moved,
-    not bytes walked.  ``rate = 0`` means no limit.
+    not bytes walked.  What that costs: a chunk reserved while the bucket is
+    empty waits even if nothing of it moves, so each switch from moving pages
+    to walking pages in place may wait one chunk (at most the burst) for
+    nothing.  ``rate = 0`` means no limit.
     """
 
     rate: float

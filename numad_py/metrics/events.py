@@ -97,6 +97,9 @@ class Metrics:
             "Longest single move_pages/migrate_pages call per migration chunk, its fixed cost "
             "(which max_stall does not count) included.",
             buckets=STALL_BUCKETS, registry=r)
+        self.budget_wait = Counter(
+            "numad_budget_wait_seconds", "Time migrations waited for the migration budget ([daemon] budget), "
+            "all of them together.", registry=r)
         self.scans = Counter("numad_scans", "Scans (sense, decide, act ticks) completed.", registry=r)
         self.scan_duration = Histogram(
             "numad_scan_duration_seconds", "Wall time of one scan tick.", buckets=SCAN_BUCKETS, registry=r)
@@ -165,6 +168,10 @@ class Metrics:
     def observe_stall(self, seconds: float) -> None:
         """One migration syscall's duration (or the longest of a chunk's calls)."""
         self.stall.observe(max(0.0, seconds))
+
+    def record_budget_wait(self, seconds: float) -> None:
+        """A chunk waited ``seconds`` for the budget before it moved."""
+        self.budget_wait.inc(max(0.0, seconds))
 
     def record_scan(self, seconds: float) -> None:
         """One completed scan tick and how long it took."""

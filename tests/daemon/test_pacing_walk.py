@@ -10,6 +10,7 @@ import threading
 from host_memory import MiB, Buffer
 from numad_py.act.executor import Executor
 from numad_py.act.pacing import Pacer
+from numad_py.metrics import Metrics
 from numad_py.stall import StallPolicy
 from numad_py.topology import read_topology
 
@@ -17,7 +18,9 @@ from numad_py.topology import read_topology
 def test_walking_memory_never_touched_spends_no_budget():
     waits: list[int] = []                          # the pacer beats once per slice of a wait
     pacer = Pacer(MiB, beat=lambda: waits.append(1))
-    ex = Executor(topology=read_topology, pacer=pacer, stall=StallPolicy(10.0), stop=threading.Event())
+    metrics = Metrics(sys_root=None)
+    ex = Executor(topology=read_topology, pacer=pacer, stall=StallPolicy(10.0), stop=threading.Event(),
+                  metrics=metrics)
     buf = Buffer(16 * MiB)
     chunks: list[int] = []
 
@@ -34,3 +37,4 @@ def test_walking_memory_never_touched_spends_no_budget():
     assert len(chunks) >= 16 and max(chunks) <= MiB, chunks
     assert waits == [], f"waited {len(waits)} budget slice(s) for pages that did not move"
     assert pacer._bucket.available(pacer._bucket.updated) == MiB
+    assert metrics.registry.get_sample_value("numad_budget_wait_seconds_total") == 0

@@ -132,6 +132,15 @@ def test_reconfigure_keeps_the_balance_instead_of_refilling():
     assert stall.max_stall == 0.05
 
 
+def test_a_chunk_returns_the_seconds_it_waited_for_budget():
+    pacer = Pacer(MiB)
+    stop = threading.Event()
+    assert pacer.before_chunk(MiB, stop) == 0.0     # the full bucket: no wait
+    assert pacer.before_chunk(MiB // 5, stop) >= 0.15   # a fifth of a second's budget in debt
+    stop.set()
+    assert pacer.before_chunk(MiB, stop) < 0.1       # a stop cuts the wait short
+
+
 def test_executor_reconfigure_applies_to_the_same_pacer_and_stall():
     ex = executor(MiB)
     ex.reconfigure(budget=4 * MiB, max_stall=0.1)

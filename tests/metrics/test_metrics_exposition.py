@@ -313,3 +313,11 @@ def test_tick_errors_by_stage_start_at_zero_and_count():
     m.record_tick_error("no-such-stage")
     assert samples(m, "numad_tick_errors_total")[(("stage", "publish"),)] == 1
     assert samples(m, "numad_tick_errors_total")[(("stage", "other"),)] == 1
+
+
+def test_budget_waits_add_up_in_seconds(metrics):
+    assert samples(metrics, "numad_budget_wait_seconds_total")[()] == 0     # exported from the start
+    metrics.record_budget_wait(0.25)
+    metrics.record_budget_wait(0.5)
+    metrics.record_budget_wait(-1.0)                 # a clock step back adds nothing
+    assert samples(metrics, "numad_budget_wait_seconds_total")[()] == 0.75
