@@ -24,6 +24,8 @@ from .nodes import NodeListError, parse_cpulist
 # numa_maps through here, and each costs milliseconds of its start-up (issue 17).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .selectors import Mapping
 
 PROC = "/proc"
@@ -122,10 +124,27 @@ def parse_status_field(text: str, name: str) -> str | None:
     return None
 
 
+def parse_status_fields(text: str, names: Iterable[str]) -> dict[str, str]:
+    """The fields ``names`` of a status file that are present, in one pass over its lines."""
+    wanted = {name + ":": name for name in names}
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        name = wanted.get(line[:line.find(":") + 1])
+        if name is not None:
+            found[name] = line[len(name) + 1:].strip()
+            if len(found) == len(wanted):
+                break
+    return found
+
+
 def parse_status_list(text: str, name: str) -> frozenset[int] | None:
     """A list field of a status file (``Cpus_allowed_list``, ``Mems_allowed_list``); None
     when absent or unparsable."""
-    listed = parse_status_field(text, name)
+    return parse_list(parse_status_field(text, name))
+
+
+def parse_list(listed: str | None) -> frozenset[int] | None:
+    """A status file's list field's value (``0-3,8``); None when absent or unparsable."""
     try:
         return None if listed is None else parse_cpulist(listed)
     except NodeListError:

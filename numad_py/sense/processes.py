@@ -16,7 +16,9 @@ matching rule moves.  Given the daemon's
 history, the residency of a process no rule acts on this tick, or that a
 ``once`` rule never attempted anything for, is reused from an earlier scan
 while it stands (:func:`may_reuse_residency`,
-:class:`~numad_py.sense.residency.ResidencyCache`).  A process that
+:class:`~numad_py.sense.residency.ResidencyCache`), and so is what its
+``status`` said: a placed candidate of a rule on ``comm`` then costs no
+file at all.  A process that
 vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
 Every other /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
@@ -44,11 +46,11 @@ from ..decide.match import first_rule, rejected_by_comm
 from ..decide.planner import is_due
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
-from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_proc_cgroup, parse_status_field, parse_status_list
+from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_list, parse_proc_cgroup, parse_status_fields
 from ..procscan import StatLine, StatScanner
 from ..topology import NODE_DIR, read_node_memory, read_topology
 from .maps import parse_task_policy
-from .residency import ResidencyCache, memory_residency, page_migrations
+from .residency import ResidencyCache, StatusFacts, memory_residency, page_migrations
 
 
 # CPUs, distances, memory tiers and HMAT figures change only on hotplug: re-read
@@ -59,6 +61,7 @@ TOPOLOGY_REFRESH = 60.0
 # Distinct comms remembered as ruled out; a machine renaming its threads
 # without end (prctl PR_SET_NAME) only makes the set start over.
 MAX_RULED_OUT_COMMS = 16_384
+_STATUS_FIELDS = ("Uid", "Cpus_allowed_list", "Mems_allowed_list")
 
 
 class _Gone(Exception):
@@ -78,6 +81,7 @@ class _LazyProcess:
         self.start_time = start_time
         self._user_of = user_of
         self._cache: dict[str, str | bytes | None] = {}
+        self._status: dict[str, str] | None = None
 
     def _read(self, name: str, reader: Callable[..., str | bytes]) -> str | bytes | None:
         if name not in self._cache:
@@ -94,12 +98,15 @@ class _LazyProcess:
         return value if isinstance(value, str) else None
 
     @property
-    def status(self) -> str | None:
-        return self._text("status")
+    def status(self) -> dict[str, str]:
+        """The fields of ``status`` numad-py uses, parsed once ({} when unreadable)."""
+        if self._status is None:
+            self._status = parse_status_fields(self._text("status") or "", _STATUS_FIELDS)
+        return self._status
 
     @property
     def uid(self) -> int | None:
-        uids = parse_status_field(self.status or "", "Uid")
+        uids = self.status.get("Uid")
         return int(uids.split()[0]) if uids else None
 
     @property
@@ -126,14 +133,17 @@ class _LazyProcess:
 
     @property
     def cpu_affinity(self) -> frozenset[int] | None:
-        return parse_status_list(self.status or "", "Cpus_allowed_list")
+        return parse_list(self.status.get("Cpus_allowed_list"))
 
     @property
     def mems_allowed(self) -> frozenset[int] | None:
-        return parse_status_list(self.status or "", "Mems_allowed_list")
+        return parse_list(self.status.get("Mems_allowed_list"))
+
+    def status_facts(self) -> StatusFacts:
+        return StatusFacts(uid=self.uid, cpu_affinity=self.cpu_affinity, mems_allowed=self.mems_allowed)
 
     def read(self, name: str) -> bool:
-        """Whether ``name`` (``exe``, ``cmdline``, ``cgroup``) was read, by a match."""
+        """Whether ``name`` (``exe``, ``cmdline``, ``cgroup``, ``status``) was read, by a match."""
         return name in self._cache
 
 
@@ -152,6 +162,7 @@ class Sensor:
         :func:`may_reuse_residency` allows (a one-off snapshot passes none and reads everything)."""
         self.proc_root = Path(proc_root)
         self.sys_root = Path(sys_root)
+        self._online_path = f"{sys_root}/{NODE_DIR}/online"
         self.clock = clock
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._history = history
@@ -183,7 +194,8 @@ class Sensor:
 
     def _nodes(self) -> tuple[tuple[NodeInfo, ...], dict[tuple[int, int], int]]:
         try:
-            online = (self.sys_root / NODE_DIR / "online").read_text()
+            with open(self._online_path) as f:
+                online = f.read()
         except FileNotFoundError:
             return (), {}  # a kernel without NUMA: nothing to place
         now = self.clock()
@@ -251,24 +263,27 @@ class Sensor:
         if earlier is not None:
             residency: dict[int, int] | None = earlier.residency
             task_policy = earlier.task_policy
+            # status, unless the match read it anyway: one file less per candidate and scan
+            status = proc.status_facts() if proc.read("status") else earlier.status
         else:
             residency, task_policy = self._read_residency(proc.pid, rule.memory, policy=policy)
+            status = proc.status_facts()
             if residency is not None:
-                self._residency.put(identity, key, proc.rss, now, residency, task_policy)
+                self._residency.put(identity, key, proc.rss, now, residency, task_policy, status)
         return ProcessInfo(
             pid=proc.pid,
             start_time=proc.start_time,
             comm=proc.comm,
             exe=proc.exe if proc.read("exe") else None,
             cmdline=proc.cmdline if proc.read("cmdline") else (),
-            uid=proc.uid,
-            user=proc.user,
+            uid=status.uid,
+            user=None if status.uid is None else self._user_name(status.uid),
             cgroup=proc.cgroup if proc.read("cgroup") else None,
             rss=proc.rss,
             residency=residency,
             threads=proc.threads,
-            cpu_affinity=proc.cpu_affinity,
-            mems_allowed=proc.mems_allowed,
+            cpu_affinity=status.cpu_affinity,
+            mems_allowed=status.mems_allowed,
             task_policy=task_policy,
         )
 

@@ -50,6 +50,14 @@ RSS_SLACK = 64
 
 
 @dataclass(frozen=True)
+class StatusFacts:
+    """What a candidate's ``/proc/PID/status`` said; reused with the residency read beside it."""
+    uid: int | None
+    cpu_affinity: frozenset[int] | None
+    mems_allowed: frozenset[int] | None
+
+
+@dataclass(frozen=True)
 class _Read:
     key: object                    # what was read: the rule's memory selection, task policy or not
     rss: int
@@ -57,11 +65,14 @@ class _Read:
     at: float
     residency: dict[int, int]
     task_policy: str | None
+    status: StatusFacts
 
 
 class ResidencyCache:
     """Residency reads the sensor may reuse, one per candidate, dropped when the process is
-    not a candidate in a scan.
+    not a candidate in a scan.  The candidate's status facts (uid, affinity, cpuset nodes) are
+    kept and reused with it: the planner looks at them only for a process a rule acts on,
+    which is read afresh, and a scan whose rules match on the user reads them anyway.
 
     A read stands while no page anywhere was migrated since (:func:`page_migrations`: the
     daemon's own moves, ``numad-py migrate``, migratepages, numad, compaction), the RSS is
@@ -92,9 +103,9 @@ class ResidencyCache:
         return read
 
     def put(self, identity: tuple[int, float], key: object, rss: int, now: float,
-            residency: dict[int, int], task_policy: str | None) -> None:
+            residency: dict[int, int], task_policy: str | None, status: StatusFacts) -> None:
         if self._migrations is not None:
-            self._kept[identity] = _Read(key, rss, self._migrations, now, residency, task_policy)
+            self._kept[identity] = _Read(key, rss, self._migrations, now, residency, task_policy, status)
 
 
 def page_migrations(vmstat: str) -> int | None:

@@ -169,3 +169,15 @@ def test_stat_scanner_on_the_real_proc_agrees_with_parse_stat():
 def test_stat_scanner_names_a_missing_root(tmp_path: Path):
     with pytest.raises(NumaError, match="No such file"):
         procscan.StatScanner(str(tmp_path / "gone")).scan()
+
+
+def test_status_fields_in_one_pass_agree_with_one_field_at_a_time():
+    text = Path("/proc/self/status").read_text()
+    names = ("Uid", "Cpus_allowed_list", "Mems_allowed_list", "NoSuchField")
+    found = procfs.parse_status_fields(text, names)
+    assert found == {n: v for n in names if (v := procfs.parse_status_field(text, n)) is not None}
+    assert set(found) == set(names) - {"NoSuchField"}
+    # a prefix of another field's name is not that field
+    assert procfs.parse_status_fields("Uidx:\t5\nUid:\t7\t7\t7\t7\n", ["Uid"]) == {"Uid": "7\t7\t7\t7"}
+    assert procfs.parse_list("0-2,5") == frozenset({0, 1, 2, 5})
+    assert procfs.parse_list("zero") is None and procfs.parse_list(None) is None

@@ -164,3 +164,47 @@ def test_page_migrations_parses_vmstat():
     assert page_migrations("numa_pages_migrated 45\npgmigrate_success 12345\n") == 12300
     assert page_migrations("nr_free_pages 1\n") is None
     assert page_migrations("pgmigrate_success x\n") is None
+
+
+def snapshot_process(scans: Scans, cfg: Config):
+    (proc,) = scans.sensor.snapshot(cfg).processes
+    return proc
+
+
+def test_a_reused_read_keeps_what_the_status_said_without_reading_it(machine):
+    scans = Scans(machine, handled())
+    first = snapshot_process(scans, config())
+    assert (first.uid, first.cpu_affinity, first.mems_allowed) == (0, frozenset(range(4)), frozenset({0, 1}))
+    (machine.proc / "10" / "status").unlink()    # read, it would make the process look gone
+    again = snapshot_process(scans, config())
+    assert (again.uid, again.user, again.cpu_affinity, again.mems_allowed) == (
+        first.uid, first.user, first.cpu_affinity, first.mems_allowed)
+
+
+def test_the_status_is_read_again_with_the_residency(machine):
+    scans = Scans(machine, handled())
+    snapshot_process(scans, config())
+    status = machine.proc / "10" / "status"
+    status.write_text(status.read_text().replace("Cpus_allowed_list:\t0-3", "Cpus_allowed_list:\t2"))
+    assert snapshot_process(scans, config()).cpu_affinity == frozenset(range(4))
+    scans.clock.now += REUSE_FOR
+    assert snapshot_process(scans, config()).cpu_affinity == frozenset({2})
+
+
+def test_a_process_a_rule_acts_on_gets_its_status_read(machine):
+    scans = Scans(machine, {})    # first sight of a `once` rule: due
+    snapshot_process(scans, config())
+    status = machine.proc / "10" / "status"
+    status.write_text(status.read_text().replace("Mems_allowed_list:\t0-1", "Mems_allowed_list:\t1"))
+    assert snapshot_process(scans, config()).mems_allowed == frozenset({1})
+
+
+def test_a_rule_on_the_user_reads_the_status_even_when_the_residency_is_reused(machine):
+    user_rule = Config.model_validate({"rules": [Rule(name="db", match=Match(comm="db", user="0"), nodes="0")]})
+    scans = Scans(machine, handled())
+    snapshot_process(scans, user_rule)
+    status = machine.proc / "10" / "status"
+    status.write_text(status.read_text().replace("Cpus_allowed_list:\t0-3", "Cpus_allowed_list:\t1"))
+    again = snapshot_process(scans, user_rule)
+    assert again.residency == {0: 4 * PAGE}            # reused ...
+    assert again.cpu_affinity == frozenset({1})        # ... but the status the match read is used

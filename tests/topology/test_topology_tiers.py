@@ -138,3 +138,23 @@ def test_cli_text_without_hmat_has_no_access_part(tmp_path, capsys, tiers):
     out = run_cli(make_sys(tmp_path, tiers=tiers), capsys, as_json=False)
     assert "latency" not in out
     assert ("memory tiers" in out) == (tiers is not None)
+
+
+def test_node_memory_agrees_with_a_line_by_line_parse_of_this_hosts_meminfo():
+    import re
+
+    from numad_py.topology import read_node_memory
+    text = Path("/sys/devices/system/node/node0/meminfo").read_text()
+    kib = {m[1]: int(m[2]) * 1024 for m in re.finditer(r"Node 0 (\w+):\s+(\d+) kB", text)}
+    total, free = read_node_memory(0)
+    assert total == kib["MemTotal"]
+    assert abs(free - kib["MemFree"]) <= kib["MemTotal"] // 10    # free memory moves between two reads
+    assert 0 < free < total
+
+
+def test_node_memory_of_a_file_without_the_lines_is_zero(tmp_path: Path):
+    from numad_py.topology import read_node_memory
+    node = tmp_path / "devices/system/node/node3"
+    node.mkdir(parents=True)
+    (node / "meminfo").write_text("Node 3 MemUsed: 5 kB\nNode 3 MemFree: x kB\n")
+    assert read_node_memory(3, tmp_path) == (0, 0)
