@@ -33,8 +33,8 @@ from numad_py import procfs
 from numad_py.errors import NumaError
 from numad_py.stall import DEFAULT_MAX_STALL as DEFAULT_STALL
 
-from numad_compare import (all_settled, cpu_after_placement, cpu_ticks, node_pages, ratio, settle_time, share,
-                           value_when_placed, vmstat_value)
+from numad_compare import (all_settled, cpu_after_placement, cpu_ticks, crash_reason, node_pages, ratio,
+                           settle_time, share, value_when_placed, vmstat_value)
 
 NUMAD = "/usr/bin/numad"
 NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
@@ -79,6 +79,16 @@ def cpus_allowed(pid: int) -> str | None:
 
 # --- the daemons ------------------------------------------------------------------
 
+class DaemonDidNotStart(RuntimeError):
+    pass
+
+
+def dmesg() -> list[str]:
+    """The kernel's log lines (the guest runs as root); [] when unreadable."""
+    p = subprocess.run(["dmesg"], capture_output=True, text=True)
+    return p.stdout.splitlines() if p.returncode == 0 else []
+
+
 class Daemon:
     """One daemon run: start(pids) → pid to sample; stop() → its log text."""
 
@@ -122,7 +132,7 @@ class Daemon:
                 self.pid = found[0]
                 return self.pid
             time.sleep(0.1)
-        raise RuntimeError(f"numad did not stay up: rc {rc}: {(self.tmp / 'numad.start').read_text()[-300:]}")
+        raise DaemonDidNotStart(f"numad did not stay up: rc {rc}: {(self.tmp / 'numad.start').read_text()[-300:]}")
 
     def _start_numad_py(self) -> int:
         # Its files live on the guest's tmpfs: binding the control socket on the 9p run
@@ -207,7 +217,15 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     otherwise eat the whole window; it is reported apart (`first_log`, `startup_cpu`)."""
     m0 = migrated()
     launched = time.monotonic()
-    dpid = daemon.start(pids)
+    kernel_log = len(dmesg())
+    try:
+        dpid = daemon.start(pids)
+    except DaemonDidNotStart as exc:
+        # numad 0.5 can die of a divide error at its first samples: a result, not the bench's end.
+        crash = crash_reason(dmesg()[kernel_log:], "numad" if daemon.name == "numad" else "numad-py")
+        log(f"{daemon.name} did not start: {exc} (kernel: {crash or 'nothing logged'})")
+        return {"cpu_seconds": 0.0, "cpu_second_half": 0.0, "pages_migrated": migrated() - m0, "first_log": None,
+                "startup_cpu": None, "exited_at": 0.0, "crash": crash, "cpu_series": [], "log_tail": str(exc)}
     first_log: float | None = None
     while time.monotonic() - launched < STARTUP_LIMIT and daemon.alive():
         if daemon.log_size() > daemon.log_start:
@@ -221,7 +239,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     try:
         while (t := time.monotonic() - t0) < window:
             c = cpu_seconds(dpid)
-            if c is None or not daemon.alive():
+            if exited_at is None and (c is None or not daemon.alive()):
                 exited_at = round(t, 2)  # the run goes on: the workloads are still sampled
             if c is not None:
                 cpu.append((round(t, 2), c))
@@ -231,12 +249,13 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     finally:
         log_text = daemon.stop()
     moved = migrated() - m0
+    crash = crash_reason(dmesg()[kernel_log:], "numad" if daemon.name == "numad" else "numad-py")
     total = end_cpu if end_cpu is not None else cpu[-1][1] if cpu else 0.0
     half = next((c for t, c in cpu if t >= window / 2), total)
     # CPU over the window only; what start-up cost is `startup_cpu`.
     return {"cpu_seconds": total - (startup_cpu or 0.0), "cpu_second_half": total - half, "pages_migrated": moved,
             "first_log": first_log, "startup_cpu": startup_cpu,
-            "exited_at": exited_at,
+            "exited_at": exited_at, "crash": crash,
             "cpu_series": cpu[::4], "log_tail": log_text}
 
 
@@ -314,12 +333,13 @@ def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOA
             raw["busy"][name] = r = busy_case(name, bindir, tmp, mib=mib, count=count, window=window, max_stall=bound)
             _restore(khugepaged)
             log(f"busy {name}: settled {r['settled']} all {r['all_settled_seconds']}, "
-                f"{r['pages_migrated']} pages, {r['cpu_seconds']:.2f} s CPU, undid {r['undid_placement']}")
+                f"{r['pages_migrated']} pages, {r['cpu_seconds']:.2f} s CPU, undid {r['undid_placement']}, "
+                f"exited {_exited(r)}")
         for name in [d for d in ("numad-py", "numad") if d in daemons and "idle" in cases]:
             log(f"idle: {name}, {idle} idle processes, {window:.0f} s")
             raw["idle_case"][name] = r = idle_case(name, bindir, tmp, idle=idle, window=window, max_stall=scaled)
             _restore(khugepaged)
-            log(f"idle {name}: {r['cpu_seconds']:.2f} s CPU")
+            log(f"idle {name}: {r['cpu_seconds']:.2f} s CPU, exited {_exited(r)}")
     finally:
         _restore(khugepaged)
     raw["khugepaged_scan_sleep_ms_before"] = khugepaged
@@ -335,7 +355,9 @@ def _restore(value: str | None) -> None:
 
 
 def _exited(r: dict) -> str:
-    return "no" if r.get("exited_at") is None else f"at {r['exited_at']:.0f} s"
+    if r.get("exited_at") is None:
+        return "no"
+    return f"at {r['exited_at']:.0f} s" + (f" ({r['crash']})" if r.get("crash") else "")
 
 
 def _raw_bound_row(raw: dict, n: int, w: float) -> dict:

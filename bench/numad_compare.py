@@ -138,3 +138,15 @@ def _cell(value: object, *, ratio: bool = False) -> str:
     if isinstance(value, float):
         return f"{value:.2f}" if ratio or value < 1000 else f"{value:.0f}"
     return str(value)
+
+
+_TRAP = re.compile(r"(?:traps: )?(?P<comm>[^\s\[\]]+)\[(?P<pid>\d+)\]:? (?P<what>.+?)(?: ip:| at [0-9a-f]+ |$)")
+
+
+def crash_reason(kernel_log: Sequence[str], comm: str) -> str | None:
+    """What the kernel logged when a process named ``comm`` died of a fault (``dmesg`` lines:
+    "traps: numad[154] trap divide error ip:...", "numad[9]: segfault at 0 ip ..."), the
+    last such line's reason; None when there is none."""
+    reasons = [m["what"].strip() for line in kernel_log
+               if (m := _TRAP.search(line)) is not None and m["comm"] == comm]
+    return reasons[-1] if reasons else None

@@ -13,6 +13,7 @@ from numad_compare import (
     all_settled,
     cpu_after_placement,
     cpu_ticks,
+    crash_reason,
     node_pages,
     ratio,
     settle_time,
@@ -182,3 +183,23 @@ def test_the_k_rows_compare_both_daemons_at_the_fewer_placed() -> None:
     raw["busy"]["numad"] = never                           # placed none: nothing to compare per workload
     rows = {r["id"]: r for r in guest_numad.table_rows(raw)}
     assert rows["n2w"]["numad"] is None and rows["n3k"]["ratio"] is None
+
+
+def test_crash_reason_is_the_kernels_word_for_that_comm_only() -> None:
+    log = [
+        "[   12.5] traps: other[88] trap int3 ip:1 sp:2 error:0",
+        "[   34.227690] traps: numad[154] trap divide error ip:55d9711adc2e sp:7ffecc811650 error:0 in numad[55d9711ac000+8000]",
+        "[   40.0] numad[160]: segfault at 0 ip 00005555 sp 00007ffe error 4 in numad[5555+8000]",
+    ]
+    assert crash_reason(log[:2], "numad") == "trap divide error"
+    assert crash_reason(log, "numad") == "segfault"          # the last one
+    assert crash_reason(log, "numad-py") is None
+    assert crash_reason([], "numad") is None
+
+
+def test_a_daemon_that_died_says_when_and_of_what() -> None:
+    import guest_numad
+
+    assert guest_numad._exited({"exited_at": None}) == "no"
+    assert guest_numad._exited({"exited_at": 0.0, "crash": "trap divide error"}) == "at 0 s (trap divide error)"
+    assert guest_numad._exited({"exited_at": 31.4, "crash": None}) == "at 31 s"
