@@ -98,6 +98,7 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
         self.log_path = Path("/var/log/numad.log") if name == "numad" else GUEST_TMP / tmp.name / "numad-py.log"
         self.log_start = self.log_size()
+        self.comm = "numad" if name == "numad" else "numad-py"   # as the kernel names it in dmesg
 
     def alive(self) -> bool:
         """False once it exited (a zombie still has a /proc/PID/stat)."""
@@ -222,7 +223,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
         dpid = daemon.start(pids)
     except DaemonDidNotStart as exc:
         # numad 0.5 can die of a divide error at its first samples: a result, not the bench's end.
-        crash = crash_reason(dmesg()[kernel_log:], "numad" if daemon.name == "numad" else "numad-py")
+        crash = crash_reason(dmesg()[kernel_log:], daemon.comm)
         log(f"{daemon.name} did not start: {exc} (kernel: {crash or 'nothing logged'})")
         return {"cpu_seconds": 0.0, "cpu_second_half": 0.0, "pages_migrated": migrated() - m0, "first_log": None,
                 "startup_cpu": None, "exited_at": 0.0, "crash": crash, "cpu_series": [], "log_tail": str(exc)}
@@ -249,7 +250,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     finally:
         log_text = daemon.stop()
     moved = migrated() - m0
-    crash = crash_reason(dmesg()[kernel_log:], "numad" if daemon.name == "numad" else "numad-py")
+    crash = crash_reason(dmesg()[kernel_log:], daemon.comm)
     total = end_cpu if end_cpu is not None else cpu[-1][1] if cpu else 0.0
     half = next((c for t, c in cpu if t >= window / 2), total)
     # CPU over the window only; what start-up cost is `startup_cpu`.

@@ -18,7 +18,7 @@ history, the residency of a process no rule acts on this tick, or that a
 while it stands (:func:`may_reuse_residency`,
 :class:`~numad_py.sense.residency.ResidencyCache`), and so is what its
 ``status`` said: a placed candidate of a rule on ``comm`` then costs no
-file at all.  A process that
+file beside its line of the C pass.  A process that
 vanishes mid-scan is skipped silently; a field we may not read becomes None.
 
 Every other /proc read goes through :mod:`numad_py.procfs` (ProcessGone /
