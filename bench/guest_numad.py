@@ -4,11 +4,14 @@ One daemon at a time, each on fresh copies of the same workloads:
 
 * busy: N processes of MIB MiB (bench/c/busy_hold.c), allocated interleaved over nodes 0 and 1
   (half their pages on the wrong node whichever node is picked), CPU-busy, plus one process an
-  admin placed with `numactl --cpunodebind=1 --membind=1`.  numad runs as `numad -i 5 -p PID..`,
-  numad-py with one rule `nodes = "auto"`, `auto = true`, `scan_interval = "5s"` matching the
+  admin placed with `numactl --cpunodebind=1 --membind=1`.  numad runs as `numad -i 5`, with
+  no `-p PID`, as Debian's service runs it (`numad -i 15`): the workloads are over its 300 MB
+  threshold, so its scan of /proc finds them (_start_numad says why not `-p`).  numad-py runs
+  with one rule `nodes = "auto"`, `auto = true`, `scan_interval = "5s"` matching the
   workloads' comm, and `max_stall` = 20 ms × the VM's memcpy slowdown; `numad-py-20ms` runs
-  the busy case again at the unscaled 20 ms.  Sampled every 0.5 s: each workload's pages per node (/proc/PID/numa_maps),
-  the daemon's utime+stime; around the run: /proc/vmstat pgmigrate_success.
+  the busy case again at the unscaled 20 ms.  Sampled every 0.5 s: each workload's pages per
+  node (/proc/PID/numa_maps), the daemon's utime+stime; around the run: /proc/vmstat
+  pgmigrate_success.
 * idle: IDLE idle processes (bench/c/spawn_idle.c); the daemon's CPU seconds over the window.
 
 Each window starts once the daemon has started (its first log line, at most STARTUP_LIMIT):
@@ -34,9 +37,10 @@ from numad_py.errors import NumaError
 from numad_py.stall import DEFAULT_MAX_STALL as DEFAULT_STALL
 
 from numad_compare import (all_settled, cpu_after_placement, cpu_ticks, crash_reason, node_pages, ratio,
-                           settle_time, share, value_when_placed, vmstat_value)
+                           settle_time, share, stale_numad_pidfile, value_when_placed, vmstat_value)
 
 NUMAD = "/usr/bin/numad"
+NUMAD_PIDFILE = Path("/var/run/numad.pid")
 NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
 COMM = "busy_hold"
 PLACED_NODE, PLACED_CPUS_NODE = 1, 1
@@ -90,7 +94,7 @@ def dmesg() -> list[str]:
 
 
 class Daemon:
-    """One daemon run: start(pids) → pid to sample; stop() → its log text."""
+    """One daemon run: start() → pid to sample; stop() → its log text."""
 
     def __init__(self, name: str, tmp: Path, *, max_stall: float = DEFAULT_STALL):
         self.name, self.tmp, self.out_dir, self.pid = name, tmp, tmp, 0
@@ -113,15 +117,21 @@ class Daemon:
         except OSError:
             return 0
 
-    def start(self, pids: list[int]) -> int:
+    def start(self) -> int:
         self.tmp.mkdir(parents=True, exist_ok=True)
         if self.name == "numad":
-            return self._start_numad(pids)
+            return self._start_numad()
         return self._start_numad_py()
 
-    def _start_numad(self, pids: list[int]) -> int:
+    def _start_numad(self) -> int:
+        # No `-p PID`: numad 0.5 can read a process on its `-p` list twice in one update
+        # (its /proc scan, then its list) within one hundredth of a second, and then divides
+        # by the difference of the two time stamps, 0 (numad+0x3c2e, "trap divide error").
+        # Seen in a bare 2-node guest: `-i 1:1` with four `-p` died in both tries, without
+        # `-p` it lived 90 s in both. Debian's service (`numad -i 15`) and libvirt pass no `-p`.
+        self._remove_stale_pidfile()
         before = set(procfs.pids())
-        args = [NUMAD, "-i", "5"] + [a for p in pids for a in ("-p", str(p))]
+        args = [NUMAD, "-i", "5"]
         # numad forks and its parent exits; a file, not a pipe, in case the child keeps stdio open.
         with open(self.tmp / "numad.start", "w") as f:
             f.write(f"{args}\n")
@@ -134,6 +144,17 @@ class Daemon:
                 return self.pid
             time.sleep(0.1)
         raise DaemonDidNotStart(f"numad did not stay up: rc {rc}: {(self.tmp / 'numad.start').read_text()[-300:]}")
+
+    def _remove_stale_pidfile(self) -> None:
+        try:
+            text = NUMAD_PIDFILE.read_text()
+        except FileNotFoundError:
+            return
+        pid = text.split()[0] if text.split() else ""
+        comm = read(pid, "comm") if pid.isdigit() else None
+        if stale_numad_pidfile(text, comm):
+            log(f"removing {NUMAD_PIDFILE} left by a numad that died (it names {pid or 'nothing'}: {comm or 'gone'})")
+            NUMAD_PIDFILE.unlink()
 
     def _start_numad_py(self) -> int:
         # Its files live on the guest's tmpfs: binding the control socket on the 9p run
@@ -211,7 +232,7 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
 STARTUP_LIMIT = 600.0   # s: numad-py's start-up under TCG next to 4 CPU-busy workloads is minutes
 
 
-def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[[float], None]) -> dict:
+def run_window(daemon: Daemon, window: float, sample: Callable[[float], None]) -> dict:
     """Start the daemon, wait until it has started (its first log line), then call sample(t)
     every 0.5 s for `window` seconds and stop it.  The window measures the daemons at work:
     numad-py's interpreter start-up under TCG (minutes here, beside CPU-busy workloads) would
@@ -220,7 +241,7 @@ def run_window(daemon: Daemon, pids: list[int], window: float, sample: Callable[
     launched = time.monotonic()
     kernel_log = len(dmesg())
     try:
-        dpid = daemon.start(pids)
+        dpid = daemon.start()
     except DaemonDidNotStart as exc:
         # numad 0.5 can die of a divide error at its first samples: a result, not the bench's end.
         crash = crash_reason(dmesg()[kernel_log:], daemon.comm)
@@ -275,7 +296,7 @@ def busy_case(name: str, bindir: Path, tmp: Path, *, mib: int, count: int, windo
                 samples[p].append((round(t, 2), pages_of(p)))
 
         daemon = Daemon("numad-py" if name == RAW_BOUND else name, tmp / f"{name}-busy", max_stall=max_stall)
-        res = run_window(daemon, pids, window, sample)
+        res = run_window(daemon, window, sample)
         end_placed, end_cpus = pages_of(placed), cpus_allowed(placed)
     finally:
         stop_all(procs)
@@ -294,7 +315,7 @@ def idle_case(name: str, bindir: Path, tmp: Path, *, idle: int, window: float, m
                                stdout=subprocess.PIPE, text=True)
     try:
         spawned = int(spawner.stdout.readline().split()[1])  # type: ignore[union-attr]
-        res = run_window(Daemon(name, tmp / f"{name}-idle", max_stall=max_stall), [], window, lambda t: None)
+        res = run_window(Daemon(name, tmp / f"{name}-idle", max_stall=max_stall), window, lambda t: None)
         res["spawned"] = spawned
     finally:
         spawner.stdin.close()  # type: ignore[union-attr]

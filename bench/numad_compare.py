@@ -150,3 +150,14 @@ def crash_reason(kernel_log: Sequence[str], comm: str) -> str | None:
     reasons = [m["what"].strip() for line in kernel_log
                if (m := _TRAP.search(line)) is not None and m["comm"] == comm]
     return reasons[-1] if reasons else None
+
+
+def stale_numad_pidfile(pidfile: str, comm_of_pid: str | None) -> bool:
+    """Whether /var/run/numad.pid (text ``pidfile``) is left over from a numad that died.
+
+    numad 0.5 trusts the file while its PID exists: a numad that crashed leaves it behind, and
+    once that PID is reused (1,000 idle processes reuse a guest's small PIDs) the next
+    ``numad -i 5`` hands its options to that process as to a running daemon and exits 0.
+    ``comm_of_pid`` is that PID's comm, None when it has none (gone)."""
+    first = pidfile.split()[0] if pidfile.split() else ""
+    return not first.isdigit() or comm_of_pid is None or comm_of_pid.strip() != "numad"

@@ -18,6 +18,7 @@ from numad_compare import (
     ratio,
     settle_time,
     side_by_side,
+    stale_numad_pidfile,
     value_when_placed,
     vmstat_value,
 )
@@ -203,3 +204,10 @@ def test_a_daemon_that_died_says_when_and_of_what() -> None:
     assert guest_numad._exited({"exited_at": None}) == "no"
     assert guest_numad._exited({"exited_at": 0.0, "crash": "trap divide error"}) == "at 0 s (trap divide error)"
     assert guest_numad._exited({"exited_at": 31.4, "crash": None}) == "at 31 s"
+
+
+def test_a_numad_pidfile_is_stale_unless_its_pid_is_a_numad() -> None:
+    assert not stale_numad_pidfile("154\n", "numad\n")      # a running numad: leave it
+    assert stale_numad_pidfile("154\n", "spawn_idle\n")     # the PID was reused
+    assert stale_numad_pidfile("154\n", None)                # nothing has that PID
+    assert stale_numad_pidfile("", None) and stale_numad_pidfile("garbage", "numad")
