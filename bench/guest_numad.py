@@ -127,8 +127,9 @@ class Daemon:
         # No `-p PID`: numad 0.5 can read a process on its `-p` list twice in one update
         # (its /proc scan, then its list) within one hundredth of a second, and then divides
         # by the difference of the two time stamps, 0 (numad+0x3c2e, "trap divide error").
-        # Seen in a bare 2-node guest: `-i 1:1` with four `-p` died in both tries, without
-        # `-p` it lived 90 s in both. Debian's service (`numad -i 15`) and libvirt pass no `-p`.
+        # Seen in a bare 2-node guest: `-i 1:1` with four `-p` died in both tries; without
+        # `-p` the kernel logged no fault in 90 s, in both. Debian's service (`numad -i 15`)
+        # and libvirt pass no `-p`.
         self._remove_stale_pidfile()
         before = set(procfs.pids())
         args = [NUMAD, "-i", "5"]
