@@ -45,7 +45,8 @@ class DaemonSettings(_Model):
     max_stall: Duration = Field(
         DEFAULT_MAX_STALL,
         description="Longest the pages of one migration syscall may take; batch sizes adapt to stay under it. "
-        "The call's fixed cost, which no batch size shortens, is fitted on the last calls and not counted.",
+        "The call's fixed cost, which no batch size shortens, is fitted on the last calls and not counted; "
+        "one slow call among quick ones does not shrink the batch.",
     )
     cooldown: Duration = Field(
         60.0,

@@ -241,3 +241,51 @@ def test_a_quick_chunk_cut_short_by_its_mapping_keeps_the_batch():
     assert policy.next_batch(1, 0.03) == 2 * FIRST_BATCH                 # one page, quick: kept
     assert policy.next_batch(33, 0.01) == 2 * FIRST_BATCH
     assert policy.next_batch(700, 0.6) < 700                             # cut short but slow: shrinks
+
+
+def _settled_policy(rate: float, bound: float):
+    """A StallPolicy after twenty calls at ``rate`` seconds a page, and its batch."""
+    from numad_py.stall import StallPolicy
+
+    policy = StallPolicy(bound)
+    pages = policy.batch
+    for _ in range(20):
+        pages = policy.next_batch(pages, pages * rate)
+    return policy, pages
+
+
+def test_one_slow_call_among_quick_ones_keeps_the_batch():
+    """A call preempted for 300 ms would be as slow with fewer pages: no shrink, no grow."""
+    policy, pages = _settled_policy(20e-6, 0.131)
+    assert pages * 20e-6 <= 0.131
+    assert policy.next_batch(pages, 0.3 + pages * 20e-6) == pages
+    assert policy.next_batch(pages, pages * 20e-6) == pages           # and the quick calls go on as before
+
+
+def test_a_slower_rate_that_lasts_shrinks_the_batch_within_three_calls():
+    policy, pages = _settled_policy(20e-6, 0.131)
+    sizes = []
+    for _ in range(3):
+        pages = policy.next_batch(pages, pages * 200e-6)                # ten times slower from now on
+        sizes.append(pages)
+    assert sizes[-1] * 200e-6 <= 0.131
+    assert sizes[0] == sizes[1] > sizes[2]                              # two slow calls are not yet a median
+
+
+@pytest.mark.parametrize("slow", [0.14, 0.5, 5.0])
+def test_a_call_over_the_bound_never_grows_the_batch(slow):
+    from numad_py.stall import StallPolicy
+
+    policy = StallPolicy(0.131)
+    for pages in (512, 1024, 2048):
+        policy.next_batch(pages, pages * 1e-6)                          # quick: the median is tiny
+    before = policy.batch
+    assert policy.next_batch(before, slow) <= before
+
+
+def test_a_quick_call_grows_only_when_the_median_is_quick_too():
+    policy, pages = _settled_policy(20e-6, 0.131)
+    for _ in range(2):
+        policy.next_batch(pages, pages * 60e-6)                         # slower, still under the bound
+    settled = policy.batch
+    assert policy.next_batch(settled, settled * 1e-6) <= settled        # one quick call: the median says 60 µs
