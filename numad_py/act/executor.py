@@ -211,7 +211,7 @@ class Executor:
     def _log(self, action, outcome: Outcome) -> None:
         r = outcome.result
         moved = (f" pages={r.moved} bytes={r.bytes_moved} failed={r.failed_total}"
-                 f" longest_ms={r.longest_call_seconds * 1000:.1f}") if r is not None else ""
+                 f" calls={r.calls} longest_ms={r.longest_call_seconds * 1000:.1f}") if r is not None else ""
         level = logging.INFO if outcome.status in ("done", "dry-run", "cancelled") else logging.WARNING
         log.log(level, "%s pid=%d comm=%s rule=%s %s->%s status=%s%s ms=%.1f%s",
                 outcome.kind, action.pid, action.comm, action.rule,
