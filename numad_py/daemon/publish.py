@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from ..shim import publish_node_table, publish_shim_rules
+from ..shim import NodeTableWriter, publish_shim_rules
 from ..shim.gate import gate_path
 
 NODE_TABLE = "node-table"
@@ -31,10 +31,10 @@ class NodeTablePublisher:
 
     def __init__(self, runtime_dir: Path):
         self.path = runtime_dir / NODE_TABLE
+        self._writer = NodeTableWriter(self.path)
 
     def __call__(self, snapshot, config) -> None:
-        publish_node_table(
-            self.path,
+        self._writer.publish(
             {n.id: n.mem_free for n in snapshot.nodes},
             total_bytes_by_node={n.id: n.mem_total for n in snapshot.nodes},
             cpu_nodes=[n.id for n in snapshot.nodes if n.has_cpu],

@@ -35,10 +35,16 @@ HISTORY_VERSION = 1
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a sibling temporary file and rename it over ``path`` (readers never see half)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = memoryview(text.encode())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        # os.write, not a file object: a text file's layers cost 0.9 ms of a 1.4 ms status
+        # write in the TCG guest (tmpfs), every tick.
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -45,7 +45,13 @@ def memory_residency(pid: int, memory, proc_root: str = "/proc", *,
 # 320 MiB process took 21-30 ms of CPU (median), and a snapshot with four such candidates
 # 247-260 ms, against 95-102 ms reusing the reads (the numad side-by-side's busy workload).
 REUSE_FOR = 60.0
-# ... and only while its RSS stays within 1/RSS_SLACK of what it was at the read.
+# A read that found what the one before it found, that one at least REUSE_FOR earlier, stands
+# for twice the time between them, up to this: a placed process that stays put is walked
+# every 60, 120, 240, then 480 s (five placed 320 MiB processes in the guest: the re-reads
+# were 12.7 ms of a 79 ms steady tick's CPU).
+MAX_REUSE_FOR = 8 * REUSE_FOR
+# ... and only while its RSS stays within 1/RSS_SLACK of what it was at the read.  Two reads
+# agree when their bytes per node differ by at most 1/RSS_SLACK of the larger one in all.
 RSS_SLACK = 64
 
 
@@ -63,6 +69,7 @@ class _Read:
     rss: int
     migrations: int                # page_migrations() at the read
     at: float
+    reuse_for: float               # how long it stands (longer after reads that agreed)
     residency: dict[int, int]
     task_policy: str | None
     status: StatusFacts
@@ -76,14 +83,17 @@ class ResidencyCache:
 
     A read stands while no page anywhere was migrated since (:func:`page_migrations`: the
     daemon's own moves, ``numad-py migrate``, migratepages, numad, compaction), the RSS is
-    about the same and it is younger than REUSE_FOR.  What is left unseen, for at most
-    REUSE_FOR: NUMA balancing's moves, and a process freeing memory on one node and
-    allocating as much on another.  The sensor decides which processes may reuse a read
-    (``sense.processes.may_reuse_residency``).
+    about the same and it is younger than its time to stand: REUSE_FOR, or, when it agreed
+    with the read before it, twice the time between the two (up to MAX_REUSE_FOR), so a
+    process that stays put is walked less and less often and one that drifts every
+    REUSE_FOR.  What is left unseen, for that long: NUMA balancing's moves, and a process
+    freeing memory on one node and allocating as much on another.  The sensor decides which
+    processes may reuse a read (``sense.processes.may_reuse_residency``).
     """
 
-    def __init__(self, reuse_for: float = REUSE_FOR):
+    def __init__(self, reuse_for: float = REUSE_FOR, max_reuse_for: float = MAX_REUSE_FOR):
         self.reuse_for = reuse_for
+        self.max_reuse_for = max_reuse_for
         self._reads: dict[tuple[int, float], _Read] = {}
         self._kept: dict[tuple[int, float], _Read] = {}
         self._migrations: int | None = None
@@ -96,8 +106,8 @@ class ResidencyCache:
     def get(self, identity: tuple[int, float], key: object, rss: int, now: float) -> _Read | None:
         read = self._reads.get(identity)
         if (read is None or self._migrations is None or read.migrations != self._migrations
-                or read.key != key or abs(rss - read.rss) * RSS_SLACK > read.rss
-                or not 0 <= now - read.at < self.reuse_for):
+                or read.key != key or not _near(rss, read.rss)
+                or not 0 <= now - read.at < read.reuse_for):
             return None
         self._kept[identity] = read
         return read
@@ -105,7 +115,27 @@ class ResidencyCache:
     def put(self, identity: tuple[int, float], key: object, rss: int, now: float,
             residency: dict[int, int], task_policy: str | None, status: StatusFacts) -> None:
         if self._migrations is not None:
-            self._kept[identity] = _Read(key, rss, self._migrations, now, residency, task_policy, status)
+            reuse_for = self._stands_for(self._reads.get(identity), key, rss, now, residency)
+            self._kept[identity] = _Read(key, rss, self._migrations, now, reuse_for, residency, task_policy,
+                                         status)
+
+    def _stands_for(self, earlier: _Read | None, key: object, rss: int, now: float,
+                    residency: dict[int, int]) -> float:
+        """How long a read made now stands: twice its distance to an earlier read it agrees
+        with (nothing migrated between them, same selection and RSS), else REUSE_FOR."""
+        if (earlier is None or earlier.migrations != self._migrations or earlier.key != key
+                or not _near(rss, earlier.rss)):
+            return self.reuse_for
+        nodes = residency.keys() | earlier.residency.keys()
+        drift = sum(abs(residency.get(n, 0) - earlier.residency.get(n, 0)) for n in nodes)
+        if drift * RSS_SLACK > max(sum(residency.values()), sum(earlier.residency.values())):
+            return self.reuse_for
+        return min(max(2 * (now - earlier.at), self.reuse_for), self.max_reuse_for)
+
+
+def _near(rss: int, earlier: int) -> bool:
+    """The RSS is about what it was (within 1/RSS_SLACK)."""
+    return abs(rss - earlier) * RSS_SLACK <= earlier
 
 
 def page_migrations(vmstat: str) -> int | None:

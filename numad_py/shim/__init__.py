@@ -48,7 +48,7 @@ from .stats import (
 )
 from .table import (
     DEFAULT_TABLE_PATH, TABLE_ENTRY, TABLE_HEADER, TABLE_MAGIC, NodeTable, TableNode,
-    decode_table, encode_table, publish_node_table, read_node_table,
+    NodeTableWriter, decode_table, encode_table, publish_node_table, read_node_table,
 )
 
 __all__ = [
@@ -57,6 +57,6 @@ __all__ = [
     "SHIM_MODES", "STATS_HEADER", "STATS_MAGIC", "STATS_SIZE", "STRATEGIES", "TABLE_ENTRY",
     "TABLE_HEADER", "TABLE_MAGIC", "NodeTable", "NotExpressible", "ShimError", "ShimRuleLine",
     "ShimRules", "TableNode", "build_env", "build_policy_env", "compile_shim_rules", "decode_stats", "decode_table",
-    "encode_shim_rules", "encode_table", "process_stats", "publish_node_table",
+    "NodeTableWriter", "encode_shim_rules", "encode_table", "process_stats", "publish_node_table",
     "publish_shim_rules", "read_node_table", "read_stats", "regex_to_globs", "shim_path",
 ]

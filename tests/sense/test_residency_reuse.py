@@ -7,7 +7,7 @@ import pytest
 from numad_py.config import Config, Match, Rule
 from numad_py.decide.history import ProcessHistory
 from numad_py.sense.processes import Sensor
-from numad_py.sense.residency import REUSE_FOR, page_migrations
+from numad_py.sense.residency import MAX_REUSE_FOR, REUSE_FOR, page_migrations
 
 from fake_tree import BTIME, PAGE, TICKS, FakeMachine
 
@@ -70,6 +70,61 @@ def test_a_process_that_is_not_due_keeps_its_last_read(machine):
     scans.clock.now += REUSE_FOR - 1
     assert scans.residency(config()) == {0: 4 * PAGE}
     scans.clock.now += 1         # ... but never for longer than REUSE_FOR
+    assert scans.residency(config()) == {1: 4 * PAGE}
+
+
+def test_a_read_that_agrees_with_the_one_before_stands_twice_as_long(machine):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    scans.clock.now += REUSE_FOR             # read again: the same pages where they were
+    assert scans.residency(config()) == {0: 4 * PAGE}
+    move_to_node_1(machine)
+    scans.clock.now += 2 * REUSE_FOR - 1
+    assert scans.residency(config()) == {0: 4 * PAGE}
+    scans.clock.now += 1
+    assert scans.residency(config()) == {1: 4 * PAGE}
+
+
+def test_a_read_that_found_a_change_stands_for_reuse_for_again(machine):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    scans.clock.now += REUSE_FOR
+    scans.residency(config())                # agreed: this one stands for 2 * REUSE_FOR
+    move_to_node_1(machine)
+    scans.clock.now += 2 * REUSE_FOR
+    assert scans.residency(config()) == {1: 4 * PAGE}     # changed: back to REUSE_FOR
+    (machine.proc / "10" / "numa_maps").write_text(ON_NODE_0)
+    scans.clock.now += REUSE_FOR - 1
+    assert scans.residency(config()) == {1: 4 * PAGE}
+    scans.clock.now += 1
+    assert scans.residency(config()) == {0: 4 * PAGE}
+
+
+def test_agreeing_reads_stand_for_at_most_max_reuse_for(machine):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    stand = REUSE_FOR
+    while stand < MAX_REUSE_FOR:             # each agreeing read doubles the next wait
+        scans.clock.now += stand
+        scans.residency(config())
+        stand *= 2
+    scans.clock.now += MAX_REUSE_FOR         # and the read after the cap stands no longer
+    scans.residency(config())
+    move_to_node_1(machine)
+    scans.clock.now += MAX_REUSE_FOR - 1
+    assert scans.residency(config()) == {0: 4 * PAGE}
+    scans.clock.now += 1
+    assert scans.residency(config()) == {1: 4 * PAGE}
+
+
+def test_a_migration_between_two_agreeing_reads_keeps_reuse_for(machine):
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    set_migrations(machine, 8)               # something moved somewhere, then we read again
+    scans.clock.now += REUSE_FOR
+    scans.residency(config())
+    move_to_node_1(machine)
+    scans.clock.now += REUSE_FOR
     assert scans.residency(config()) == {1: 4 * PAGE}
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from numad_py import shim
 from numad_py.shim import (
-    TableNode, build_env, decode_stats, decode_table, encode_table, publish_node_table,
+    NodeTableWriter, TableNode, build_env, decode_stats, decode_table, encode_table, publish_node_table,
     read_node_table, read_stats, shim_path,
 )
 from numad_py.topology import read_topology
@@ -59,6 +59,44 @@ def test_publish_in_place_then_replace(tmp_path):
     finally:
         os.close(old)
     assert set(read_node_table(path).nodes) == {0, 1, 2}
+
+
+def test_a_writer_keeps_updating_the_file_it_mapped(tmp_path):
+    path = tmp_path / "node-table"
+    writer = NodeTableWriter(path)
+    assert writer.publish({0: 100, 1: 200}, valid_for=30) == 1
+    ino = path.stat().st_ino
+    for generation, free in ((2, 150), (3, 175)):
+        assert writer.publish({0: free, 1: 50}, valid_for=30) == generation
+        t = read_node_table(path)
+        assert path.stat().st_ino == ino and t.seq % 2 == 0 and t.expires_ns > t.updated_ns
+        assert (t.generation, t.nodes[0].free_bytes) == (generation, free)
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced", "symlink", "more nodes"])
+def test_a_writer_publishes_afresh_when_its_file_changed_under_it(tmp_path, change):
+    path = tmp_path / "node-table"
+    writer = NodeTableWriter(path)
+    writer.publish({0: 100, 1: 200})
+    nodes = {0: 7, 1: 8}
+    if change == "removed":
+        path.unlink()
+    elif change == "replaced":           # another file at the path: the mapped one is not it
+        publish_node_table(tmp_path / "other", {0: 1, 1: 1})
+        os.replace(tmp_path / "other", path)
+    elif change == "symlink":            # planted: replaced, never written through
+        (tmp_path / "victim").write_bytes(b"precious\n")
+        path.unlink()
+        path.symlink_to(tmp_path / "victim")
+    else:
+        nodes = {0: 7, 1: 8, 2: 9}
+    writer.publish(nodes)
+    assert not path.is_symlink()
+    if change == "symlink":
+        assert (tmp_path / "victim").read_bytes() == b"precious\n"
+    assert {n: e.free_bytes for n, e in read_node_table(path).nodes.items()} == nodes
+    writer.publish({n: v + 1 for n, v in nodes.items()})      # and it maps the new file
+    assert {n: e.free_bytes for n, e in read_node_table(path).nodes.items()} == {n: v + 1 for n, v in nodes.items()}
 
 
 def test_stats_decode():
