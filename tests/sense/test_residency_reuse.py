@@ -100,6 +100,21 @@ def test_a_read_that_found_a_change_stands_for_reuse_for_again(machine):
     assert scans.residency(config()) == {0: 4 * PAGE}
 
 
+@pytest.mark.parametrize("moved, agrees", [(1, True), (2, False)])
+def test_reads_agree_within_one_64th_of_their_size(machine, moved, agrees):
+    maps = machine.proc / "10" / "numa_maps"
+    maps.write_text("7f0000000000 default anon=128 dirty=128 N0=128 kernelpagesize_kB=4\n")
+    scans = Scans(machine, handled())
+    scans.residency(config())
+    # `moved` pages on node 1 now: 2 * moved pages of difference, against 128 / 64 = 2
+    maps.write_text(f"7f0000000000 default anon=128 dirty=128 N0={128 - moved} N1={moved} kernelpagesize_kB=4\n")
+    scans.clock.now += REUSE_FOR
+    scans.residency(config())
+    move_to_node_1(machine)
+    scans.clock.now += REUSE_FOR
+    assert scans.residency(config()) == ({0: (128 - moved) * PAGE, 1: moved * PAGE} if agrees else {1: 4 * PAGE})
+
+
 def test_agreeing_reads_stand_for_at_most_max_reuse_for(machine):
     scans = Scans(machine, handled())
     scans.residency(config())
