@@ -8,8 +8,8 @@ One daemon at a time, each on fresh copies of the same workloads:
   no `-p PID`, as Debian's service runs it (`numad -i 15`): the workloads are over its 300 MB
   threshold, so its scan of /proc finds them (_start_numad says why not `-p`).  numad-py runs
   with one rule `nodes = "auto"`, `auto = true`, `scan_interval = "5s"` matching the
-  workloads' comm, and `max_stall` = 20 ms × the VM's memcpy slowdown; `numad-py-20ms` runs
-  the busy case again at the unscaled 20 ms.  Sampled every 0.5 s: each workload's pages per
+  workloads' comm, and `max_stall` = its default × the VM's memcpy slowdown; `numad-py-unscaled`
+  runs the busy case again at the unscaled default.  Sampled every 0.5 s: each workload's pages per
   node (/proc/PID/numa_maps), the daemon's utime+stime; around the run: /proc/vmstat
   pgmigrate_success.
 * idle: IDLE idle processes (bench/c/spawn_idle.c); the daemon's CPU seconds over the window.
@@ -51,7 +51,7 @@ GUEST_TMP = Path("/run/numad-bench-side")
 KHUGEPAGED_SLEEP = Path("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs")
 TICK = 100.0  # USER_HZ on Linux
 # numad-py at its default bound beside the one scaled to the VM: both run the busy case.
-RAW_BOUND = "numad-py-20ms"
+RAW_BOUND = "numad-py-unscaled"
 
 
 def log(msg: str) -> None:
@@ -339,10 +339,10 @@ def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOA
         slowdown: float = 1.0) -> dict:
     """Both cases for both daemons; returns {"raw": ..., "rows": [side-by-side rows]}.
 
-    numad-py's max_stall is its 20 ms default times the VM's memcpy ``slowdown``
+    numad-py's max_stall is its default times the VM's memcpy ``slowdown``
     (as rows 2 and 3 do): a page copy under TCG takes that much longer, so the
     unscaled bound cuts the same move into that many more calls than on real
-    hardware.  ``RAW_BOUND`` runs the busy case at the unscaled 20 ms too."""
+    hardware.  ``RAW_BOUND`` runs the busy case at the unscaled default too."""
     scaled = DEFAULT_STALL * slowdown
     if not Path(NUMAD).exists():
         raise RuntimeError(f"{NUMAD} missing: bench/run.py installs Debian's numad on the host")
@@ -387,11 +387,11 @@ def _exited(r: dict) -> str:
 
 
 def _raw_bound_row(raw: dict, n: int, w: float) -> dict:
-    """numad-py at the unscaled 20 ms bound against numad: CPU, and how many it placed."""
+    """numad-py at the unscaled default bound against numad: CPU, and how many it placed."""
     b = raw["busy"]
     a, c = b["numad"]["cpu_seconds"], b[RAW_BOUND]["cpu_seconds"]
     placed = placed_count(b[RAW_BOUND])
-    return {"id": "n3r", "figure": f"busy: daemon CPU s over {w:.0f} s, numad-py at the unscaled 20 ms bound "
+    return {"id": "n3r", "figure": f"busy: daemon CPU s over {w:.0f} s, numad-py at the unscaled {DEFAULT_STALL * 1e3:.0f} ms bound "
             f"(placed {placed}/{n}, {b[RAW_BOUND]['pages_migrated']} pages)",
             "numad": round(a, 2), "numad_py": round(c, 2), "ratio": ratio(c, a), "goal": "-"}
 

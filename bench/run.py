@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, help="repetitions per ratio (default 5)")
     ap.add_argument("--quick", action="store_true", help="small sizes, 3 repetitions: a smoke test, not a result")
     ap.add_argument("--timeout", type=float, default=5400, help="seconds for the whole guest run")
-    ap.add_argument("--numad-daemons", help="numad benchmark: only these daemons (numad,numad-py,numad-py-20ms); no side-by-side without the first two")
+    ap.add_argument("--numad-daemons", help="numad benchmark: only these daemons (numad,numad-py,numad-py-unscaled); no side-by-side without the first two")
     ap.add_argument("--numad-cases", help="numad benchmark: only these cases (busy,idle); no side-by-side")
     ap.add_argument("--table", type=Path, help="only print the table of this results.json")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where to write the results JSON")

@@ -2,8 +2,19 @@
 
 PURE and at the bottom of the package, so both the decision core
 (``decide.budget``) and the binding's direct path (``numa.migrate_ranges``,
-used by ``numad-py migrate`` and ``client.move_buffer``) share one rule: a
-process being moved stalls the same whoever moves it.
+used by ``numad-py migrate`` and ``client.move_buffer``) share one rule.
+
+What the bound bounds is the mover's time inside one call: how long a SIGTERM,
+a request waiting for its turn or a cancel waits for the call to return.  The
+moved process does not stop for the length of a call: ``move_pages`` takes its
+memory map's lock per page, and the kernel migrates page by page (6.3+: in
+batches of at most 512).  Measured in the 2-node 6.1 guest, a 320 MiB writer with
+a thread mapping and unmapping 64 KiB every 2 ms: its longest pause was 83-315 ms
+whether one call moved 1,024 or 65,536 pages (25-28 ms idle), while one
+``migrate_pages(2)`` call, which on 6.1 holds that lock throughout (6.12 only while
+it collects the pages), paused it for 1.6-2.4 s, most of the call
+(tests/numa/test_stall.py checks both).  And every call costs the machine, not
+only the mover: each first drains every CPU's page lists.
 """
 
 from __future__ import annotations
@@ -15,10 +26,15 @@ MIN_BATCH_PAGES = 64
 MAX_BATCH_PAGES = 65536
 GROW_BELOW = 0.5   # grow when a call took less than half the bound
 TARGET_FILL = 0.8  # when shrinking, aim a bit under the bound
-DEFAULT_MAX_STALL = 0.02   # seconds; [daemon] max_stall's default
-# The first call is not paced by any measurement yet: start small (2 MiB)
-# and let the controller double towards the bound.
-FIRST_BATCH = 512
+# Seconds; [daemon] max_stall's default.  It was 20 ms, sized as if the moved process
+# stopped for a call: beside four CPU-busy writers in the 2-node 6.1 guest, moving
+# 320 MiB in 1,024-page calls (82 of them) cost 96 µs of CPU a page, in 16,384-page
+# calls (7) 69, and migrate_pages(2) in one call 69 (medians of eight moves each).
+# 200 ms is what a request waiting for its turn, or a SIGTERM, may wait for a call.
+DEFAULT_MAX_STALL = 0.2
+# The first call is not paced by any measurement yet: start small (8 MiB, a few ms
+# on hardware) and let the controller double towards the bound.
+FIRST_BATCH = 2048
 FIT_CALLS = 16     # the calls the fixed-cost fit looks back on
 RATE_CALLS = 5     # the calls whose median page rate sizes the next batch
 
@@ -69,6 +85,7 @@ class CallCost:
 
     def __init__(self, window: int = FIT_CALLS):
         self._calls: deque[tuple[int, float]] = deque(maxlen=window)
+        self._last_fit = 0.0
 
     def add(self, pages: int, seconds: float) -> None:
         if pages > 0 and seconds >= 0:
@@ -78,20 +95,23 @@ class CallCost:
         """The least-squares intercept, clamped to [0, the quickest call].
 
         0 until calls of two sizes were seen.  When time does not grow with
-        pages at all, the whole of the quickest call counts as fixed."""
+        pages at all, the whole of the quickest call counts as fixed.  When the
+        window holds calls of one size only (a batch that settled), the last fit
+        stands: dropping it to 0 charged the fixed part to the pages again and
+        shrank a settled batch (2,048 then 139 pages at 30 ms + 100 µs a page
+        under a 20 ms bound: 139 until the 2,048 left the window, then 64)."""
         if len(self._calls) < 2:
             return 0.0
         xs = [p for p, _ in self._calls]
         ys = [t for _, t in self._calls]
+        quickest = min(ys)
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
         if sxx == 0:
-            return 0.0
+            return min(self._last_fit, quickest)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-        quickest = min(ys)
-        if slope <= 0:
-            return quickest
-        return min(max(my - slope * mx, 0.0), quickest)
+        self._last_fit = quickest if slope <= 0 else min(max(my - slope * mx, 0.0), quickest)
+        return self._last_fit
 
     def page_seconds(self, pages: int, seconds: float) -> float:
         """Record a call; return the part of it spent on its pages."""

@@ -46,7 +46,8 @@ class DaemonSettings(_Model):
         DEFAULT_MAX_STALL,
         description="Longest the pages of one migration syscall may take; batch sizes adapt to stay under it. "
         "The call's fixed cost, which no batch size shortens, is fitted on the last calls and not counted; "
-        "one slow call among quick ones does not shrink the batch.",
+        "one slow call among quick ones does not shrink the batch. The moved process does not stop for a "
+        "call; what waits for it is the daemon (a request waiting for its turn, a SIGTERM).",
     )
     cooldown: Duration = Field(
         60.0,

@@ -204,6 +204,23 @@ def test_call_cost_forgets_old_calls():
     assert cost.fixed() == pytest.approx(0.0, abs=1e-9)
 
 
+def test_call_cost_keeps_its_fit_once_the_batch_settles():
+    """A window of one batch size only (the batch settled) has nothing to fit: the last
+    fit stands, where 0 charged the fixed part to the pages again and shrank the batch."""
+    from numad_py.stall import FIT_CALLS, CallCost
+
+    cost = CallCost()
+    for pages in (2048, 139):
+        cost.add(pages, 0.030 + pages * 100e-6)
+    assert cost.fixed() == pytest.approx(0.030)
+    for _ in range(FIT_CALLS):
+        cost.add(139, 0.030 + 139 * 100e-6)
+    assert cost.fixed() == pytest.approx(0.030)
+    for _ in range(FIT_CALLS):
+        cost.add(139, 0.010)                         # quicker than the fit: never above the quickest
+    assert cost.fixed() == pytest.approx(0.010)
+
+
 def test_stall_policy_does_not_shrink_for_a_cost_it_cannot_remove():
     """Calls costing 30 ms + 100 µs per page, bound 20 ms: the old rule shrank to the
     64-page floor; the fitted rule settles where the pages take at most the bound."""

@@ -15,7 +15,9 @@ binding under test.  It:
 4. prints one JSON line: pid, page size, the ranges, the policy it got;
 5. serves one-line commands on stdin, answering one JSON line each:
    ``checksum`` (crc32 of each region), ``touch`` (read every page; data
-   unchanged), ``info`` (the JSON of step 4 again), ``exit``.
+   unchanged), ``info`` (the JSON of step 4 again), ``exit``, and
+   ``watch`` / ``watched``: start two threads that feel a stall, then report
+   and stop them (:class:`StallWatch`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import mmap
 import os
 import random
 import sys
+import threading
+import time
 import zlib
 
 MiB = 1 << 20
@@ -159,6 +163,52 @@ class Workload:
         return {"touched_pages": sum(s // PAGE for _, _, s in self.regions.values()), "sum": total}
 
 
+class StallWatch:
+    """What a process being moved feels.  A writer thread writes one byte of every page
+    of the anon region, over and over, and keeps the longest time between two writes; a
+    mapper thread maps, touches and unmaps 64 KiB every 2 ms (what malloc does), and
+    keeps its longest round.  A mapping waits for every holder of the process's memory
+    map lock, and while it waits, so does every page fault behind it."""
+
+    def __init__(self, region: tuple[mmap.mmap, int, int]):
+        self.region = region
+        self.stop = threading.Event()
+        self.longest = {"write": 0.0, "map": 0.0}
+        self.rounds = {"write": 0, "map": 0}
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._write, self._map)]
+        for t in self.threads:
+            t.start()
+
+    def _write(self) -> None:
+        m, off, size = self.region
+        last = time.monotonic()
+        while not self.stop.is_set():
+            for page in range(off, off + size, PAGE):
+                m[page] = (m[page] + 1) & 0xFF
+                now = time.monotonic()
+                self.longest["write"] = max(self.longest["write"], now - last)
+                last = now
+            self.rounds["write"] += 1
+
+    def _map(self) -> None:
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            m = mmap.mmap(-1, 16 * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            for page in range(0, 16 * PAGE, PAGE):
+                m[page] = 1
+            m.close()
+            self.longest["map"] = max(self.longest["map"], time.monotonic() - t0)
+            self.rounds["map"] += 1
+            self.stop.wait(0.002)
+
+    def report(self) -> dict:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        return {"longest_write_s": self.longest["write"], "longest_map_s": self.longest["map"],
+                "map_rounds": self.rounds["map"], "write_rounds": self.rounds["write"]}
+
+
 def set_policy(args) -> None:
     if args.node is not None:
         mode, nodes = args.policy or "bind", [args.node]
@@ -201,6 +251,7 @@ def main(argv=None) -> int:
         w.map_shared(args.shared_mib, args.seed)
     print(json.dumps(w.info()), flush=True)
 
+    watch: StallWatch | None = None
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "checksum":
@@ -209,6 +260,11 @@ def main(argv=None) -> int:
             out = w.touch()
         elif cmd == "info":
             out = w.info()
+        elif cmd == "watch":
+            watch = StallWatch(w.regions["anon"])
+            out = {"watching": True}
+        elif cmd == "watched" and watch is not None:
+            out, watch = watch.report(), None
         elif cmd == "exit":
             return 0
         else:
