@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import inspect
 import json
 import mmap
 import os
@@ -208,14 +209,15 @@ def test_thp_small_batches_count_every_page_as_moved(workload, thp_enabled, batc
 
 @pytest.mark.topology("two")
 def test_direct_migration_honours_the_stall_bound_by_default(workload):
-    """Issue 18 item 18: the direct path adapts its batch like the daemon (StallPolicy),
-    starting at 512 pages, instead of fixed 4096-page calls."""
+    """Issue 18 item 18: the direct path adapts its batch like the daemon (StallPolicy,
+    at the daemon's default bound unless told otherwise), instead of fixed 4096-page calls."""
+    assert inspect.signature(numa.migrate_ranges).parameters["max_stall"].default == numa.DEFAULT_MAX_STALL
     child = workload("--mib", 64, "--node", 0)
     start, end = child.region()
     fixed = numa.migrate_range(child.pid, start, end, {1}, batch_pages=4096, max_stall=None)
     # 4 chunks, or 5 when the region does not start on a 2 MiB boundary (chunks end on one)
     assert fixed.moved == PAGES and fixed.calls <= PAGES // 4096 + 1
-    bounded = numa.migrate_range(child.pid, start, end, {0})   # default: stall-bounded
+    bounded = numa.migrate_range(child.pid, start, end, {0}, max_stall=0.005)   # a bound 4096 pages overrun
     assert bounded.moved == PAGES
     assert bounded.calls > fixed.calls, (bounded.calls, fixed.calls)
     capped = numa.migrate_range(child.pid, start, end, {1}, batch_pages=256)   # a ceiling, still adaptive

@@ -168,7 +168,8 @@ class StallWatch:
     of the anon region, over and over, and keeps the longest time between two writes; a
     mapper thread maps, touches and unmaps 64 KiB every 2 ms (what malloc does), and
     keeps its longest round.  A mapping waits for every holder of the process's memory
-    map lock, and while it waits, so does every page fault behind it."""
+    map lock, and while it waits, on 6.1 so does every page fault behind it.  The writer
+    changes the region's bytes: a checksum taken after a watch differs."""
 
     def __init__(self, region: tuple[mmap.mmap, int, int]):
         self.region = region
