@@ -217,7 +217,7 @@ def test_direct_migration_honours_the_stall_bound_by_default(workload):
     fixed = numa.migrate_range(child.pid, start, end, {1}, batch_pages=4096, max_stall=None)
     # 4 chunks, or 5 when the region does not start on a 2 MiB boundary (chunks end on one)
     assert fixed.moved == PAGES and fixed.calls <= PAGES // 4096 + 1
-    bounded = numa.migrate_range(child.pid, start, end, {0}, max_stall=0.005)   # a bound 4096 pages overrun
+    bounded = numa.migrate_range(child.pid, start, end, {0}, max_stall=0.005)   # 4,096-page calls overrun it
     assert bounded.moved == PAGES
     assert bounded.calls > fixed.calls, (bounded.calls, fixed.calls)
     capped = numa.migrate_range(child.pid, start, end, {1}, batch_pages=256)   # a ceiling, still adaptive
