@@ -24,24 +24,22 @@ MIB = 192                 # under TCG one call moving it takes seconds, far abov
 SETTLE = 0.5              # s: the watching threads are in their loops before a call starts
 
 
-def watched(child, move) -> tuple[float, dict]:
-    """Run ``move()`` while the child watches; its seconds and what the child felt."""
+def watched(child, move):
+    """Run ``move()`` while the child watches: its seconds, what the child felt, what it returned."""
     child.cmd("watch")
     time.sleep(SETTLE)
     t0 = time.monotonic()
-    move()
+    returned = move()
     took = time.monotonic() - t0
-    return took, child.cmd("watched")
+    return took, child.cmd("watched"), returned
 
 
 def test_one_move_pages_call_does_not_stop_the_process_it_moves(workload):
     child = workload("--mib", MIB, "--node", "0")
     lo, hi = child.region()
     pages = (hi - lo) // numa.PAGE_SIZE
-    result: list[numa.MigrationResult] = []
-    _took, felt = watched(child, lambda: result.append(
-        numa.migrate_range(child.pid, lo, hi, {1}, batch_pages=pages, max_stall=None)))
-    moved = result[0]
+    _took, felt, moved = watched(
+        child, lambda: numa.migrate_range(child.pid, lo, hi, {1}, batch_pages=pages, max_stall=None))
     call = moved.longest_call_seconds
     print(f"one move_pages call of {pages} pages: {call:.2f} s; the child's longest pause: "
           f"write {felt['longest_write_s'] * 1e3:.0f} ms, map {felt['longest_map_s'] * 1e3:.0f} ms "
@@ -56,7 +54,7 @@ def test_one_move_pages_call_does_not_stop_the_process_it_moves(workload):
 @pytest.mark.kernel("<6.12")
 def test_one_migrate_pages_call_stops_the_process_it_moves_on_6_1(workload):
     child = workload("--mib", MIB, "--node", "0")
-    took, felt = watched(child, lambda: numa.migrate_process(child.pid, {0}, {1}))
+    took, felt, _ = watched(child, lambda: numa.migrate_process(child.pid, {0}, {1}))
     print(f"one migrate_pages(2) call: {took:.2f} s; the child's longest pause: "
           f"write {felt['longest_write_s'] * 1e3:.0f} ms, map {felt['longest_map_s'] * 1e3:.0f} ms")
     assert took >= 0.5
