@@ -58,6 +58,7 @@ class ShimRulesPublisher:
         self.table_path = runtime_dir / NODE_TABLE
         self.clock = clock
         self._published: tuple[object, tuple, float] | None = None   # (config, _stats(), when) as last published
+        self._stat_paths = (os.fspath(self.path), os.fspath(gate_path(self.path)))
 
     def __call__(self, snapshot, config) -> None:
         last = self._published
@@ -73,7 +74,7 @@ class ShimRulesPublisher:
     def _stats(self) -> tuple:
         """Identity and last change of both files; None for a missing one."""
         out: list[tuple[int, int, int, int] | None] = []
-        for path in (self.path, gate_path(self.path)):
+        for path in self._stat_paths:   # strings made once: building the Paths each tick was most of _stats()
             try:
                 st = os.stat(path, follow_symlinks=False)
             except OSError:

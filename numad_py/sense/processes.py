@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from dataclasses import replace
 from pathlib import Path
 from collections.abc import Callable, Iterator
 
@@ -212,9 +211,10 @@ class Sensor:
             return nodes, dict(distances)
         _online, _read_at, nodes, distances = cached
         fresh = []
-        for n in nodes:
+        for n in nodes:   # built, not dataclasses.replace(): that introspects the fields each call
             total, free = read_node_memory(n.id, self.sys_root)
-            fresh.append(replace(n, mem_total=total, mem_free=free))
+            fresh.append(NodeInfo(id=n.id, cpus=n.cpus, mem_total=total, mem_free=free, has_cpu=n.has_cpu,
+                                  tier=n.tier))
         return tuple(fresh), dict(distances)
 
     def _page_migrations(self) -> int | None:

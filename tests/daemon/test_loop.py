@@ -175,3 +175,14 @@ def test_the_status_file_is_written_at_start_and_removed_at_a_clean_exit(tmp_pat
     assert d.run(once=True) == 0
     assert seen == [True]                         # before the first tick ended
     assert not (tmp_path / "run" / "status.json").exists()
+
+
+def test_the_status_shows_the_last_twenty_outcomes_oldest_first(tmp_path):
+    executor = FakeExecutor()
+    d = make_daemon(tmp_path, script=Script(plan_actions=[action(target=frozenset({0}))]), executor=executor)
+    for _ in range(25):
+        d.tick()
+    recent = d.status()["recent"]
+    assert len(recent) == 20 and len(d.state.recent) == 25
+    assert recent == [o.to_dict() for o in d.state.recent[-20:]]
+    assert [r["when"] for r in recent] == sorted(r["when"] for r in recent)
