@@ -13,7 +13,6 @@ which the best initiator nodes reach node N; absent when firmware gives none.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,11 +192,8 @@ def _read_meminfo(path: str | Path) -> tuple[int, int]:
 
     Two searches in the bytes, not a parse of its ~30 lines: the daemon reads every node's
     file every scan."""
-    fd = os.open(f"{path}/meminfo", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        text = os.read(fd, 65536)   # a sysfs file comes whole in one read (at most a page)
-    finally:
-        os.close(fd)
+    with open(f"{path}/meminfo", "rb") as f:
+        text = f.read()
     return _kib(text, b" MemTotal:") * 1024, _kib(text, b" MemFree:") * 1024
 
 

@@ -318,7 +318,7 @@ class Daemon:
             "ticks": self.state.ticks,
             "last_tick": self.state.last_tick,
             "last_reload": self.state.last_reload,
-            "recent": self.state.recent_view[-20:],
+            "recent": self.state.recent[-20:],
             "errors": self.state.errors,
         }
 

@@ -17,8 +17,7 @@ class DaemonState:
 
     history: History = field(default_factory=dict)
     advised: dict = field(default_factory=dict)       # identity -> node set last advised
-    recent: list[Outcome] = field(default_factory=list)
-    recent_view: list[dict] = field(default_factory=list)   # recent's to_dict(), made once each
+    recent: list[dict] = field(default_factory=list)   # the last outcomes, as status.json shows them
     errors: list[str] = field(default_factory=list)
     ticks: int = 0
     last_tick: float | None = None
@@ -27,10 +26,9 @@ class DaemonState:
     metrics_view: dict | None = None                  # the collector's view of the last scan
 
     def remember(self, outcome: Outcome) -> None:
-        self.recent = (self.recent + [outcome])[-RECENT_OUTCOMES:]
-        # status.json shows them every tick: encoding each once, not every tick, was 4 % of
-        # a steady tick's CPU (cProfile, the numad bench's busy workload placed, in the guest).
-        self.recent_view = (self.recent_view + [outcome.to_dict()])[-RECENT_OUTCOMES:]
+        # Encoded once here, not at every status write: that was 4 % of a steady tick's CPU
+        # (cProfile, the numad bench's busy workload placed, in the guest).
+        self.recent = (self.recent + [outcome.to_dict()])[-RECENT_OUTCOMES:]
 
 
 def count_by_rule(rule_names) -> dict[str, int]:

@@ -178,11 +178,18 @@ def test_the_status_file_is_written_at_start_and_removed_at_a_clean_exit(tmp_pat
 
 
 def test_the_status_shows_the_last_twenty_outcomes_oldest_first(tmp_path):
-    executor = FakeExecutor()
-    d = make_daemon(tmp_path, script=Script(plan_actions=[action(target=frozenset({0}))]), executor=executor)
+    returned = []
+
+    class RecordingExecutor(FakeExecutor):
+        def execute(self, act, **kw):
+            returned.append(super().execute(act, **kw))
+            return returned[-1]
+
+    d = make_daemon(tmp_path, script=Script(plan_actions=[action(target=frozenset({0}))]),
+                    executor=RecordingExecutor())
     for _ in range(25):
         d.tick()
     recent = d.status()["recent"]
-    assert len(recent) == 20 and len(d.state.recent) == 25
-    assert recent == [o.to_dict() for o in d.state.recent[-20:]]
+    assert len(recent) == 20 and len(returned) == 25
+    assert recent == [o.to_dict() for o in returned[-20:]]
     assert [r["when"] for r in recent] == sorted(r["when"] for r in recent)
