@@ -8,7 +8,10 @@ Per candidate process, in order:
    check, whether it acted or found nothing to do (or after first sight
    when ``once = false``), and replaces the cooldown for its rule;
 3. the target: the rule's nodes, or the auto choice, always inside the
-   cgroup's cpuset.mems — an empty intersection only advises;
+   cgroup's cpuset.mems — an empty intersection only advises.  An auto
+   rule only advises for a process whose own memory policy places it
+   (numactl, ``numad-py exec``, the fork shim, the program itself): the
+   admin or the application decided; a rule naming nodes still acts;
 4. ``migrate`` when bytes sit outside the target (none misplaced = nothing
    to do, which makes every action idempotent), ``pin`` when ``cpus = true``
    and the affinity strays outside the targets' CPUs;
@@ -127,6 +130,11 @@ def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: Daemo
         return [_action("advise", proc, rule, frozenset(),
                         f"rule {rule.name!r}: placed at fork by the shim ({proc.task_policy}); "
                         "spread children keep their node, the rule's nodes are for the parent")]
+    if rule.nodes == AUTO and placed_by_policy(proc.task_policy):
+        return [_action("advise", proc, rule, frozenset(),
+                        f"rule {rule.name!r}: its own memory policy, {proc.task_policy}, places it (set by "
+                        "numactl, numad-py exec, the fork shim or the program); auto does not override "
+                        "a policy, a rule naming nodes would")]
     target, target_why = _target(proc, rule, snapshot)
     if not target:
         return [_action("advise", proc, rule, frozenset(), f"rule {rule.name!r}: {target_why}; not acting")]
@@ -139,6 +147,26 @@ def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: Daemo
     if rule.nodes == AUTO and not rule.is_auto_enabled(daemon):
         return [_as_advice(a) for a in actions]
     return actions
+
+
+def reads_task_policy(rule: Rule) -> bool:
+    """Whether the planner needs a candidate's task memory policy under ``rule``: to tell the
+    fork shim's children apart (spread_children), or to leave a placed process alone (auto)."""
+    return rule.spread_children is not None or rule.nodes == AUTO
+
+
+# numa_maps' words for a task policy that places nothing: the kernel's default, and "local"
+# (allocate where the thread runs), which a placement of CPUs and memory together keeps.
+UNPLACED_POLICIES = ("default", "local")
+
+
+def placed_by_policy(task_policy: str | None) -> bool:
+    """A task policy (numa_maps' text: "bind:1", "prefer=static:0", "interleave:0-1", ...) that
+    says where the memory goes; None (not read) is not."""
+    if task_policy is None:
+        return False
+    mode = task_policy.split(":", 1)[0].split("=", 1)[0]   # "<mode>[=<flags>][:<nodes>]"
+    return mode not in UNPLACED_POLICIES
 
 
 def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozenset[int], str]:

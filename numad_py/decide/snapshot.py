@@ -38,7 +38,7 @@ class ProcessInfo:
     cpu_affinity: frozenset[int] | None = None
     mems_allowed: frozenset[int] | None = None  # Mems_allowed_list: its cpuset's effective mems; None = unknown
     # The task's memory policy as numa_maps shows it ("default", "prefer:1", ...); read only for
-    # rules with spread_children, whose children the fork shim placed.  None = not read.
+    # the rules planner.reads_task_policy names.  None = not read.
     task_policy: str | None = None
 
     @property

@@ -58,6 +58,10 @@ def parse_numa_maps(text: str) -> list[tuple[int, dict[int, int]]]:
     return out
 
 
+# The kernel's (mpol_to_str) modes whose names have a space in them.
+TWO_WORD_POLICIES = ("prefer (many)", "weighted interleave")
+
+
 def parse_task_policy(text: str) -> str:
     """The policy most mappings show in numa_maps: the task's own, where a mapping has none
     (``default``, ``prefer:1``, ``bind:0-1``, ``interleave:0-3``…)."""
@@ -65,7 +69,8 @@ def parse_task_policy(text: str) -> str:
     for line in text.splitlines():
         addr, _, rest = line.partition(" ")
         if _is_hex(addr):
-            policy = rest.split(" ", 1)[0]
+            words = 2 if rest.startswith(TWO_WORD_POLICIES) else 1
+            policy = " ".join(rest.split(" ", words)[:words])
             counts[policy] = counts.get(policy, 0) + 1
     return max(counts, key=lambda p: (counts[p], p)) if counts else "default"
 

@@ -42,7 +42,7 @@ from .. import procfs
 from ..config.models import Config, Rule
 from ..decide.history import History, ProcessHistory
 from ..decide.match import first_rule, rejected_by_comm
-from ..decide.planner import is_due
+from ..decide.planner import is_due, reads_task_policy
 from ..decide.snapshot import NodeInfo, ProcessInfo, Snapshot
 from ..errors import NumaError, PermissionDenied, ProcessGone
 from ..procfs import CLOCK_TICKS, parse_cpu_times, parse_list, parse_proc_cgroup, parse_status_fields
@@ -257,7 +257,7 @@ class Sensor:
 
     def _describe(self, proc: _LazyProcess, rule: Rule, *, now: float, reuse: bool) -> ProcessInfo:
         identity = (proc.pid, proc.start_time)
-        policy = rule.spread_children is not None
+        policy = reads_task_policy(rule)
         key = (repr(rule.memory), policy)
         earlier = self._residency.get(identity, key, proc.rss, now) if reuse else None
         if earlier is not None:
@@ -291,7 +291,7 @@ class Sensor:
                         policy: bool) -> tuple[dict[int, int] | None, str | None]:
         root = str(self.proc_root)
         try:
-            if policy:   # only rules that spread children need it: tells the shim's children apart
+            if policy:   # the planner reads it for some rules (reads_task_policy)
                 text = procfs.read_text(pid, "numa_maps", root=root)   # one page-table walk for both
                 task_policy: str | None = parse_task_policy(text)
                 residency = memory_residency(pid, memory, root, numa_maps_text=text)

@@ -117,7 +117,7 @@ def test_the_unscaled_bound_gets_its_own_row_beside_numad() -> None:
         settled = {str(p): {"node": 0, "seconds": 10.0 if p < placed else None} for p in range(4)}
         return {"all_settled_seconds": 10.0 if placed == 4 else None, "first_log": 1.0, "exited_at": None,
                 "pages_migrated": 1000, "cpu_seconds": cpu, "cpu_second_half": cpu / 2,
-                "undid_placement": False, "settled": settled}
+                "undid_placement": False, "undid_shim": False, "settled": settled}
 
     raw = {"count": 4, "window": 300, "idle": 1000,
            "busy": {"numad": case(20.0, 4), "numad-py": case(18.0, 4), guest_numad.RAW_BOUND: case(50.0, 3)},
@@ -131,6 +131,26 @@ def test_the_unscaled_bound_gets_its_own_row_beside_numad() -> None:
     assert next(r for r in guest_numad.table_rows(raw) if r["id"] == "n3p")["numad"] is None
     del raw["busy"][guest_numad.RAW_BOUND]
     assert "n3r" not in {r["id"] for r in guest_numad.table_rows(raw)}
+
+
+def test_each_handover_shows_in_the_column_of_the_daemon_started_second() -> None:
+    import guest_numad
+
+    def case(handover: dict | None, undid_shim: bool) -> dict:
+        settled = {str(p): {"node": 0, "seconds": 10.0} for p in range(4)}
+        return {"all_settled_seconds": 10.0, "first_log": 1.0, "exited_at": None, "pages_migrated": 1000,
+                "cpu_seconds": 5.0, "cpu_second_half": 1.0, "undid_placement": False, "undid_shim": undid_shim,
+                "settled": settled, **({"handover": handover} if handover else {})}
+
+    by_numad = {"daemon": "numad", "window": 300.0, "placed_before": 4, "moved": 2, "pages_migrated": 80_000}
+    by_numad_py = {"daemon": "numad-py", "window": 60.0, "placed_before": 3, "moved": 0, "pages_migrated": 12}
+    raw = {"count": 4, "window": 300, "idle": 1000,
+           "busy": {"numad": case(by_numad_py, True), "numad-py": case(by_numad, False)},
+           "idle_case": {"numad": case(None, False), "numad-py": case(None, False)}}
+    rows = {r["id"]: r for r in guest_numad.table_rows(raw)}
+    assert (rows["n6"]["numad"], rows["n6"]["numad_py"]) == ("2 of 4", "0 of 3")
+    assert (rows["n6p"]["numad"], rows["n6p"]["numad_py"]) == ("80000 (300)", "12 (60)")
+    assert (rows["n4s"]["numad"], rows["n4s"]["numad_py"]) == (True, False)
 
 
 def test_cpu_after_placement_splits_the_window_at_the_last_settle() -> None:
@@ -167,6 +187,7 @@ def test_the_k_rows_compare_both_daemons_at_the_fewer_placed() -> None:
     def case(settle: list, startup: float, cpu: list, pages: int) -> dict:
         return {"all_settled_seconds": None, "first_log": 1.0, "exited_at": None, "pages_migrated": pages,
                 "cpu_seconds": cpu[-1][1] - startup, "cpu_second_half": 1.0, "undid_placement": False,
+                "undid_shim": False,
                 "settled": {str(p): {"node": 0, "seconds": s} for p, s in enumerate(settle)},
                 "startup_cpu": startup, "cpu_series": cpu}
 

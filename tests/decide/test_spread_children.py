@@ -38,6 +38,8 @@ def test_without_spread_children_a_set_policy_does_not_exempt():
     ("55d0 default file=/bin/x mapped=2 N0=2 kernelpagesize_kB=4\n", "default"),
     ("55d0 prefer:1 anon=3 N1=3\n7f00 prefer:1 file=/lib/x N0=1\n7f10 bind:0 anon=1 N0=1\n", "prefer:1"),
     ("garbage\n7f00 interleave:0-3 anon=4 N0=1 N1=1 N2=1 N3=1\n", "interleave:0-3"),
+    ("7f00 weighted interleave:0-1 anon=4 N0=2 N1=2\n", "weighted interleave:0-1"),
+    ("7f00 prefer (many)=static:0-1 anon=4 N0=4\n", "prefer (many)=static:0-1"),
 ])
 def test_task_policy_is_what_most_mappings_show(text, policy):
     assert parse_task_policy(text) == policy

@@ -157,6 +157,29 @@ def test_rule_moves_workload_to_node1_and_pins_cpus(workload, daemon, topo):
 
 
 @pytest.mark.kernel_independent
+def test_auto_moves_a_process_but_leaves_its_twin_that_a_policy_placed(workload, daemon):
+    """Issue 15: an auto rule does not undo a placement made by a memory policy (numactl,
+    `numad-py exec`, the shim).  Node 0 is made the fuller node, so auto sends the twin
+    whose policy was reset to node 1: the bound one would go too if its policy were ignored."""
+    hogs = [workload("--mib", "200", "--node", "0", "--seed", str(seed)) for seed in (149, 150)]
+    bound = workload("--mib", "32", "--node", "0", "--seed", "151")
+    free = workload("--mib", "32", "--node", "0", "--reset-policy", "--seed", "152")
+    (b_start, _), (f_start, _) = bound.region(), free.region()
+    assert share_on(bound.pid, b_start, 0) > 0.99 and share_on(free.pid, f_start, 0) > 0.99
+    assert all(share_on(h.pid, h.region()[0], 0) > 0.99 for h in hogs)
+
+    d = daemon('[[rule]]\nname = "twins"\nmatch.cmdline = "workload.py.*--seed 15[12]"\n'
+               'nodes = "auto"\nauto = true\n')
+    d.wait_log(r"numad-py started", timeout=120)
+    share = wait_share(free.pid, f_start, 1, 0.99, timeout=120)
+    assert share >= 0.99, f"auto did not move the default-policy twin: {share:.1%} on node 1\n{d.log()}"
+    d.wait_log(rf"advice pid={bound.pid} .*its own memory policy, bind:0, places it", timeout=30)
+    assert share_on(bound.pid, b_start, 0) > 0.99, d.log()
+    assert not re.search(rf"migrate pid={bound.pid} ", d.log())
+    assert d.stop() < 10
+
+
+@pytest.mark.kernel_independent
 def test_every_pulls_back_drifted_pages(workload, daemon):
     from numad_py import numa
 

@@ -234,6 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--nodes", help="node list for --policy, e.g. 0-1")
     p.add_argument("--binding", action="store_true",
                    help="set the policy with numad_py.numa.set_mempolicy instead of raw ctypes")
+    p.add_argument("--reset-policy", action="store_true",
+                   help="back to the default policy once the memory is in place (a program that placed its start)")
     p.add_argument("--seed", type=int, default=1234)
     args = p.parse_args(argv)
 
@@ -249,6 +251,8 @@ def main(argv=None) -> int:
         w.map_untouched(args.untouched_mib)
     if args.shared_mib:
         w.map_shared(args.shared_mib, args.seed)
+    if args.reset_policy:
+        raw_set_mempolicy("default", [])
     print(json.dumps(w.info()), flush=True)
 
     watch: StallWatch | None = None

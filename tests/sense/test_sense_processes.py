@@ -307,3 +307,10 @@ def test_a_candidate_of_a_comm_rule_costs_its_status_and_its_residency(machine, 
     snap = sensor(machine).snapshot(rules({"comm": "db"}))
     assert {p.pid: p.mems_allowed for p in snap.processes} == {10: {1}, 11: {0, 1}}
     assert sorted(reads) == [(10, "numa_maps"), (10, "status"), (11, "numa_maps"), (11, "status")]
+
+
+def test_an_auto_rule_reads_the_task_policy_with_the_residency(machine):
+    machine.add_process(43, "app", numa_maps="7f0000000000 bind:1 anon=3 N1=3 kernelpagesize_kB=4\n")
+    config = Config.model_validate({"rules": [Rule(name="r", match=Match(comm="app"), nodes="auto")]})
+    (proc,) = sensor(machine).snapshot(config).processes
+    assert (proc.task_policy, proc.residency) == ("bind:1", {1: 3 * 4096})
