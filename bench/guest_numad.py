@@ -6,12 +6,19 @@ One daemon at a time, each on fresh copies of the same workloads:
   (half their pages on the wrong node whichever node is picked), CPU-busy, plus one process an
   admin placed with `numactl --cpunodebind=1 --membind=1`.  numad runs as `numad -i 5`, with
   no `-p PID`, as Debian's service runs it (`numad -i 15`): the workloads are over its 300 MB
-  threshold, so its scan of /proc finds them (_start_numad says why not `-p`).  numad-py runs
+  threshold, so its scan of /proc finds them (_start_numad says why not `-p`).  One more of
+  the same size was placed by numad-py's fork shim (`numad-py exec --spread 0`: its parent
+  forks it with the policy prefer:0, its CPUs free): a daemon undoes that placement if most
+  of its pages leave node 0.  numad-py runs
   with one rule `nodes = "auto"`, `auto = true`, `scan_interval = "5s"` matching the
   workloads' comm, and `max_stall` = its default × the VM's memcpy slowdown; `numad-py-unscaled`
   runs the busy case again at the unscaled default.  Sampled every 0.5 s: each workload's pages per
   node (/proc/PID/numa_maps), the daemon's utime+stime; around the run: /proc/vmstat
   pgmigrate_success.
+* handover: each daemon started on the other's end state (the busy case's workloads, left
+  running): numad-py for HANDOVER_PY s after numad's window, numad for a whole window after
+  numad-py's (numad waits minutes before it moves anything): the workloads the first daemon
+  had placed that the second moved off their node, and the pages it migrated.
 * idle: IDLE idle processes (bench/c/spawn_idle.c); the daemon's CPU seconds over the window.
 
 Each window starts once the daemon has started (its first log line, at most STARTUP_LIMIT):
@@ -29,7 +36,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from numad_py import procfs
@@ -44,6 +51,8 @@ NUMAD_PIDFILE = Path("/var/run/numad.pid")
 NUMAD_PY = str(Path(sys.executable).parent / "numad-py")
 COMM = "busy_hold"
 PLACED_NODE, PLACED_CPUS_NODE = 1, 1
+SHIM_NODE = 0      # where the fork shim puts its workload
+HANDOVER_PY = 60.0  # s: numad-py acts within a few ticks; numad gets a whole window
 # numad-py's files (status.json and the node table, written every tick) on a tmpfs, as under
 # systemd (RuntimeDirectory= is /run/numad-py): the guest's /tmp is an overlay, where the
 # same status write cost twice the CPU (2.8 against 1.4 ms a write, beside busy workloads).
@@ -209,20 +218,30 @@ class Daemon:
 
 # --- workloads --------------------------------------------------------------------
 
-def start_busy(bindir: Path, mib: int, count: int) -> tuple[list[subprocess.Popen], dict]:
+def start_busy(bindir: Path, mib: int, count: int) -> tuple[list[subprocess.Popen], list[int]]:
+    """``count`` interleaved workloads, then the numactl-placed one, then the shim-placed one:
+    their pids in that order."""
     busy = str(bindir / "busy_hold")
     numactl = shutil.which("numactl") or "numactl"
     argvs = [[busy, str(mib), "interleave"] for _ in range(count)]
     argvs.append([numactl, f"--cpunodebind={PLACED_CPUS_NODE}", f"--membind={PLACED_NODE}", busy, str(mib), "keep"])
+    # `; :` makes the shell fork busy_hold rather than exec it: the shim places forked children.
+    argvs.append([NUMAD_PY, "exec", f"--spread={SHIM_NODE}", "--", "sh", "-c", f'"$0" {mib} keep; :', busy])
     procs = [subprocess.Popen(a, stdout=subprocess.PIPE, text=True) for a in argvs]
     infos = [json.loads(p.stdout.readline() or "{}") for p in procs]  # type: ignore[union-attr]
-    if not all("pid" in i for i in infos):
-        stop_all(procs)
+    pids = [i["pid"] for i in infos if "pid" in i]
+    if len(pids) != len(procs):
+        stop_all(procs, pids)
         raise RuntimeError("a busy_hold workload did not start")
-    return procs, {"pids": [i["pid"] for i in infos]}
+    return procs, pids
 
 
-def stop_all(procs: list[subprocess.Popen]) -> None:
+def stop_all(procs: list[subprocess.Popen], pids: Sequence[int] = ()) -> None:
+    for pid in pids:   # the shim's busy_hold is the shell's child: SIGTERM to the shell leaves it
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     for p in procs:
         p.terminate()
     for p in procs:
@@ -286,32 +305,53 @@ def run_window(daemon: Daemon, window: float, sample: Callable[[float], None]) -
 
 
 def busy_case(name: str, bindir: Path, tmp: Path, *, mib: int, count: int, window: float,
-              max_stall: float) -> dict:
-    procs, info = start_busy(bindir, mib, count)
-    pids = info["pids"]
+              max_stall: float, handover: tuple[str, float] | None = None) -> dict:
+    """``handover``: (the other daemon, its window), started on this one's end state."""
+    procs, pids = start_busy(bindir, mib, count)
+    workloads, (placed, shimmed) = pids[:count], pids[count:]
     try:
         time.sleep(2)  # let the workloads reach their loop before anything is measured
-        placed = pids[-1]
         start_placed, start_cpus = pages_of(placed), cpus_allowed(placed)
-        samples: dict[int, list] = {p: [] for p in pids}
+        start_shimmed = pages_of(shimmed)
+        samples: dict[int, list] = {p: [] for p in workloads}
 
         def sample(t: float) -> None:
-            for p in pids:
+            for p in workloads:
                 samples[p].append((round(t, 2), pages_of(p)))
 
         daemon = Daemon("numad-py" if name == RAW_BOUND else name, tmp / f"{name}-busy", max_stall=max_stall)
         res = run_window(daemon, window, sample)
         end_placed, end_cpus = pages_of(placed), cpus_allowed(placed)
+        end_shimmed = pages_of(shimmed)
+        settled = {p: settle_time(samples[p]) for p in workloads}
+        if handover is not None:
+            res["handover"] = handover_case(handover, tmp, settled, max_stall)
     finally:
-        stop_all(procs)
-    settled = {p: settle_time(samples[p]) for p in pids[:-1]}
+        stop_all(procs, pids)
     undid = share(end_placed, PLACED_NODE) < 0.95 or end_cpus != start_cpus
     res.update(placed={"pid": placed, "pages_before": start_placed, "pages_after": end_placed,
                        "cpus_before": start_cpus, "cpus_after": end_cpus}, undid_placement=undid,
+               shimmed={"pid": shimmed, "pages_before": start_shimmed, "pages_after": end_shimmed},
+               undid_shim=share(start_shimmed, SHIM_NODE) >= 0.95 and share(end_shimmed, SHIM_NODE) < 0.95,
                settled={p: {"node": n, "seconds": s} for p, (n, s) in settled.items()},
                all_settled_seconds=all_settled([s for _, s in settled.values()]),
                samples={p: s[::4] for p, s in samples.items()})
     return res
+
+
+def handover_case(handover: tuple[str, float], tmp: Path, settled: dict[int, tuple[int | None, float | None]],
+                  max_stall: float) -> dict:
+    """The other daemon on the workloads as the first one left them: which of those it had
+    placed (>= 95 % on one node at its window's end) end up with less than that there."""
+    name, window = handover
+    placed = {p: node for p, (node, seconds) in settled.items() if seconds is not None and node is not None}
+    log(f"handover: {name} for {window:.0f} s on {len(placed)} placed workload(s)")
+    res = run_window(Daemon(name, tmp / f"{name}-handover", max_stall=max_stall), window, lambda t: None)
+    moved = [p for p, node in placed.items() if share(pages_of(p), node) < 0.95]
+    log(f"handover {name}: moved {len(moved)} of {len(placed)}, {res['pages_migrated']} pages")
+    return {"daemon": name, "window": window, "placed_before": len(placed), "moved": len(moved),
+            "pages_migrated": res["pages_migrated"], "first_log": res["first_log"],
+            "exited_at": res["exited_at"], "log_tail": res["log_tail"]}
 
 
 def idle_case(name: str, bindir: Path, tmp: Path, *, idle: int, window: float, max_stall: float) -> dict:
@@ -352,14 +392,19 @@ def run(bindir: Path, out: Path, *, window: float, idle: int, mib: int = WORKLOA
                  "max_stall": {"numad-py": scaled, RAW_BOUND: DEFAULT_STALL, "slowdown": slowdown}}
     try:
         # numad first on the busy machine, numad-py first on the idle one.
+        both = {"numad", "numad-py"} <= set(daemons)
         for name in [d for d in ("numad", "numad-py", RAW_BOUND) if d in daemons and "busy" in cases]:
             bound = DEFAULT_STALL if name == RAW_BOUND else scaled
             stall = "" if name == "numad" else f", max_stall {bound * 1e3:.0f} ms"
-            log(f"busy: {name}, {count} x {mib} MiB + 1 placed, {window:.0f} s{stall}")
-            raw["busy"][name] = r = busy_case(name, bindir, tmp, mib=mib, count=count, window=window, max_stall=bound)
+            log(f"busy: {name}, {count} x {mib} MiB + 2 placed (numactl, shim), {window:.0f} s{stall}")
+            handover = None if name == RAW_BOUND or not both else \
+                ("numad-py", min(HANDOVER_PY, window)) if name == "numad" else ("numad", window)
+            raw["busy"][name] = r = busy_case(name, bindir, tmp, mib=mib, count=count, window=window,
+                                              max_stall=bound, handover=handover)
             _restore(khugepaged)
             log(f"busy {name}: settled {r['settled']} all {r['all_settled_seconds']}, "
                 f"{r['pages_migrated']} pages, {r['cpu_seconds']:.2f} s CPU, undid {r['undid_placement']}, "
+                f"undid the shim's {r['undid_shim']}, "
                 f"exited {_exited(r)}")
         for name in [d for d in ("numad-py", "numad") if d in daemons and "idle" in cases]:
             log(f"idle: {name}, {idle} idle processes, {window:.0f} s")
@@ -421,6 +466,15 @@ def _pages_per_placed(r: dict) -> float | None:
     return round(r["pages_migrated"] / placed) if placed else None
 
 
+def _handover_cells(b: dict, show: Callable[[dict], str]) -> dict:
+    """numad's cell from its run on numad-py's end state (kept in numad-py's busy result)."""
+    cell = {}
+    for column, first in (("numad", "numad-py"), ("numad_py", "numad")):
+        h = b[first].get("handover")
+        cell[column] = show(h) if h else "-"
+    return cell
+
+
 def _ms_per_page(r: dict) -> float | None:
     return round(r["cpu_seconds"] * 1e3 / r["pages_migrated"], 3) if r["pages_migrated"] else None
 
@@ -462,6 +516,13 @@ def table_rows(raw: dict) -> list[dict]:
         pair("n3p", "busy: daemon CPU ms per page migrated", _ms_per_page, b),
         *([_raw_bound_row(raw, n, w)] if RAW_BOUND in b else []),
         pair("n4", "busy: undid the numactl-placed process (node or CPUs)", lambda r: r["undid_placement"], b, "no"),
+        pair("n4s", f"busy: undid the shim-placed process (its pages left node {SHIM_NODE})",
+             lambda r: r["undid_shim"], b, "no"),
+        # Column = the daemon started second, on the other's end state.
+        {"id": "n6", "figure": "handover: of the workloads the other daemon had placed, moved by this one",
+         "goal": "0", "ratio": None, **_handover_cells(b, lambda h: f"{h['moved']} of {h['placed_before']}")},
+        {"id": "n6p", "figure": "handover: pages this daemon migrated on the other's end state (window s)",
+         "goal": "-", "ratio": None, **_handover_cells(b, lambda h: f"{h['pages_migrated']} ({h['window']:.0f})")},
         pair("n5", f"idle, {raw['idle']} idle processes: daemon CPU s over {w:.0f} s",
              lambda r: round(r["cpu_seconds"], 2), i, "<= 1.00"),
     ]

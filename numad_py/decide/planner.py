@@ -124,7 +124,7 @@ def actions_for(proc: ProcessInfo, rule: Rule, snapshot: Snapshot, daemon: Daemo
     ``unmovable``: misplaced bytes the last migration could not move; no
     migration is planned unless more than that is misplaced now.
     """
-    if rule.spread_children is not None and proc.task_policy not in (None, "default"):
+    if rule.spread_children is not None and placed_by_policy(proc.task_policy):
         # A child the fork shim placed (its task policy says so): the rule's nodes are the
         # parent's; moving the child back would undo the spreading.
         return [_action("advise", proc, rule, frozenset(),
