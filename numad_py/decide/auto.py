@@ -8,6 +8,11 @@ score(node) = free_fraction - LOAD_WEIGHT * cpu_load - DISTANCE_WEIGHT * (distan
   memory) to the candidate, in SLIT units where 10 is local; moving far
   costs more and helps less.
 
+Only nodes with CPUs are candidates: a process runs on CPUs, and a memory-only
+node (a CXL-like expander, usually a lower memory tier) is remote to all of them;
+it scores well on free memory and no load exactly because nothing runs there.
+Moving memory there is for tier rules and rules that name the node.
+
 A node must have room for the bytes that would move.  The home node is
 kept unless another beats it by STAY_MARGIN: automatic placement tends to
 move the wrong things, so small gains are not worth a migration.  Several
@@ -48,15 +53,13 @@ def home_node(residency: Mapping[int, int] | None) -> int | None:
     return min(residency, key=lambda n: (-residency[n], n))
 
 
-def choose_node(
-    snapshot: Snapshot, proc: ProcessInfo, candidates: frozenset[int], *, needs_cpu: bool
-) -> AutoChoice | None:
-    """The best node among ``candidates`` for ``proc``; None when no node qualifies."""
+def choose_node(snapshot: Snapshot, proc: ProcessInfo, candidates: frozenset[int]) -> AutoChoice | None:
+    """The best node with CPUs among ``candidates`` for ``proc``; None when no node qualifies."""
     residency = proc.residency or {}
     home = home_node(residency)
     scored: list[tuple[float, int]] = []
     for node in snapshot.nodes:
-        if node.id not in candidates or node.mem_total <= 0 or (needs_cpu and not node.has_cpu):
+        if node.id not in candidates or node.mem_total <= 0 or not node.has_cpu:
             continue
         incoming = sum(residency.values()) - residency.get(node.id, 0)
         if node.mem_free < incoming:

@@ -176,9 +176,9 @@ def _target(proc: ProcessInfo, rule: Rule, snapshot: Snapshot) -> tuple[frozense
     confined = proc.mems_allowed is not None and not snapshot.node_ids <= proc.mems_allowed
     limit = f" (cgroup cpuset.mems allows {format_nodes(proc.mems_allowed or frozenset()) or 'none'})" if confined else ""
     if rule.nodes == AUTO:
-        choice = choose_node(snapshot, proc, allowed, needs_cpu=rule.cpus)
+        choice = choose_node(snapshot, proc, allowed)
         if choice is None:
-            return frozenset(), f"auto found no node with room for {format_size(proc.rss)}{limit}"
+            return frozenset(), f"auto found no node with CPUs and room for {format_size(proc.rss)}{limit}"
         return frozenset({choice.node}), choice.why
     wanted = nodesets.resolve(rule.nodes, snapshot)
     target = wanted & allowed

@@ -31,23 +31,25 @@ def test_home_node(residency, expected):
 
 
 @pytest.mark.parametrize(
-    "nodes, residency, load, candidates, needs_cpu, expected",
+    "nodes, residency, load, candidates, expected",
     [
-        ((NODE0, NODE1), {0: GiB}, {}, {0, 1}, False, 1),           # 75 % free beats 25 %
-        ((NODE0, NODE1), {0: GiB}, {1: 1.0}, {0, 1}, False, 0),     # but not when node 1 is saturated
-        ((node(0, 4), node(1, 4)), {1: GiB}, {}, {0, 1}, False, 1), # tie: stay home
-        ((node(0, 4), node(1, 5)), {0: GiB}, {}, {0, 1}, False, 0), # small gain: stay home
-        ((node(0, 4), node(1, 5)), {}, {}, {0, 1}, False, 1),       # no home yet: best wins
-        ((node(0, 4), node(1, 4)), {}, {}, {0, 1}, False, 0),       # exact tie: lowest id
-        ((NODE0, NODE1, MEMONLY2), {0: GiB}, {}, {0, 1, 2}, False, 2),
-        ((NODE0, NODE1, MEMONLY2), {0: GiB}, {}, {0, 1, 2}, True, 1),  # pinning needs CPUs
-        ((NODE0, NODE1), {0: GiB}, {}, {0}, False, 0),               # cpuset allows only 0
-        ((node(0, 0), node(1, 0)), {0: GiB}, {}, {0, 1}, False, 0),  # only home fits (nothing moves)
-        ((node(0, 0), node(1, 0)), {2: GiB}, {}, {0, 1}, False, None),  # nowhere to go
-        ((NODE0, NODE1), {0: GiB}, {}, set(), False, None),
+        ((NODE0, NODE1), {0: GiB}, {}, {0, 1}, 1),           # 75 % free beats 25 %
+        ((NODE0, NODE1), {0: GiB}, {1: 1.0}, {0, 1}, 0),     # but not when node 1 is saturated
+        ((node(0, 4), node(1, 4)), {1: GiB}, {}, {0, 1}, 1), # tie: stay home
+        ((node(0, 4), node(1, 5)), {0: GiB}, {}, {0, 1}, 0), # small gain: stay home
+        ((node(0, 4), node(1, 5)), {}, {}, {0, 1}, 1),       # no home yet: best wins
+        ((node(0, 4), node(1, 4)), {}, {}, {0, 1}, 0),       # exact tie: lowest id
+        # the memory-only node is emptiest and idle, but no CPU is near it: never chosen
+        ((NODE0, NODE1, MEMONLY2), {0: GiB}, {}, {0, 1, 2}, 1),
+        ((NODE0, NODE1, MEMONLY2), {2: GiB}, {}, {0, 1, 2}, 1),   # not even as home
+        ((NODE0, NODE1, MEMONLY2), {0: GiB}, {}, {2}, None),      # cpuset allows only it
+        ((NODE0, NODE1), {0: GiB}, {}, {0}, 0),               # cpuset allows only 0
+        ((node(0, 0), node(1, 0)), {0: GiB}, {}, {0, 1}, 0),  # only home fits (nothing moves)
+        ((node(0, 0), node(1, 0)), {2: GiB}, {}, {0, 1}, None),  # nowhere to go
+        ((NODE0, NODE1), {0: GiB}, {}, set(), None),
     ],
 )
-def test_choose_node(nodes, residency, load, candidates, needs_cpu, expected):
+def test_choose_node(nodes, residency, load, candidates, expected):
     snapshot = snap(nodes=nodes, cpu_load=load)
-    choice = choose_node(snapshot, proc(residency=residency), frozenset(candidates), needs_cpu=needs_cpu)
+    choice = choose_node(snapshot, proc(residency=residency), frozenset(candidates))
     assert (choice.node if choice else None) == expected

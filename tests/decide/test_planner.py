@@ -128,7 +128,7 @@ def test_auto_with_no_room_advises():
     result = plan(snap(proc(residency={0: GiB}, mems_allowed=frozenset({1})), nodes=tuple(full)),
                   config({"match": {"comm": "postgres"}, "nodes": "auto", "auto": True}), {})
     assert summary(result) == [("advise", 100, "r0", [], [], 0)]
-    assert "auto found no node with room for 1.0GiB (cgroup cpuset.mems allows 1)" in result.actions[0].reason
+    assert "auto found no node with CPUs and room for 1.0GiB (cgroup cpuset.mems allows 1)" in result.actions[0].reason
 
 
 def test_reason_carries_the_numbers():

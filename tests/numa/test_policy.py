@@ -224,3 +224,21 @@ def test_cli_migrate_with_an_interleave_policy_places_page_by_page(workload):
     both = subprocess.run([NUMAD, "migrate", str(child.pid), "--to", "1", "--policy", "interleave 0-1"],
                           capture_output=True, text=True, timeout=240)
     assert both.returncode == 2 and both.stderr.count("\n") == 1 and "--to NODES or --policy" in both.stderr
+
+
+# --- auto and memory-only nodes ----------------------------------------------------------
+
+@pytest.mark.topology("memonly")
+def test_auto_sends_a_process_to_the_cpu_node_not_the_emptier_memory_only_one(workload, tmp_path):
+    """Node 2 has no CPUs and the most free memory; node 0 is made the fullest.  Auto picks
+    node 1: memory placed where no CPU is near it is for tier rules and rules naming nodes."""
+    from numad_py.topology import read_topology
+    assert 2 in read_topology().memory_only_nodes
+    hogs = [workload("--mib", "200", "--node", "0", "--seed", str(seed)) for seed in (1320, 1321)]
+    child = workload("--mib", "16", "--node", "0", "--reset-policy", "--seed", "1322")
+    assert all(numa_maps_of(c.pid, c.region()[0]) == {0: 200 * MiB} for c in hogs)
+    config = _config(tmp_path, '[[rule]]\nname = "a"\nmatch.cmdline = "workload.py.*--seed 1322"\nnodes = "auto"\n')
+    out = subprocess.run([NUMAD, "plan", "--json", "--config", str(config)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    (action,) = [a for a in json.loads(out.stdout) if a["pid"] == child.pid]
+    assert action["target_nodes"] == "1", action
